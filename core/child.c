@@ -1,0 +1,171 @@
+/* Child watchers, generic on top of the core's SIGCHLD watching.
+ *
+ * Reaping is process-wide: whichever loop sees SIGCHLD first reaps, under one
+ * lock, only the pids that some watcher asks for (every child only if a pid 0
+ * watcher exists), and hands each status to every loop that has a watcher for
+ * it, through the loop's inbox and wake-up fd. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "internal.h"
+
+static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
+static ae_watcher *child_watchers; /* every active child watcher, all loops */
+static size_t child_any;           /* of which pid 0 */
+static uint64_t delivery_mark;
+
+/* Under child_lock. */
+static void deliver(pid_t pid, int status)
+{
+    uint64_t mark = ++delivery_mark;
+    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext) {
+        ae_loop *loop = w->loop;
+        if ((w->u.child.pid != pid && w->u.child.pid != 0) || loop->inbox_mark == mark)
+            continue;
+        loop->inbox_mark = mark;
+        if (loop->inbox_len == loop->inbox_cap) {
+            size_t cap = loop->inbox_cap ? loop->inbox_cap * 2 : 16;
+            ae_child_record *r = realloc(loop->inbox, cap * sizeof *r);
+            if (!r) {
+                /* Nowhere to put it and no caller to tell: say so. */
+                fprintf(stderr, "anyevent: out of memory: status of child %d lost\n", (int)pid);
+                continue;
+            }
+            loop->inbox = r;
+            loop->inbox_cap = cap;
+        }
+        loop->inbox[loop->inbox_len++] = (ae_child_record){pid, status};
+        atomic_store(&loop->inbox_pending, true);
+        ae__wake(loop);
+    }
+}
+
+void ae__children_reap(void)
+{
+    pthread_mutex_lock(&child_lock);
+    int status;
+    pid_t pid;
+    if (child_any) {
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+            deliver(pid, status);
+    } else {
+        for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext)
+            if (w->u.child.pid > 0 && (pid = waitpid(w->u.child.pid, &status, WNOHANG)) > 0)
+                deliver(pid, status);
+    }
+    pthread_mutex_unlock(&child_lock);
+}
+
+ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
+{
+    if (!ae__loop_ok(loop, "ae_child"))
+        return NULL;
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "ae_child: callback is NULL");
+        return NULL;
+    }
+    if (pid < 0) {
+        ae__set_error(AE_EINVAL, "ae_child: pid %d: must be a child's pid or 0 for any", (int)pid);
+        return NULL;
+    }
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_CHILD, arg);
+    if (!w)
+        return NULL;
+    w->cb.child = cb;
+    w->u.child.pid = pid;
+    if (loop->child_count == 0 && ae__signal_watch(loop, SIGCHLD) < 0) {
+        free(w);
+        return NULL;
+    }
+    loop->child_count++;
+    pthread_mutex_lock(&child_lock);
+    w->u.child.gnext = child_watchers;
+    if (child_watchers)
+        child_watchers->u.child.gprev = w;
+    child_watchers = w;
+    if (pid == 0)
+        child_any++;
+    pthread_mutex_unlock(&child_lock);
+    ae__list_append(&loop->children, w);
+    ae__watcher_activate(w);
+    /* The child may have exited already, with its SIGCHLD long gone. */
+    atomic_store(&loop->reap_requested, true);
+    ae__wake(loop);
+    return w;
+}
+
+/* Take an active watcher out of reaping: it reported, or it is stopped. */
+static void child_retire(ae_watcher *w)
+{
+    ae_loop *loop = w->loop;
+    pthread_mutex_lock(&child_lock);
+    if (w->u.child.gprev)
+        w->u.child.gprev->u.child.gnext = w->u.child.gnext;
+    else
+        child_watchers = w->u.child.gnext;
+    if (w->u.child.gnext)
+        w->u.child.gnext->u.child.gprev = w->u.child.gprev;
+    w->u.child.gnext = w->u.child.gprev = NULL;
+    if (w->u.child.pid == 0)
+        child_any--;
+    pthread_mutex_unlock(&child_lock);
+    ae__watcher_deactivate(w);
+    if (--loop->child_count == 0)
+        ae__signal_unwatch(loop, SIGCHLD);
+}
+
+void ae__child_stop(ae_watcher *w)
+{
+    if (w->active)
+        child_retire(w);
+    ae__list_unlink(w->loop, &w->loop->children, w);
+}
+
+static bool inbox_take(ae_loop *loop, ae_child_record *rec)
+{
+    bool got = false;
+    pthread_mutex_lock(&child_lock);
+    if (loop->inbox_head < loop->inbox_len) {
+        *rec = loop->inbox[loop->inbox_head++];
+        got = true;
+    }
+    if (loop->inbox_head == loop->inbox_len)
+        loop->inbox_head = loop->inbox_len = 0;
+    pthread_mutex_unlock(&child_lock);
+    return got;
+}
+
+void ae__children_dispatch(ae_loop *loop)
+{
+    if (atomic_exchange(&loop->reap_requested, false) && loop->child_count)
+        ae__children_reap();
+    if (!atomic_exchange(&loop->inbox_pending, false))
+        return;
+    ae_child_record rec;
+    while (!loop->free_requested && inbox_take(loop, &rec)) {
+        ae_cursor cur;
+        ae__cursor_push(loop, &cur, loop->children.head);
+        ae_watcher *w;
+        while ((w = cur.next) && !loop->free_requested) {
+            cur.next = w->next;
+            if (!w->active || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))
+                continue;
+            if (w->u.child.pid != 0)
+                child_retire(w); /* reported: inactive, still the caller's */
+            loop->dispatched++;
+            w->cb.child(w, rec.pid, rec.status, w->arg);
+        }
+        ae__cursor_pop(loop, &cur);
+    }
+}
+
+void ae__child_loop_free(ae_loop *loop)
+{
+    /* The loop's watchers are gone, so no reaper adds to its inbox any more;
+     * taking the lock waits out one that is still busy with it. */
+    pthread_mutex_lock(&child_lock);
+    loop->inbox_head = loop->inbox_len = 0;
+    pthread_mutex_unlock(&child_lock);
+}

@@ -1,0 +1,43 @@
+/* Idle watchers: run in an iteration in which nothing else ran. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg)
+{
+    if (!ae__loop_ok(loop, "ae_idle"))
+        return NULL;
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "ae_idle: callback is NULL");
+        return NULL;
+    }
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_IDLE, arg);
+    if (!w)
+        return NULL;
+    w->cb.idle = cb;
+    ae__list_append(&loop->idle, w);
+    loop->idle_count++;
+    ae__watcher_activate(w);
+    return w;
+}
+
+void ae__idle_stop(ae_watcher *w)
+{
+    ae__list_unlink(w->loop, &w->loop->idle, w);
+    w->loop->idle_count--;
+}
+
+int ae__idle_run(ae_loop *loop)
+{
+    int ran = 0;
+    ae_cursor cur;
+    ae__cursor_push(loop, &cur, loop->idle.head);
+    ae_watcher *w;
+    while ((w = cur.next) && !loop->free_requested) {
+        cur.next = w->next;
+        ran++;
+        w->cb.idle(w, w->arg);
+    }
+    ae__cursor_pop(loop, &cur);
+    return ran;
+}

@@ -1,0 +1,219 @@
+/* The core's private structures, shared by the files of core/. */
+#ifndef AE_CORE_INTERNAL_H
+#define AE_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "anyevent.h"
+#include "backend.h"
+
+#ifndef NSIG
+#define NSIG 65
+#endif
+
+enum ae_kind { AE_KIND_IO = 1, AE_KIND_TIMER, AE_KIND_SIGNAL, AE_KIND_CHILD, AE_KIND_IDLE };
+
+#define AE_WATCHER_MAGIC 0x61657774u /* "aewt": tells a live watcher from garbage */
+#define AE_CV_MAGIC 0x61656376u
+
+/* A doubly linked list of watchers with a tail, so that watchers are called
+ * in creation order. */
+typedef struct ae_list {
+    ae_watcher *head, *tail;
+} ae_list;
+
+struct ae_watcher {
+    uint32_t magic;
+    uint8_t kind;
+    bool active;   /* counts in loop->active */
+    bool internal; /* the core's own (wake-up fd): never counts */
+    ae_loop *loop;
+    void *arg;
+    union {
+        ae_io_cb io;
+        ae_timer_cb timer;
+        ae_signal_cb signal;
+        ae_child_cb child;
+        ae_idle_cb idle;
+    } cb;
+    ae_watcher *next, *prev; /* in its fd's, the timer, signal's, child or idle list */
+    union {
+        struct {
+            int fd;
+            int events;
+        } io;
+        struct {
+            double interval;
+            size_t heap_index; /* 0: not armed; else its 1-based heap slot */
+        } timer;
+        struct {
+            int signum;
+        } sig;
+        struct {
+            pid_t pid;
+            ae_watcher *gnext, *gprev; /* process-wide list of child watchers */
+        } child;
+    } u;
+};
+
+/* One fd's io watchers and the backend's private bytes for it. Allocated on
+ * first use of the fd and kept until the loop is freed, so that the backend
+ * memory never moves. */
+typedef struct ae_fd {
+    ae_list watchers;
+    int events; /* the combined interest registered with the backend */
+    _Alignas(max_align_t) unsigned char backend_data[];
+} ae_fd;
+
+/* A timer heap entry: the deadline is copied in so comparisons stay in the
+ * array. Ties break on seq, the order in which the timers were armed. */
+typedef struct ae_heap_entry {
+    double deadline; /* monotonic seconds */
+    uint64_t seq;
+    ae_watcher *w;
+} ae_heap_entry;
+
+/* Keeps a list walk valid while callbacks unlink watchers: unlinking the
+ * watcher a cursor points at advances the cursor. */
+typedef struct ae_cursor {
+    ae_watcher *next;
+    struct ae_cursor *up;
+} ae_cursor;
+
+/* This loop's part of the process-wide signal state, read by the signal
+ * handler (any thread) through atomics only. */
+typedef struct ae_sig_node {
+    struct ae_sig_node *_Atomic next;
+    atomic_int wake_fd;
+    atomic_uint watching[NSIG]; /* this loop's watchers of each signal */
+    atomic_bool pending[NSIG];
+    atomic_bool any_pending;
+    bool linked;
+} ae_sig_node;
+
+typedef struct ae_child_record {
+    pid_t pid;
+    int status;
+} ae_child_record;
+
+struct ae_loop {
+    const ae_backend_ops *ops;
+    void *backend_state;
+
+    double now_wall, now_mono;
+    size_t active; /* watchers that keep ae_run() going */
+
+    ae_fd **fds;
+    int fds_cap;
+
+    ae_list timers;      /* every timer, armed or not */
+    ae_heap_entry *heap; /* 1-based */
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+
+    ae_list idle;
+    size_t idle_count;
+    ae_list signals[NSIG];
+    ae_list children;
+    size_t child_count;
+
+    ae_cursor *cursors;
+    int run_depth;   /* nested ae_run() */
+    int busy;        /* entries into ae_run/ae_run_once/ae_cv_recv under way */
+    bool break_requested;
+    bool free_requested;
+    bool time_stale; /* the wait has returned but now is not refreshed yet */
+    uint64_t dispatched; /* callbacks run; tells whether idle may run */
+
+    /* Wake-up fd: signals, reaped children, other threads. */
+    int wake_rfd, wake_wfd; /* one eventfd, or a pipe's two ends */
+    ae_watcher *wake_watcher;
+    ae_sig_node sig;
+
+    /* Reaped children for this loop, filled by any loop's reaper; guarded by
+     * the process-wide child lock. */
+    ae_child_record *inbox;
+    size_t inbox_head, inbox_len, inbox_cap;
+    atomic_bool inbox_pending;
+    atomic_bool reap_requested; /* a new child watcher: look for zombies */
+    uint64_t inbox_mark;
+
+    ae_cv *cvs; /* every condvar of the loop, freed with it */
+};
+
+struct ae_cv {
+    uint32_t magic;
+    ae_loop *loop;
+    ae_cv *next, *prev;
+    bool ready;
+    bool free_requested; /* freed while an ae_cv_recv() on it was waiting */
+    int recv_depth;
+    int count;
+    void *value;
+    char *error;
+    void (*cb)(ae_cv *, void *);
+    void *cb_arg;
+};
+
+/* error.c (ae__set_error and ae__set_errno are in backend.h) */
+bool ae__debug(void);
+
+/* registry.c */
+int ae__backend_open(ae_loop *loop, const char *name); /* sets ops and state */
+
+/* loop.c */
+double ae__mono(void);
+void ae__time_refresh(ae_loop *loop);
+void ae__loop_enter(ae_loop *loop);
+void ae__loop_leave(ae_loop *loop);
+void ae__watcher_activate(ae_watcher *w);
+void ae__watcher_deactivate(ae_watcher *w);
+ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg);
+bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn);
+bool ae__loop_ok(const ae_loop *loop, const char *fn);
+int ae__wake_open(ae_loop *loop);
+void ae__wake(ae_loop *loop);
+
+/* list.c */
+void ae__list_append(ae_list *list, ae_watcher *w);
+void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
+void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first);
+void ae__cursor_pop(ae_loop *loop, ae_cursor *c);
+
+/* io.c */
+void ae__io_stop(ae_watcher *w);
+void ae__fds_free(ae_loop *loop);
+int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
+
+/* timer.c */
+void ae__timer_stop(ae_watcher *w);
+double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if none */
+int ae__timers_run(ae_loop *loop);    /* callbacks run */
+
+/* signal.c */
+int ae__signal_watch(ae_loop *loop, int signum);
+void ae__signal_unwatch(ae_loop *loop, int signum);
+void ae__signal_stop(ae_watcher *w);
+void ae__signals_dispatch(ae_loop *loop);
+void ae__signal_loop_free(ae_loop *loop);
+
+/* child.c */
+void ae__child_stop(ae_watcher *w);
+void ae__children_reap(void);
+void ae__children_dispatch(ae_loop *loop);
+void ae__child_loop_free(ae_loop *loop);
+
+/* idle.c */
+void ae__idle_stop(ae_watcher *w);
+int ae__idle_run(ae_loop *loop);
+
+/* cv.c */
+void ae__cvs_free(ae_loop *loop);
+
+#endif /* AE_CORE_INTERNAL_H */

@@ -1,0 +1,189 @@
+/* io watchers: the fd table, combining every watcher on one fd into one
+ * backend registration, and fanning readiness back out. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define AE_IO_EVENTS (AE_READ | AE_WRITE)
+
+static ae_fd *fd_slot(ae_loop *loop, int fd)
+{
+    if (fd >= loop->fds_cap) {
+        int cap = loop->fds_cap ? loop->fds_cap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        ae_fd **fds = realloc(loop->fds, (size_t)cap * sizeof *fds);
+        if (!fds)
+            return NULL;
+        memset(fds + loop->fds_cap, 0, (size_t)(cap - loop->fds_cap) * sizeof *fds);
+        loop->fds = fds;
+        loop->fds_cap = cap;
+    }
+    if (!loop->fds[fd])
+        loop->fds[fd] = calloc(1, sizeof(ae_fd) + loop->ops->fd_data_size);
+    return loop->fds[fd];
+}
+
+static int fd_interest(const ae_fd *f)
+{
+    int events = 0;
+    for (const ae_watcher *w = f->watchers.head; w; w = w->next)
+        events |= w->u.io.events;
+    return events;
+}
+
+/* Bring the backend's registration of fd in line with its watchers. */
+static int fd_sync(ae_loop *loop, int fd, ae_fd *f)
+{
+    int events = fd_interest(f);
+    if (events == f->events)
+        return 0;
+    int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
+    if (rc == 0)
+        f->events = events;
+    return rc;
+}
+
+int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
+{
+    ae_fd *f = fd_slot(loop, fd);
+    if (!f)
+        return ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
+    w->u.io.fd = fd;
+    w->u.io.events = events;
+    ae__list_append(&f->watchers, w);
+    int rc = fd_sync(loop, fd, f);
+    if (rc < 0) {
+        ae__list_unlink(loop, &f->watchers, w);
+        return rc;
+    }
+    if (events)
+        ae__watcher_activate(w);
+    return 0;
+}
+
+ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg)
+{
+    if (!ae__loop_ok(loop, "ae_io"))
+        return NULL;
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "ae_io: callback is NULL");
+        return NULL;
+    }
+    if (events & ~AE_IO_EVENTS) {
+        ae__set_error(AE_EINVAL, "ae_io: events %#x: only AE_READ and AE_WRITE can be watched", events);
+        return NULL;
+    }
+    /* With events, the backend checks the fd as it registers it. */
+    if (fd < 0 || (!events && fcntl(fd, F_GETFD) < 0)) {
+        ae__set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
+        return NULL;
+    }
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_IO, arg);
+    if (!w)
+        return NULL;
+    w->cb.io = cb;
+    if (ae__io_register(loop, fd, w, events) < 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int ae_io_set(ae_watcher *w, int events)
+{
+    if (!ae__watcher_ok(w, AE_KIND_IO, "ae_io_set"))
+        return AE_EINVAL;
+    if (events & ~AE_IO_EVENTS)
+        return ae__set_error(AE_EINVAL, "ae_io_set: events %#x: only AE_READ and AE_WRITE can be watched", events);
+    ae_loop *loop = w->loop;
+    int fd = w->u.io.fd;
+    int old = w->u.io.events;
+    w->u.io.events = events;
+    int rc = fd_sync(loop, fd, loop->fds[fd]);
+    if (rc < 0) {
+        w->u.io.events = old;
+        return rc;
+    }
+    if (events)
+        ae__watcher_activate(w);
+    else
+        ae__watcher_deactivate(w);
+    return 0;
+}
+
+void ae__io_stop(ae_watcher *w)
+{
+    ae_loop *loop = w->loop;
+    int fd = w->u.io.fd;
+    ae_fd *f = loop->fds[fd];
+    ae__list_unlink(loop, &f->watchers, w);
+    w->u.io.events = 0;
+    /* Removing interest cannot usefully fail: a backend that cannot drop a
+     * closed fd has nothing registered for it any more. */
+    if (fd_sync(loop, fd, f) < 0)
+        f->events = fd_interest(f);
+}
+
+void ae__fds_free(ae_loop *loop)
+{
+    for (int fd = 0; fd < loop->fds_cap; fd++)
+        free(loop->fds[fd]);
+    free(loop->fds);
+    loop->fds = NULL;
+    loop->fds_cap = 0;
+}
+
+/* The fd is no longer valid: drop its registration, pause every watcher on
+ * it and tell each once with AE_ERROR. */
+static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
+{
+    if (f->events) {
+        loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, 0);
+        f->events = 0;
+    }
+    ae_cursor cur;
+    ae__cursor_push(loop, &cur, f->watchers.head);
+    ae_watcher *w;
+    while ((w = cur.next)) {
+        cur.next = w->next;
+        if (!w->u.io.events)
+            continue;
+        w->u.io.events = 0;
+        ae__watcher_deactivate(w);
+        loop->dispatched++;
+        w->cb.io(w, AE_ERROR, w->arg);
+    }
+    ae__cursor_pop(loop, &cur);
+}
+
+void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
+{
+    if (loop->time_stale)
+        ae__time_refresh(loop);
+    if (fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
+        return;
+    ae_fd *f = loop->fds[fd];
+    if (revents & AE_ERROR) {
+        fd_invalid(loop, fd, f);
+        return;
+    }
+    ae_cursor cur;
+    ae__cursor_push(loop, &cur, f->watchers.head);
+    ae_watcher *w;
+    while ((w = cur.next)) {
+        cur.next = w->next;
+        int ready = w->u.io.events & revents;
+        if (!ready)
+            continue;
+        if (!w->internal)
+            loop->dispatched++;
+        w->cb.io(w, ready, w->arg);
+        if (loop->free_requested)
+            break;
+    }
+    ae__cursor_pop(loop, &cur);
+}

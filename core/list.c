@@ -1,0 +1,43 @@
+/* Watcher lists, and cursors that keep a walk over a list valid while the
+ * callbacks it runs free or create watchers. */
+#include "internal.h"
+
+void ae__list_append(ae_list *list, ae_watcher *w)
+{
+    w->next = NULL;
+    w->prev = list->tail;
+    if (list->tail)
+        list->tail->next = w;
+    else
+        list->head = w;
+    list->tail = w;
+}
+
+void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w)
+{
+    for (ae_cursor *c = loop->cursors; c; c = c->up)
+        if (c->next == w)
+            c->next = w->next;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        list->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        list->tail = w->prev;
+    w->next = w->prev = NULL;
+}
+
+void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first)
+{
+    c->next = first;
+    c->up = loop->cursors;
+    loop->cursors = c;
+}
+
+void ae__cursor_pop(ae_loop *loop, ae_cursor *c)
+{
+    /* Cursors nest strictly: the one popped is always the innermost. */
+    loop->cursors = c->up;
+}

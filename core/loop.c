@@ -1,0 +1,408 @@
+/* Loops: creation, the default loop, running, time, and what every watcher
+ * kind shares (allocation, activity, freeing). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "internal.h"
+
+/* ---- time -------------------------------------------------------------- */
+
+static double clock_seconds(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double ae__mono(void) { return clock_seconds(CLOCK_MONOTONIC); }
+
+double ae_time(void) { return clock_seconds(CLOCK_REALTIME); }
+
+void ae__time_refresh(ae_loop *loop)
+{
+    loop->now_mono = ae__mono();
+    loop->now_wall = ae_time();
+    loop->time_stale = false;
+}
+
+double ae_now(ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_now"))
+        return NAN;
+    return loop->now_wall;
+}
+
+void ae_now_update(ae_loop *loop)
+{
+    if (ae__loop_ok(loop, "ae_now_update"))
+        ae__time_refresh(loop);
+}
+
+/* ---- checks -------------------------------------------------------------- */
+
+bool ae__loop_ok(const ae_loop *loop, const char *fn)
+{
+    if (!loop) {
+        ae__set_error(AE_EINVAL, "%s: loop is NULL", fn);
+        return false;
+    }
+    return true;
+}
+
+bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn)
+{
+    if (!w || w->magic != AE_WATCHER_MAGIC) {
+        ae__set_error(AE_EINVAL, "%s: not a live watcher", fn);
+        return false;
+    }
+    if (kind && w->kind != kind) {
+        ae__set_error(AE_EINVAL, "%s: wrong kind of watcher", fn);
+        return false;
+    }
+    return true;
+}
+
+/* ---- watchers ------------------------------------------------------------ */
+
+ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
+{
+    ae_watcher *w = calloc(1, sizeof *w);
+    if (!w) {
+        ae__set_error(AE_ENOMEM, "out of memory for a watcher");
+        return NULL;
+    }
+    w->magic = AE_WATCHER_MAGIC;
+    w->kind = (uint8_t)kind;
+    w->loop = loop;
+    w->arg = arg;
+    return w;
+}
+
+void ae__watcher_activate(ae_watcher *w)
+{
+    if (!w->active && !w->internal) {
+        w->active = true;
+        w->loop->active++;
+    }
+}
+
+void ae__watcher_deactivate(ae_watcher *w)
+{
+    if (w->active) {
+        w->active = false;
+        w->loop->active--;
+    }
+}
+
+/* Stop a watcher without freeing it. */
+static void watcher_stop(ae_watcher *w)
+{
+    switch (w->kind) {
+    case AE_KIND_IO: ae__io_stop(w); break;
+    case AE_KIND_TIMER: ae__timer_stop(w); break;
+    case AE_KIND_SIGNAL: ae__signal_stop(w); break;
+    case AE_KIND_CHILD: ae__child_stop(w); break;
+    case AE_KIND_IDLE: ae__idle_stop(w); break;
+    }
+    ae__watcher_deactivate(w);
+}
+
+static void watcher_destroy(ae_watcher *w)
+{
+    watcher_stop(w);
+    w->magic = 0;
+    free(w);
+}
+
+void ae_watcher_free(ae_watcher *w)
+{
+    if (!w)
+        return;
+    if (!ae__watcher_ok(w, 0, "ae_watcher_free"))
+        return;
+    if (w->internal) {
+        ae__set_error(AE_EINVAL, "ae_watcher_free: the loop's own watcher");
+        return;
+    }
+    /* Every walk over a list holds a cursor, and timers leave the heap before
+     * their callback runs, so nothing points at w once it is stopped: the
+     * memory can go at once, even from inside w's own callback. */
+    watcher_destroy(w);
+}
+
+int ae_watcher_active(const ae_watcher *w)
+{
+    if (!ae__watcher_ok(w, 0, "ae_watcher_active"))
+        return 0;
+    return w->active;
+}
+
+ae_loop *ae_watcher_loop(const ae_watcher *w)
+{
+    if (!ae__watcher_ok(w, 0, "ae_watcher_loop"))
+        return NULL;
+    return w->loop;
+}
+
+/* ---- the wake-up fd -------------------------------------------------------- */
+
+static void wake_drain(ae_loop *loop)
+{
+    char buf[64];
+    while (read(loop->wake_rfd, buf, sizeof buf) > 0)
+        ;
+}
+
+static void wake_cb(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    (void)arg;
+    ae_loop *loop = w->loop;
+    wake_drain(loop);
+    ae__signals_dispatch(loop);
+    ae__children_dispatch(loop);
+}
+
+/* Open the loop's wake-up fd on first need (signals and children use it). */
+int ae__wake_open(ae_loop *loop)
+{
+    if (loop->wake_watcher)
+        return 0;
+#ifdef __linux__
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return ae__set_errno("eventfd");
+    loop->wake_rfd = loop->wake_wfd = fd;
+#else
+    int p[2];
+    if (pipe(p) < 0)
+        return ae__set_errno("pipe");
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+    }
+    loop->wake_rfd = p[0];
+    loop->wake_wfd = p[1];
+#endif
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_IO, NULL);
+    int rc = w ? 0 : AE_ENOMEM;
+    if (w) {
+        w->internal = true;
+        w->cb.io = wake_cb;
+        rc = ae__io_register(loop, loop->wake_rfd, w, AE_READ);
+        if (rc < 0)
+            free(w);
+    }
+    if (rc < 0) {
+        close(loop->wake_rfd);
+        if (loop->wake_wfd != loop->wake_rfd)
+            close(loop->wake_wfd);
+        loop->wake_rfd = loop->wake_wfd = -1;
+        return rc;
+    }
+    loop->wake_watcher = w;
+    atomic_store(&loop->sig.wake_fd, loop->wake_wfd);
+    return 0;
+}
+
+/* Async-signal-safe; callable from any thread while the loop exists. */
+void ae__wake(ae_loop *loop)
+{
+    if (loop->wake_wfd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(loop->wake_wfd, &one, sizeof one);
+        (void)r; /* a full pipe or counter already wakes the loop */
+    }
+}
+
+static void wake_close(ae_loop *loop)
+{
+    if (!loop->wake_watcher)
+        return;
+    ae__io_stop(loop->wake_watcher);
+    free(loop->wake_watcher);
+    loop->wake_watcher = NULL;
+    close(loop->wake_rfd);
+    if (loop->wake_wfd != loop->wake_rfd)
+        close(loop->wake_wfd);
+    loop->wake_rfd = loop->wake_wfd = -1;
+}
+
+/* ---- loops ------------------------------------------------------------------- */
+
+ae_loop *ae_loop_new(const char *backend)
+{
+    ae_loop *loop = calloc(1, sizeof *loop);
+    if (!loop) {
+        ae__set_error(AE_ENOMEM, "ae_loop_new: out of memory");
+        return NULL;
+    }
+    loop->wake_rfd = loop->wake_wfd = -1;
+    atomic_init(&loop->sig.wake_fd, -1);
+    ae__time_refresh(loop);
+    if (ae__backend_open(loop, backend) < 0) {
+        free(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static ae_loop *default_loop;
+
+ae_loop *ae_loop_default(void)
+{
+    pthread_mutex_lock(&default_lock);
+    if (!default_loop)
+        default_loop = ae_loop_new(NULL);
+    ae_loop *loop = default_loop;
+    pthread_mutex_unlock(&default_lock);
+    return loop;
+}
+
+static void loop_destroy(ae_loop *loop)
+{
+    pthread_mutex_lock(&default_lock);
+    if (default_loop == loop)
+        default_loop = NULL;
+    pthread_mutex_unlock(&default_lock);
+
+    for (int fd = 0; fd < loop->fds_cap; fd++) {
+        ae_fd *f = loop->fds[fd];
+        while (f && f->watchers.head) {
+            ae_watcher *w = f->watchers.head;
+            if (w->internal)
+                wake_close(loop);
+            else
+                watcher_destroy(w);
+        }
+    }
+    while (loop->timers.head)
+        watcher_destroy(loop->timers.head);
+    for (int s = 1; s < NSIG; s++)
+        while (loop->signals[s].head)
+            watcher_destroy(loop->signals[s].head);
+    while (loop->children.head)
+        watcher_destroy(loop->children.head);
+    while (loop->idle.head)
+        watcher_destroy(loop->idle.head);
+    /* With its watchers gone, no reaper in another thread reaches the loop;
+     * unlinking its signal node makes sure no signal handler does either,
+     * before the wake-up fd closes. */
+    ae__child_loop_free(loop);
+    ae__signal_loop_free(loop);
+    wake_close(loop);
+    ae__cvs_free(loop);
+    loop->ops->destroy(loop, loop->backend_state);
+    free(loop->backend_state);
+    ae__fds_free(loop);
+    free(loop->heap);
+    free(loop->inbox);
+    free(loop);
+}
+
+void ae_loop_free(ae_loop *loop)
+{
+    if (!loop)
+        return;
+    if (loop->busy) {
+        loop->free_requested = true;
+        return;
+    }
+    loop_destroy(loop);
+}
+
+const char *ae_loop_backend(const ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_loop_backend"))
+        return NULL;
+    return loop->ops->name;
+}
+
+void ae__loop_enter(ae_loop *loop) { loop->busy++; }
+
+void ae__loop_leave(ae_loop *loop)
+{
+    if (--loop->busy == 0 && loop->free_requested)
+        loop_destroy(loop);
+}
+
+/* ---- running ------------------------------------------------------------------ */
+
+/* How long the wait may block: not at all with AE_NOWAIT or idle watchers,
+ * until the first timer, or without limit. */
+static double wait_timeout(ae_loop *loop, int flags)
+{
+    if ((flags & AE_NOWAIT) || loop->idle_count)
+        return 0;
+    return ae__timer_next(loop);
+}
+
+static int run_once(ae_loop *loop, int flags)
+{
+    if (loop->active == 0 && !(flags & AE_NOWAIT))
+        return 0;
+    uint64_t before = loop->dispatched;
+    double timeout = wait_timeout(loop, flags);
+    loop->time_stale = true;
+    int rc = loop->ops->wait(loop, loop->backend_state, timeout);
+    if (loop->time_stale)
+        ae__time_refresh(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->free_requested)
+        return 0;
+    ae__timers_run(loop);
+    if (loop->dispatched == before && loop->idle_count && !loop->free_requested)
+        ae__idle_run(loop);
+    return loop->active > 0;
+}
+
+int ae_run_once(ae_loop *loop, int flags)
+{
+    if (!ae__loop_ok(loop, "ae_run_once"))
+        return AE_EINVAL;
+    if (loop->free_requested)
+        return 0;
+    ae__loop_enter(loop);
+    int rc = run_once(loop, flags);
+    ae__loop_leave(loop);
+    return rc;
+}
+
+int ae_run(ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_run"))
+        return AE_EINVAL;
+    if (loop->free_requested)
+        return 0;
+    ae__loop_enter(loop);
+    loop->run_depth++;
+    int rc = 0;
+    while (loop->active > 0 && !loop->break_requested && !loop->free_requested) {
+        rc = run_once(loop, 0);
+        if (rc < 0)
+            break;
+        rc = 0;
+    }
+    loop->break_requested = false;
+    loop->run_depth--;
+    ae__loop_leave(loop);
+    return rc;
+}
+
+void ae_break(ae_loop *loop)
+{
+    if (loop && loop->run_depth > 0)
+        loop->break_requested = true;
+}

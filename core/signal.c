@@ -1,0 +1,156 @@
+/* Signal watchers. anyevent owns the process-wide disposition of every signal
+ * it watches: one handler, installed with the first watcher of a signal (in
+ * any loop) and replaced by the saved disposition when the last goes. The
+ * handler only sets atomic flags and writes to the wake-up fd of each loop
+ * that watches the signal, so it is async-signal-safe. */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned sig_refs[NSIG];            /* watchers of each signal, all loops */
+static struct sigaction sig_saved[NSIG];   /* the disposition before the first */
+static ae_sig_node *_Atomic sig_nodes;     /* loops that watch any signal */
+static atomic_int sig_in_handler;          /* handlers running now, any thread */
+
+static void sig_handler(int signum)
+{
+    int saved_errno = errno;
+    atomic_fetch_add(&sig_in_handler, 1);
+    for (ae_sig_node *n = atomic_load(&sig_nodes); n; n = atomic_load(&n->next)) {
+        if (!atomic_load(&n->watching[signum]))
+            continue;
+        atomic_store(&n->pending[signum], true);
+        atomic_store(&n->any_pending, true);
+        int fd = atomic_load(&n->wake_fd);
+        if (fd >= 0) {
+            uint64_t one = 1;
+            ssize_t r = write(fd, &one, sizeof one);
+            (void)r;
+        }
+    }
+    atomic_fetch_sub(&sig_in_handler, 1);
+    errno = saved_errno;
+}
+
+int ae__signal_watch(ae_loop *loop, int signum)
+{
+    int rc = ae__wake_open(loop);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&sig_lock);
+    if (!loop->sig.linked) {
+        atomic_store(&loop->sig.next, atomic_load(&sig_nodes));
+        atomic_store(&sig_nodes, &loop->sig);
+        loop->sig.linked = true;
+    }
+    /* Flag first, handler second: a signal right after the sigaction is seen. */
+    atomic_fetch_add(&loop->sig.watching[signum], 1);
+    if (sig_refs[signum] == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = sig_handler;
+        sa.sa_flags = SA_RESTART;
+        sigfillset(&sa.sa_mask);
+        if (sigaction(signum, &sa, &sig_saved[signum]) < 0) {
+            rc = ae__set_errno("ae_signal: sigaction");
+            atomic_fetch_sub(&loop->sig.watching[signum], 1);
+            pthread_mutex_unlock(&sig_lock);
+            return rc;
+        }
+    }
+    sig_refs[signum]++;
+    pthread_mutex_unlock(&sig_lock);
+    return 0;
+}
+
+void ae__signal_unwatch(ae_loop *loop, int signum)
+{
+    pthread_mutex_lock(&sig_lock);
+    atomic_fetch_sub(&loop->sig.watching[signum], 1);
+    if (--sig_refs[signum] == 0)
+        sigaction(signum, &sig_saved[signum], NULL);
+    pthread_mutex_unlock(&sig_lock);
+}
+
+ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
+{
+    if (!ae__loop_ok(loop, "ae_signal"))
+        return NULL;
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "ae_signal: callback is NULL");
+        return NULL;
+    }
+    if (signum <= 0 || signum >= NSIG) {
+        ae__set_error(AE_ESIGNAL, "ae_signal: %d is not a signal number (1..%d)", signum, NSIG - 1);
+        return NULL;
+    }
+    if (signum == SIGKILL || signum == SIGSTOP) {
+        ae__set_error(AE_ESIGNAL, "ae_signal: signal %d (%s) cannot be caught", signum, strsignal(signum));
+        return NULL;
+    }
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_SIGNAL, arg);
+    if (!w)
+        return NULL;
+    w->cb.signal = cb;
+    w->u.sig.signum = signum;
+    if (ae__signal_watch(loop, signum) < 0) {
+        free(w);
+        return NULL;
+    }
+    ae__list_append(&loop->signals[signum], w);
+    ae__watcher_activate(w);
+    return w;
+}
+
+void ae__signal_stop(ae_watcher *w)
+{
+    int signum = w->u.sig.signum;
+    ae__list_unlink(w->loop, &w->loop->signals[signum], w);
+    ae__signal_unwatch(w->loop, signum);
+}
+
+void ae__signals_dispatch(ae_loop *loop)
+{
+    if (!atomic_exchange(&loop->sig.any_pending, false))
+        return;
+    for (int s = 1; s < NSIG && !loop->free_requested; s++) {
+        if (!atomic_exchange(&loop->sig.pending[s], false))
+            continue;
+        if (s == SIGCHLD && loop->child_count)
+            ae__children_reap();
+        ae_cursor cur;
+        ae__cursor_push(loop, &cur, loop->signals[s].head);
+        ae_watcher *w;
+        while ((w = cur.next) && !loop->free_requested) {
+            cur.next = w->next;
+            loop->dispatched++;
+            w->cb.signal(w, s, w->arg);
+        }
+        ae__cursor_pop(loop, &cur);
+    }
+}
+
+void ae__signal_loop_free(ae_loop *loop)
+{
+    if (!loop->sig.linked)
+        return;
+    pthread_mutex_lock(&sig_lock);
+    ae_sig_node *_Atomic *link = &sig_nodes;
+    for (ae_sig_node *n; (n = atomic_load(link)); link = &n->next) {
+        if (n == &loop->sig) {
+            atomic_store(link, atomic_load(&n->next));
+            break;
+        }
+    }
+    loop->sig.linked = false;
+    pthread_mutex_unlock(&sig_lock);
+    /* A handler on another thread may still be reading the node: wait until
+     * every handler that could have seen it has returned. */
+    while (atomic_load(&sig_in_handler) > 0)
+        sched_yield();
+}

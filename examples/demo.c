@@ -1,0 +1,2 @@
+#include <anyevent.h>
+int main(void) { return 0; }

@@ -1,0 +1,246 @@
+/*
+ * anyevent: one event-loop API over many event libraries.
+ *
+ * A program or library writes its event code once against this header; at run
+ * time anyevent drives whichever loop is chosen (the built-in "poll" and
+ * "select" loops, and backend plugins). docs/api.md is the long form of what
+ * follows.
+ *
+ * Conventions:
+ *  - A call that can fail returns NULL or a negative AE_E* code. The message of
+ *    the calling thread's last failure is ae_last_error(); ae_strerror() names
+ *    a code.
+ *  - Creating a watcher starts it; ae_watcher_free() stops and frees it.
+ *    Freeing any watcher (the running one included) from inside any callback
+ *    is safe, and a freed watcher's callback never runs again.
+ *  - A loop and everything on it belong to one thread at a time. Different
+ *    loops may run in different threads.
+ *  - Times are seconds as doubles. ae_now()/ae_time() are seconds since the
+ *    epoch; timer deadlines run on a monotonic clock.
+ */
+#ifndef ANYEVENT_H
+#define ANYEVENT_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AE_VERSION_MAJOR 0
+#define AE_VERSION_MINOR 1
+#define AE_VERSION_PATCH 0
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define AE_EXPORT __attribute__((visibility("default")))
+#else
+#define AE_EXPORT
+#endif
+
+typedef struct ae_loop ae_loop;
+typedef struct ae_watcher ae_watcher;
+typedef struct ae_cv ae_cv;
+
+/* io interest and readiness bits. AE_ERROR is only ever reported, never
+ * requested: the fd became invalid (closed while watched); the watcher has been
+ * paused (as by ae_io_set(w, 0)) and will not fire again until re-armed. */
+enum { AE_READ = 1, AE_WRITE = 2, AE_ERROR = 4 };
+
+/* ae_run_once() flags. */
+enum { AE_NOWAIT = 1 };
+
+/* Error codes: always negative; 0 is success. */
+enum {
+    AE_OK = 0,
+    AE_EINVAL = -1,   /* a bad argument: NULL, negative or NaN time, bad events */
+    AE_ENOMEM = -2,   /* out of memory */
+    AE_EBADF = -3,    /* not an open file descriptor */
+    AE_ENOENT = -4,   /* no such backend */
+    AE_ENOTSUP = -5,  /* the backend or the platform cannot do this */
+    AE_ESYS = -6,     /* a system call failed; the message names it and errno */
+    AE_ECROAKED = -7, /* the condvar was croaked; ae_cv_error() has why */
+    AE_EDEADLK = -8,  /* waiting would block forever: nothing could wake it */
+    AE_ELIMIT = -9,   /* a limit of the backend, e.g. select()'s FD_SETSIZE */
+    AE_ESTATE = -10,  /* not allowed in the current state */
+    AE_ESIGNAL = -11  /* a signal that cannot be watched (SIGKILL, SIGSTOP, out of range) */
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* A short constant description of an AE_E* code ("invalid argument", ...);
+ * never NULL, also for unknown codes. */
+AE_EXPORT const char *ae_strerror(int err);
+
+/* The message of the calling thread's most recent failed anyevent call, with
+ * details ("ae_io: fd 7: Bad file descriptor"), or "" if none failed yet. The
+ * string stays valid until the thread's next anyevent call. */
+AE_EXPORT const char *ae_last_error(void);
+
+/* The code that went with ae_last_error(), or 0. */
+AE_EXPORT int ae_last_error_code(void);
+
+/* ---- loops ------------------------------------------------------------- */
+
+/* Create a loop. backend: a name ("poll", "select", ...) or NULL to choose:
+ * then the environment variable ANYEVENT_BACKEND if set, else the best backend
+ * available (see ae_backend_names()). An unknown or unavailable name fails with
+ * AE_ENOENT and a message that lists the available ones. With
+ * ANYEVENT_DEBUG=1 the choice and its reason are printed on stderr.
+ * Returns NULL on failure. */
+AE_EXPORT ae_loop *ae_loop_new(const char *backend);
+
+/* The process-wide default loop, created on first use (as by
+ * ae_loop_new(NULL)); thread-safe. Returns NULL if it cannot be created.
+ * ae_loop_free() on it is allowed; the next call creates a new one. */
+AE_EXPORT ae_loop *ae_loop_default(void);
+
+/* Stop and free every watcher and condvar still on the loop, then the loop.
+ * No callback runs; pointers to those watchers and condvars are invalid
+ * afterwards. NULL is ignored. Called from inside a callback of this loop, the
+ * free is deferred until the outermost ae_run()/ae_run_once() returns. */
+AE_EXPORT void ae_loop_free(ae_loop *loop);
+
+/* The name of the loop's backend ("poll", ...). */
+AE_EXPORT const char *ae_loop_backend(const ae_loop *loop);
+
+/* The names of the backends this build can use, comma-separated, in order of
+ * preference ("poll,select"). */
+AE_EXPORT const char *ae_backend_names(void);
+
+/* Run the loop until no active watcher is left or ae_break() is called.
+ * Active: io watchers with a non-zero event mask, armed timers, signal and idle
+ * watchers, child watchers that have not reported. Returns 0, or a negative
+ * code if the backend failed. */
+AE_EXPORT int ae_run(ae_loop *loop);
+
+/* One iteration: wait for events (not at all with AE_NOWAIT, nor when idle
+ * watchers exist), refresh the loop time, run the callbacks of what is ready
+ * (io, signals, children, due timers), then, if nothing else ran, the idle
+ * callbacks. Returns 1 if active watchers remain, 0 if none, or a negative
+ * code on failure. Waiting with no active watcher at all returns 0 at once. */
+AE_EXPORT int ae_run_once(ae_loop *loop, int flags);
+
+/* Make the innermost running ae_run() return at the end of its current
+ * iteration. Without a running ae_run() on the loop it does nothing. */
+AE_EXPORT void ae_break(ae_loop *loop);
+
+/* The loop's cached time, seconds since the epoch. It is refreshed when the
+ * wait returns (before any callback of that iteration) and by ae_now_update(). */
+AE_EXPORT double ae_now(ae_loop *loop);
+
+/* Refresh the loop's cached time now. */
+AE_EXPORT void ae_now_update(ae_loop *loop);
+
+/* The current time, seconds since the epoch, not cached. */
+AE_EXPORT double ae_time(void);
+
+/* ---- watchers ---------------------------------------------------------- */
+
+typedef void (*ae_io_cb)(ae_watcher *w, int revents, void *arg);
+typedef void (*ae_timer_cb)(ae_watcher *w, void *arg);
+typedef void (*ae_signal_cb)(ae_watcher *w, int signum, void *arg);
+typedef void (*ae_child_cb)(ae_watcher *w, pid_t pid, int status, void *arg);
+typedef void (*ae_idle_cb)(ae_watcher *w, void *arg);
+
+/* Watch fd for events (AE_READ | AE_WRITE, or 0 to create it paused);
+ * level-triggered: cb runs every iteration while fd is ready, with the ready
+ * subset of the watcher's events. Several watchers may watch one fd; each gets
+ * its own events. fd must be open: a negative or closed fd fails with
+ * AE_EBADF. A backend limit (select() past FD_SETSIZE) fails with AE_ELIMIT. */
+AE_EXPORT ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg);
+
+/* Change an io watcher's events in place (0 pauses it, which makes it
+ * inactive). Does not allocate; uses the backend's in-place modify. */
+AE_EXPORT int ae_io_set(ae_watcher *w, int events);
+
+/* Call cb once after `after` seconds measured from ae_now(), then, if interval
+ * > 0, every interval seconds. after and interval must be finite and >= 0.
+ * Timers with equal deadlines fire in the order they were armed. A repeating
+ * timer does not drift: each deadline is the previous one plus interval; when
+ * it falls behind it fires once, then takes the next deadline still ahead.
+ * A one-shot timer that has fired is inactive but remains valid until
+ * ae_watcher_free(); ae_timer_set() re-arms it. */
+AE_EXPORT ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_timer_cb cb, void *arg);
+
+/* Re-arm a timer in place from ae_now(): as if freshly created with these
+ * times, without allocating. */
+AE_EXPORT int ae_timer_set(ae_watcher *w, double after, double interval);
+
+/* Call cb when signum is delivered to the process. Several watchers, also in
+ * several loops, may watch one signal: all are called. Deliveries may
+ * coalesce, but one that arrives after this call returns is never lost. The
+ * disposition in place before the first watcher is restored when the last one
+ * is freed. SIGKILL, SIGSTOP and numbers out of range fail with AE_ESIGNAL. */
+AE_EXPORT ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg);
+
+/* Call cb when child process pid (0: any child) exits or is killed, with
+ * waitpid()'s status. A child that exited before the watcher was created is
+ * still reported. Children that no watcher asks for are not reaped (unless a
+ * pid 0 watcher exists), so other code's waitpid() keeps working. Every watcher
+ * for the pid, in every loop, is told. A watcher for one pid is inactive once
+ * it has reported; a pid 0 watcher stays active. pid < 0 fails with AE_EINVAL. */
+AE_EXPORT ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg);
+
+/* Call cb in every iteration in which nothing else is ready, for as long as the
+ * watcher exists. While an idle watcher exists the loop never blocks. */
+AE_EXPORT ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg);
+
+/* Stop the watcher and free it. Safe from inside any callback, its own
+ * included; the watcher's callback never runs again. NULL is ignored. */
+AE_EXPORT void ae_watcher_free(ae_watcher *w);
+
+/* Whether the watcher is active (counts for ae_run()): 1 or 0. */
+AE_EXPORT int ae_watcher_active(const ae_watcher *w);
+
+/* The loop a watcher belongs to. */
+AE_EXPORT ae_loop *ae_watcher_loop(const ae_watcher *w);
+
+/* ---- condition variables ----------------------------------------------- */
+
+/* A condition variable on loop: a value that becomes ready once, by
+ * ae_cv_send(), ae_cv_croak() or the begin/end count returning to zero.
+ * Returns NULL on failure. */
+AE_EXPORT ae_cv *ae_cv_new(ae_loop *loop);
+
+/* Make the condvar ready with value. The first send or croak wins; later ones
+ * are ignored and return AE_ESTATE. A callback set with ae_cv_cb() runs before
+ * this returns. */
+AE_EXPORT int ae_cv_send(ae_cv *cv, void *value);
+
+/* Make the condvar ready with an error: ae_cv_recv() returns AE_ECROAKED and
+ * ae_cv_error() returns a copy of message. */
+AE_EXPORT int ae_cv_croak(ae_cv *cv, const char *message);
+
+/* Run the loop until the condvar is ready, then store the sent value in *value
+ * (if value is not NULL) and return 0, or AE_ECROAKED after a croak. Returns
+ * at once if it is already ready. Returns AE_EDEADLK instead of blocking
+ * forever when nothing is left that could make it ready (no active watcher),
+ * and AE_ENOTSUP when called from inside a callback on a backend whose loop
+ * cannot be run recursively (see docs/backends.md). */
+AE_EXPORT int ae_cv_recv(ae_cv *cv, void **value);
+
+/* Count one more outstanding job. */
+AE_EXPORT int ae_cv_begin(ae_cv *cv);
+
+/* One job done; when the count returns to zero the condvar is sent (value
+ * NULL). end without a matching begin fails with AE_ESTATE. */
+AE_EXPORT int ae_cv_end(ae_cv *cv);
+
+/* Set the callback run once the condvar is ready (at once if it already is).
+ * cb NULL removes it. */
+AE_EXPORT void ae_cv_cb(ae_cv *cv, void (*cb)(ae_cv *cv, void *arg), void *arg);
+
+/* 1 if sent or croaked, else 0. */
+AE_EXPORT int ae_cv_ready(const ae_cv *cv);
+
+/* The croak message, or NULL if not croaked. Valid until ae_cv_free(). */
+AE_EXPORT const char *ae_cv_error(const ae_cv *cv);
+
+/* Free the condvar. NULL is ignored. Safe from inside its own callback. */
+AE_EXPORT void ae_cv_free(ae_cv *cv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ANYEVENT_H */

@@ -1,0 +1,134 @@
+/* What the poll and select variants share: the set of registered fds and
+ * the dispatch of ready ones. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pureselect.h"
+
+int ps_init(ps_state *s, int limit)
+{
+    s->limit = limit;
+    return 0;
+}
+
+void ps_destroy(ae_loop *loop, void *state)
+{
+    (void)loop;
+    ps_state *s = state;
+    free(s->regs);
+    free(s->slot_of);
+    for (size_t i = 0; i < s->nlevels; i++)
+        free(s->levels[i].ready);
+    free(s->levels);
+}
+
+static int slot_room(ps_state *s, int fd)
+{
+    if (fd < s->slot_cap)
+        return 0;
+    int cap = s->slot_cap ? s->slot_cap : 64;
+    while (cap <= fd)
+        cap *= 2;
+    int *slots = realloc(s->slot_of, (size_t)cap * sizeof *slots);
+    if (!slots)
+        return ae__set_error(AE_ENOMEM, "poll: out of memory");
+    for (int i = s->slot_cap; i < cap; i++)
+        slots[i] = -1;
+    s->slot_of = slots;
+    s->slot_cap = cap;
+    return 0;
+}
+
+static short poll_events(int events)
+{
+    return (short)(((events & AE_READ) ? POLLIN : 0) | ((events & AE_WRITE) ? POLLOUT : 0));
+}
+
+int ps_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
+{
+    (void)loop;
+    (void)fd_data;
+    ps_state *s = state;
+    if (old_events == 0) {
+        if (s->limit && fd >= s->limit)
+            return ae__set_error(AE_ELIMIT, "select: fd %d is not below FD_SETSIZE (%d); use the poll backend", fd,
+                                 s->limit);
+        if (fcntl(fd, F_GETFD) < 0)
+            return ae__set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
+        if (slot_room(s, fd) < 0)
+            return AE_ENOMEM;
+        if (s->nregs == s->regs_cap) {
+            size_t cap = s->regs_cap ? s->regs_cap * 2 : 64;
+            struct pollfd *r = realloc(s->regs, cap * sizeof *r);
+            if (!r)
+                return ae__set_error(AE_ENOMEM, "poll: out of memory");
+            s->regs = r;
+            s->regs_cap = cap;
+        }
+        s->slot_of[fd] = (int)s->nregs;
+        s->regs[s->nregs++] = (struct pollfd){.fd = fd, .events = poll_events(new_events)};
+        return 0;
+    }
+    int slot = s->slot_of[fd];
+    if (new_events) {
+        s->regs[slot].events = poll_events(new_events);
+        return 0;
+    }
+    struct pollfd last = s->regs[--s->nregs];
+    if ((size_t)slot != s->nregs) {
+        s->regs[slot] = last;
+        s->slot_of[last.fd] = slot;
+    }
+    s->slot_of[fd] = -1;
+    return 0;
+}
+
+ps_ready *ps_ready_buffer(ps_state *s, size_t n)
+{
+    size_t d = (size_t)s->depth;
+    if (d >= s->nlevels) {
+        ps_level *lv = realloc(s->levels, (d + 1) * sizeof *lv);
+        if (!lv) {
+            ae__set_error(AE_ENOMEM, "poll: out of memory");
+            return NULL;
+        }
+        memset(lv + s->nlevels, 0, (d + 1 - s->nlevels) * sizeof *lv);
+        s->levels = lv;
+        s->nlevels = d + 1;
+    }
+    ps_level *level = &s->levels[d];
+    if (n > level->cap) {
+        size_t cap = level->cap ? level->cap : 16;
+        while (cap < n)
+            cap *= 2;
+        ps_ready *r = realloc(level->ready, cap * sizeof *r);
+        if (!r) {
+            ae__set_error(AE_ENOMEM, "poll: out of memory");
+            return NULL;
+        }
+        level->ready = r;
+        level->cap = cap;
+    }
+    return level->ready;
+}
+
+int ps_dispatch(ae_loop *loop, ps_state *s, ps_ready *buf, int n)
+{
+    s->depth++;
+    for (int i = 0; i < n; i++)
+        ae_backend_io_ready(loop, buf[i].fd, buf[i].revents);
+    s->depth--;
+    return n;
+}
+
+int ps_timeout_ms(double timeout)
+{
+    if (timeout < 0)
+        return -1;
+    double ms = ceil(timeout * 1000.0);
+    return ms >= INT_MAX ? INT_MAX : (int)ms;
+}
