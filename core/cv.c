@@ -158,12 +158,11 @@ int ae_cv_recv(ae_cv *cv, void **value)
     if (cv->ready)
         return cv_result(cv, value);
     ae_loop *loop = cv->loop;
-    if (loop->busy && !(loop->ops->features & AE_BACKEND_F_REENTRANT))
-        return ae__set_error(AE_ENOTSUP, "ae_cv_recv: called from a callback, and the %s loop cannot run recursively",
-                             loop->ops->name);
+    int rc = ae__loop_reenter_check(loop, "ae_cv_recv");
+    if (rc < 0)
+        return rc;
     ae__loop_enter(loop);
     cv->recv_depth++;
-    int rc = 0;
     while (!cv->ready && !cv->free_requested) {
         if (loop->free_requested) {
             rc = ae__set_error(AE_ESTATE, "ae_cv_recv: the loop was freed while waiting");

@@ -368,14 +368,27 @@ static int run_once(ae_loop *loop, int flags)
     return loop->active > 0;
 }
 
+/* A loop can be run from inside one of its callbacks only if its backend can
+ * wait recursively. */
+int ae__loop_reenter_check(ae_loop *loop, const char *fn)
+{
+    if (loop->busy && !(loop->ops->features & AE_BACKEND_F_REENTRANT))
+        return ae__set_error(AE_ENOTSUP, "%s: called from a callback, and the %s loop cannot run recursively", fn,
+                             loop->ops->name);
+    return 0;
+}
+
 int ae_run_once(ae_loop *loop, int flags)
 {
     if (!ae__loop_ok(loop, "ae_run_once"))
         return AE_EINVAL;
     if (loop->free_requested)
         return 0;
+    int rc = ae__loop_reenter_check(loop, "ae_run_once");
+    if (rc < 0)
+        return rc;
     ae__loop_enter(loop);
-    int rc = run_once(loop, flags);
+    rc = run_once(loop, flags);
     ae__loop_leave(loop);
     return rc;
 }
@@ -386,9 +399,11 @@ int ae_run(ae_loop *loop)
         return AE_EINVAL;
     if (loop->free_requested)
         return 0;
+    int rc = ae__loop_reenter_check(loop, "ae_run");
+    if (rc < 0)
+        return rc;
     ae__loop_enter(loop);
     loop->run_depth++;
-    int rc = 0;
     while (loop->active > 0 && !loop->break_requested && !loop->free_requested) {
         rc = run_once(loop, 0);
         if (rc < 0)

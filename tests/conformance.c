@@ -1,0 +1,1877 @@
+/*
+ * The conformance suite: every point of the contract in docs/api.md, run
+ * against one backend, named as the first argument. `meson test` runs it once
+ * per backend; every backend must pass it unchanged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "anyevent.h"
+
+static const char *backend;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_for(double seconds)
+{
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static ae_loop *new_loop(void)
+{
+    ae_loop *loop = ae_loop_new(backend);
+    if (!loop)
+        fail_msg("ae_loop_new(%s): %s", backend, ae_last_error());
+    assert_string_equal(ae_loop_backend(loop), backend);
+    return loop;
+}
+
+static void make_pipe(int p[2])
+{
+    assert_int_equal(pipe(p), 0);
+}
+
+static void write_byte(int fd)
+{
+    assert_int_equal(write(fd, "x", 1), 1);
+}
+
+/* Every test gets a hang guard: SIGALRM's default action ends the process,
+ * and meson reports the test as failed. */
+static int setup(void **state)
+{
+    (void)state;
+    alarm(60);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+/* Runs at most n iterations until *flag is set. */
+static void run_until(ae_loop *loop, const int *flag, int n)
+{
+    for (int i = 0; i < n && !*flag; i++)
+        assert_true(ae_run_once(loop, 0) >= 0);
+}
+
+static void cb_count_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+static void cb_count_io(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    (*(int *)arg)++;
+}
+
+static void cb_count_idle(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+static void cb_fail_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    fail_msg("timer callback must not run (%s)", (const char *)arg);
+}
+
+static void cb_fail_io(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    fail_msg("io callback must not run (%s)", (const char *)arg);
+}
+
+/* ---- loops and backend choice ------------------------------------------ */
+
+static void test_loop_backend_name(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_non_null(strstr(ae_backend_names(), backend));
+    ae_loop_free(loop);
+}
+
+static void test_loop_unknown_backend(void **state)
+{
+    (void)state;
+    assert_null(ae_loop_new("no-such-loop"));
+    assert_int_equal(ae_last_error_code(), AE_ENOENT);
+    assert_non_null(strstr(ae_last_error(), "no-such-loop"));
+    assert_non_null(strstr(ae_last_error(), "poll"));
+}
+
+static void test_loop_env_backend(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("ANYEVENT_BACKEND", backend, 1), 0);
+    ae_loop *loop = ae_loop_new(NULL);
+    assert_non_null(loop);
+    assert_string_equal(ae_loop_backend(loop), backend);
+    ae_loop_free(loop);
+    assert_int_equal(setenv("ANYEVENT_BACKEND", "no-such-loop", 1), 0);
+    assert_null(ae_loop_new(NULL));
+    assert_int_equal(ae_last_error_code(), AE_ENOENT);
+    assert_non_null(strstr(ae_last_error(), "ANYEVENT_BACKEND"));
+    unsetenv("ANYEVENT_BACKEND");
+}
+
+static void test_loop_default(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("ANYEVENT_BACKEND", backend, 1), 0);
+    ae_loop *a = ae_loop_default();
+    assert_non_null(a);
+    assert_ptr_equal(a, ae_loop_default());
+    assert_string_equal(ae_loop_backend(a), backend);
+    ae_loop_free(a);
+    ae_loop *b = ae_loop_default();
+    assert_non_null(b);
+    ae_loop_free(b);
+    unsetenv("ANYEVENT_BACKEND");
+}
+
+static void test_errors_named(void **state)
+{
+    (void)state;
+    for (int code = 0; code >= AE_ESIGNAL - 1; code--)
+        assert_non_null(ae_strerror(code));
+    assert_string_equal(ae_strerror(AE_EBADF), "bad file descriptor");
+    assert_int_equal(ae_run(NULL), AE_EINVAL);
+    assert_int_equal(ae_run_once(NULL, 0), AE_EINVAL);
+    assert_null(ae_io(NULL, 0, AE_READ, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_watcher_free(NULL);
+    ae_loop_free(NULL);
+    ae_cv_free(NULL);
+    ae_break(NULL);
+    ae_loop *loop = new_loop();
+    int n = 0;
+    ae_watcher *t = ae_timer(loop, 1, 0, cb_count_timer, &n);
+    assert_int_equal(ae_io_set(t, AE_READ), AE_EINVAL); /* not an io watcher */
+    assert_null(ae_timer(loop, 1, 0, NULL, NULL));
+    assert_null(ae_idle(loop, NULL, NULL));
+    ae_loop_free(loop);
+}
+
+/* ---- io ---------------------------------------------------------------- */
+
+struct io_rec {
+    int calls;
+    int last;
+    int all;
+};
+
+static void cb_io_rec(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    struct io_rec *r = arg;
+    r->calls++;
+    r->last = revents;
+    r->all |= revents;
+}
+
+static void test_io_read_write_independent(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct io_rec r = {0}, wr = {0};
+    ae_watcher *rw = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r);
+    ae_watcher *ww = ae_io(loop, sv[0], AE_WRITE, cb_io_rec, &wr);
+    assert_non_null(rw);
+    assert_non_null(ww);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(wr.calls, 1);
+    assert_int_equal(wr.last, AE_WRITE);
+    write_byte(sv[1]);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.all, AE_READ);
+    assert_int_equal(wr.all, AE_WRITE);
+    ae_watcher_free(rw);
+    ae_watcher_free(ww);
+    close(sv[0]);
+    close(sv[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_level_triggered(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    int n = 0;
+    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_count_io, &n);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(n, 3); /* never read, so ready every iteration */
+    ae_watcher_free(w);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_bad_fd(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_null(ae_io(loop, -1, AE_READ, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    int p[2];
+    make_pipe(p);
+    close(p[0]);
+    close(p[1]);
+    assert_null(ae_io(loop, p[0], AE_READ, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    assert_null(ae_io(loop, p[1], AE_WRITE, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    assert_null(ae_io(loop, p[0], 0, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    make_pipe(p);
+    assert_null(ae_io(loop, p[0], 8, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_io(loop, p[0], AE_READ, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    /* The loop is unharmed and not left with a registration. */
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_two_watchers_one_fd(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct io_rec r1 = {0}, r2 = {0}, w1 = {0};
+    ae_watcher *a = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r1);
+    ae_watcher *b = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r2);
+    ae_watcher *c = ae_io(loop, sv[0], AE_WRITE, cb_io_rec, &w1);
+    write_byte(sv[1]);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(w1.calls, 1);
+    assert_int_equal(r1.all, AE_READ);
+    assert_int_equal(r2.all, AE_READ);
+    assert_int_equal(w1.all, AE_WRITE);
+    /* Freeing one leaves the others registered. */
+    ae_watcher_free(a);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 2);
+    assert_int_equal(w1.calls, 2);
+    ae_watcher_free(c);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r2.calls, 3);
+    assert_int_equal(w1.calls, 2);
+    ae_watcher_free(b);
+    close(sv[0]);
+    close(sv[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_set_pause_resume(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    int n = 0;
+    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_count_io, &n);
+    assert_int_equal(ae_watcher_active(w), 1);
+    assert_int_equal(ae_io_set(w, 0), 0);
+    assert_int_equal(ae_watcher_active(w), 0);
+    assert_int_equal(ae_run(loop), 0); /* nothing active: returns at once */
+    assert_int_equal(n, 0);
+    assert_int_equal(ae_io_set(w, AE_READ), 0);
+    assert_int_equal(ae_watcher_active(w), 1);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(n, 1);
+    /* Switch to write in place: a pipe's read end is never writable. */
+    assert_int_equal(ae_io_set(w, AE_WRITE), 0);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(ae_io_set(w, 16), AE_EINVAL);
+    ae_watcher_free(w);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_paused_at_creation(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    int n = 0;
+    ae_watcher *w = ae_io(loop, p[0], 0, cb_count_io, &n);
+    assert_non_null(w);
+    assert_int_equal(ae_watcher_active(w), 0);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 0);
+    ae_watcher_free(w);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_io_closed_while_watched(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    struct io_rec r = {0};
+    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_io_rec, &r);
+    int guard_fired = 0;
+    ae_watcher *guard = ae_timer(loop, 5, 0, cb_count_timer, &guard_fired);
+    close(p[0]);
+    for (int i = 0; i < 3 && r.calls == 0; i++)
+        assert_true(ae_run_once(loop, 0) >= 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.last, AE_ERROR);
+    assert_int_equal(ae_watcher_active(w), 0);
+    assert_int_equal(guard_fired, 0);
+    ae_watcher_free(guard);
+    ae_watcher_free(w);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void raise_nofile(rlim_t want)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur >= want)
+        return;
+    if (rl.rlim_max < want)
+        rl.rlim_max = want; /* as root this may be raised */
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        fail_msg("cannot raise RLIMIT_NOFILE to %lu: %s", (unsigned long)want, strerror(errno));
+}
+
+static void test_io_10000_fds(void **state)
+{
+    (void)state;
+    enum { PIPES = 5000 };
+    raise_nofile(2 * PIPES + 100);
+    ae_loop *loop = new_loop();
+    static int fds[PIPES][2];
+    static ae_watcher *ws[2 * PIPES];
+    for (int i = 0; i < PIPES; i++)
+        make_pipe(fds[i]);
+    struct io_rec rr = {0}, wr = {0};
+    int nw = 0;
+    bool limited = false;
+    for (int i = 0; i < PIPES && !limited; i++) {
+        for (int e = 0; e < 2; e++) {
+            int fd = fds[i][e];
+            ae_watcher *w = ae_io(loop, fd, e ? AE_WRITE : AE_READ, cb_io_rec, e ? &wr : &rr);
+            if (!w && strcmp(backend, "select") == 0 && fd >= FD_SETSIZE) {
+                /* select cannot go past FD_SETSIZE: a clear error, not a crash. */
+                assert_int_equal(ae_last_error_code(), AE_ELIMIT);
+                assert_non_null(strstr(ae_last_error(), "FD_SETSIZE"));
+                limited = true;
+                break;
+            }
+            assert_non_null(w);
+            ws[nw++] = w;
+        }
+    }
+    if (!limited)
+        assert_int_equal(nw, 2 * PIPES);
+    int readers = (nw + 1) / 2;
+    for (int i = 0; i < readers; i++)
+        write_byte(fds[i][1]);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(rr.calls, readers);
+    assert_int_equal(wr.calls, nw / 2);
+    for (int i = 0; i < nw; i++)
+        ae_watcher_free(ws[i]);
+    assert_int_equal(ae_run(loop), 0);
+    for (int i = 0; i < PIPES; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+    ae_loop_free(loop);
+}
+
+/* ---- freeing from callbacks ------------------------------------------------- */
+
+static void cb_io_free_self(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    (*(int *)arg)++;
+    ae_watcher_free(w);
+}
+
+static void test_free_self_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    int n = 0;
+    ae_io(loop, p[0], AE_READ, cb_io_free_self, &n);
+    assert_int_equal(ae_run(loop), 0); /* its only watcher freed itself */
+    assert_int_equal(n, 1);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+/* Each callback of ctx->ws[i] frees all the others and itself. */
+struct kill_all {
+    ae_watcher *ws[16];
+    int n;
+    int calls;
+};
+
+static void kill_all_now(struct kill_all *k)
+{
+    k->calls++;
+    for (int i = 0; i < k->n; i++) {
+        ae_watcher_free(k->ws[i]);
+        k->ws[i] = NULL;
+    }
+}
+
+static void cb_kill_io(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    kill_all_now(arg);
+}
+static void cb_kill_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    kill_all_now(arg);
+}
+static void cb_kill_signal(ae_watcher *w, int signum, void *arg)
+{
+    (void)w;
+    (void)signum;
+    kill_all_now(arg);
+}
+static void cb_kill_idle(ae_watcher *w, void *arg)
+{
+    (void)w;
+    kill_all_now(arg);
+}
+
+static void test_free_all_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    struct kill_all k = {0};
+    /* Two readers on one fd, two timers due together, two watchers of one
+     * signal, an idle: whichever runs first frees them all. */
+    k.ws[k.n++] = ae_io(loop, p[0], AE_READ, cb_kill_io, &k);
+    k.ws[k.n++] = ae_io(loop, p[0], AE_READ, cb_kill_io, &k);
+    k.ws[k.n++] = ae_io(loop, p[1], AE_WRITE, cb_kill_io, &k);
+    k.ws[k.n++] = ae_timer(loop, 0, 0, cb_kill_timer, &k);
+    k.ws[k.n++] = ae_timer(loop, 0, 0, cb_kill_timer, &k);
+    k.ws[k.n++] = ae_signal(loop, SIGUSR1, cb_kill_signal, &k);
+    k.ws[k.n++] = ae_signal(loop, SIGUSR1, cb_kill_signal, &k);
+    k.ws[k.n++] = ae_idle(loop, cb_kill_idle, &k);
+    for (int i = 0; i < k.n; i++)
+        assert_non_null(k.ws[i]);
+    raise(SIGUSR1);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(k.calls, 1);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+struct pair_ctx {
+    ae_watcher *other;
+    int first_calls;
+};
+
+static void cb_timer_free_other(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct pair_ctx *c = arg;
+    c->first_calls++;
+    ae_watcher_free(c->other);
+}
+
+static void cb_io_free_other(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    struct pair_ctx *c = arg;
+    c->first_calls++;
+    ae_watcher_free(c->other);
+    c->other = NULL;
+    ae_watcher_free(w);
+}
+
+static void test_free_other_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    /* Two timers due in the same iteration: the first frees the second. */
+    struct pair_ctx c = {0};
+    ae_watcher *first = ae_timer(loop, 0.01, 0, cb_timer_free_other, &c);
+    c.other = ae_timer(loop, 0.01, 0, cb_fail_timer, "freed timer");
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(c.first_calls, 1);
+    ae_watcher_free(first);
+
+    /* Two readers of one fd: the first frees the second. */
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    struct pair_ctx d = {0};
+    ae_io(loop, p[0], AE_READ, cb_io_free_other, &d);
+    d.other = ae_io(loop, p[0], AE_READ, cb_fail_io, "freed reader");
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(d.first_calls, 1);
+
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+struct cross {
+    ae_watcher *w[2];
+    int calls;
+};
+
+static void cb_cross(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct cross *c = arg;
+    c->calls++;
+    for (int i = 0; i < 2; i++) {
+        ae_watcher_free(c->w[i]);
+        c->w[i] = NULL;
+    }
+    (void)w;
+}
+
+static void test_free_other_fd_same_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2], q[2];
+    make_pipe(p);
+    make_pipe(q);
+    write_byte(p[1]);
+    write_byte(q[1]);
+    struct cross c = {0};
+    c.w[0] = ae_io(loop, p[0], AE_READ, cb_cross, &c);
+    c.w[1] = ae_io(loop, q[0], AE_READ, cb_cross, &c);
+    /* Both fds are ready in one wait; the first callback frees both. */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(c.calls, 1);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+    ae_loop_free(loop);
+}
+
+static void cb_timer_repeat_free_self(ae_watcher *w, void *arg)
+{
+    int *n = arg;
+    if (++*n == 3)
+        ae_watcher_free(w);
+}
+
+static void test_free_repeating_timer_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    ae_timer(loop, 0, 0.001, cb_timer_repeat_free_self, &n);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 3);
+    ae_loop_free(loop);
+}
+
+/* ---- timers ------------------------------------------------------------------ */
+
+struct when {
+    double start;
+    double fired;
+    double now_in_cb;
+    int calls;
+};
+
+static void cb_when(ae_watcher *w, void *arg)
+{
+    struct when *t = arg;
+    t->fired = mono();
+    t->now_in_cb = ae_now(ae_watcher_loop(w));
+    t->calls++;
+}
+
+static void test_timer_not_early(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct when t = {0};
+    t.start = mono();
+    ae_now_update(loop);
+    double now0 = ae_now(loop);
+    ae_watcher *w = ae_timer(loop, 0.05, 0, cb_when, &t);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(t.calls, 1);
+    assert_true(t.fired - t.start >= 0.05);
+    /* ae_now was refreshed before the callback ran. */
+    assert_true(t.now_in_cb - now0 >= 0.05 - 1e-3);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+struct ticks {
+    double t[64];
+    int n;
+    int max;
+    double sleep_in_cb;
+};
+
+static void cb_tick(ae_watcher *w, void *arg)
+{
+    struct ticks *k = arg;
+    k->t[k->n++] = mono();
+    if (k->sleep_in_cb > 0 && k->n == 1)
+        sleep_for(k->sleep_in_cb);
+    if (k->n == k->max)
+        ae_watcher_free(w);
+}
+
+static void cb_tick_every(ae_watcher *w, void *arg)
+{
+    struct ticks *k = arg;
+    k->t[k->n++] = mono();
+    sleep_for(k->sleep_in_cb);
+    if (k->n == k->max)
+        ae_watcher_free(w);
+}
+
+static void test_timer_repeat_no_drift(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    /* Each callback takes 10 ms of a 30 ms interval. With drift (next =
+     * now + interval) ten ticks would end past 0.40 s; without, at 0.30 s. */
+    struct ticks k = {.max = 10, .sleep_in_cb = 0.010};
+    ae_now_update(loop);
+    double start = mono();
+    ae_timer(loop, 0.030, 0.030, cb_tick_every, &k);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(k.n, 10);
+    for (int i = 0; i < k.n; i++)
+        assert_true(k.t[i] - start >= 0.030 * (i + 1) - 1e-6);
+    assert_true(k.t[9] - start < 0.38);
+    ae_loop_free(loop);
+}
+
+static void test_timer_behind_keeps_phase(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    /* Interval 0.1 s; the first callback takes 0.35 s, missing the ticks
+     * at 0.2, 0.3 and 0.4. Expected: one late tick right after, then the
+     * next on the original phase (0.5), never a burst of missed ones. */
+    struct ticks k = {.max = 4, .sleep_in_cb = 0.35};
+    ae_now_update(loop);
+    double start = mono();
+    ae_timer(loop, 0.1, 0.1, cb_tick, &k);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(k.n, 4);
+    double t1 = k.t[1] - start, t2 = k.t[2] - start, t3 = k.t[3] - start;
+    assert_true(t1 >= 0.45 - 1e-6);
+    assert_true(t2 >= 0.5 - 1e-6); /* on the phase, not a burst */
+    assert_true(t2 < 0.58);
+    assert_true(t3 >= 0.6 - 1e-6);
+    ae_loop_free(loop);
+}
+
+struct order {
+    int seen[100];
+    int n;
+};
+
+struct order_arg {
+    struct order *o;
+    int id;
+};
+
+static void cb_order(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct order_arg *a = arg;
+    a->o->seen[a->o->n++] = a->id;
+}
+
+static void test_timer_equal_deadlines_in_order(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct order o = {0};
+    struct order_arg args[100];
+    ae_watcher *ws[100];
+    for (int i = 0; i < 100; i++) {
+        args[i] = (struct order_arg){&o, i};
+        /* The loop time does not move between these calls: one deadline. */
+        ws[i] = ae_timer(loop, 0.01, 0, cb_order, &args[i]);
+    }
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(o.n, 100);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(o.seen[i], i);
+    for (int i = 0; i < 100; i++)
+        ae_watcher_free(ws[i]);
+    ae_loop_free(loop);
+}
+
+struct zero_ctx {
+    ae_loop *loop;
+    int outer, inner;
+    ae_watcher *inner_w;
+};
+
+static void cb_zero_inner(ae_watcher *w, void *arg)
+{
+    (void)w;
+    ((struct zero_ctx *)arg)->inner++;
+}
+
+static void cb_zero_outer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct zero_ctx *z = arg;
+    z->outer++;
+    z->inner_w = ae_timer(z->loop, 0, 0, cb_zero_inner, z);
+}
+
+static void test_timer_after_zero_next_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct zero_ctx z = {.loop = loop};
+    ae_watcher *w = ae_timer(loop, 0, 0, cb_zero_outer, &z);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(z.outer, 1);
+    assert_int_equal(z.inner, 0); /* armed during the batch: next iteration */
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_int_equal(z.inner, 1);
+    ae_watcher_free(w);
+    ae_watcher_free(z.inner_w);
+    ae_loop_free(loop);
+}
+
+static void test_timer_bad_times(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    const double bad[] = {-1, -1e-9, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(ae_timer(loop, bad[i], 0, cb_count_timer, &n));
+        assert_int_equal(ae_last_error_code(), AE_EINVAL);
+        assert_null(ae_timer(loop, 0, bad[i], cb_count_timer, &n));
+        assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    }
+    ae_watcher *w = ae_timer(loop, 0.01, 0, cb_count_timer, &n);
+    assert_int_equal(ae_timer_set(w, NAN, 0), AE_EINVAL);
+    assert_int_equal(ae_timer_set(w, 0, -2), AE_EINVAL);
+    assert_int_equal(ae_watcher_active(w), 1); /* unchanged by the failures */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    /* Huge but finite is fine. */
+    assert_int_equal(ae_timer_set(w, 1e12, 0), 0);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(n, 1);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_timer_oneshot_inactive_and_rearm(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    ae_watcher *w = ae_timer(loop, 0.001, 0, cb_count_timer, &n);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ae_watcher_active(w), 0); /* fired: inactive, still ours */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(ae_timer_set(w, 0.001, 0), 0);
+    assert_int_equal(ae_watcher_active(w), 1);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 2);
+    /* Re-arming an armed timer moves its deadline, from now. */
+    struct when t = {0};
+    ae_watcher *v = ae_timer(loop, 0.001, 0, cb_when, &t);
+    ae_now_update(loop);
+    double start = mono();
+    assert_int_equal(ae_timer_set(v, 0.05, 0), 0);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(t.calls, 1);
+    assert_true(t.fired - start >= 0.05 - 1e-6);
+    ae_watcher_free(v);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_timer_repeat_to_oneshot(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    ae_watcher *w = ae_timer(loop, 0, 0.001, cb_count_timer, &n);
+    assert_int_equal(ae_timer_set(w, 0.001, 0), 0);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+struct heap_check {
+    const double *after;
+    int last;
+    int fired;
+    int out_of_order;
+};
+
+/* Timers carry their index; fire order must follow (after, index). */
+static struct heap_check *heap_ctx;
+
+static void cb_heap_order(ae_watcher *w, void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    struct heap_check *h = heap_ctx;
+    if (h->last >= 0) {
+        double a = h->after[h->last], b = h->after[id];
+        if (b < a || (b == a && id < h->last))
+            h->out_of_order++;
+    }
+    h->last = id;
+    h->fired++;
+    ae_watcher_free(w);
+}
+
+static void run_many_timers(int count, double span)
+{
+    ae_loop *loop = new_loop();
+    double *after = malloc((size_t)count * sizeof *after);
+    assert_non_null(after);
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < count; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* Coarse values, so that many deadlines are equal. */
+        after[i] = (double)(x % 1000) * span / 1000.0;
+    }
+    struct heap_check h = {after, -1, 0, 0};
+    heap_ctx = &h;
+    for (int i = 0; i < count; i++)
+        assert_non_null(ae_timer(loop, after[i], 0, cb_heap_order, (void *)(intptr_t)i));
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(h.fired, count);
+    assert_int_equal(h.out_of_order, 0);
+    free(after);
+    ae_loop_free(loop);
+}
+
+static void test_timer_100000_in_order(void **state)
+{
+    (void)state;
+    run_many_timers(100000, 0.2);
+}
+
+static void test_timer_1000000(void **state)
+{
+    (void)state;
+    run_many_timers(1000000, 0.5);
+}
+
+/* A forked child ends through exec, so that a memory checker watching the
+ * test (valgrind) does not judge the child's copy of the parent's heap. */
+static void child_exec(const char *cmd)
+{
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+}
+
+static void child_exit(int code)
+{
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "exit %d", code);
+    child_exec(cmd);
+}
+
+/* A child that exits with code after delay seconds. Returns once the child
+ * has exec'd (the close-on-exec pipe reads EOF), so a signal sent to it then
+ * reaches the shell, not the forked copy of the test. */
+static pid_t spawn_exit(int code, double delay)
+{
+    int sync[2];
+    assert_int_equal(pipe2(sync, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "sleep %.3f; exit %d", delay, code);
+        child_exec(cmd);
+    }
+    close(sync[1]);
+    char c;
+    while (read(sync[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    close(sync[0]);
+    return pid;
+}
+
+/* ---- signals ------------------------------------------------------------------- */
+
+struct sig_rec {
+    int calls;
+    int signum;
+};
+
+static void cb_sig(ae_watcher *w, int signum, void *arg)
+{
+    (void)w;
+    struct sig_rec *r = arg;
+    r->calls++;
+    r->signum = signum;
+}
+
+static void test_signal_basic(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct sig_rec r = {0};
+    ae_watcher *w = ae_signal(loop, SIGUSR1, cb_sig, &r);
+    assert_non_null(w);
+    /* Raised right after creation, before the loop runs: not lost. */
+    raise(SIGUSR1);
+    run_until(loop, &r.calls, 10);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.signum, SIGUSR1);
+    /* Several deliveries may coalesce but at least one is seen. */
+    raise(SIGUSR1);
+    raise(SIGUSR1);
+    int before = r.calls;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_true(r.calls > before);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_signal_several_watchers_and_loops(void **state)
+{
+    (void)state;
+    ae_loop *a = new_loop();
+    ae_loop *b = new_loop();
+    struct sig_rec r1 = {0}, r2 = {0}, r3 = {0};
+    ae_watcher *w1 = ae_signal(a, SIGUSR2, cb_sig, &r1);
+    ae_watcher *w2 = ae_signal(a, SIGUSR2, cb_sig, &r2);
+    ae_watcher *w3 = ae_signal(b, SIGUSR2, cb_sig, &r3);
+    raise(SIGUSR2);
+    run_until(a, &r2.calls, 10);
+    run_until(b, &r3.calls, 10);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r3.calls, 1);
+    /* Freeing one loop's watcher leaves the other loop's working. */
+    ae_watcher_free(w3);
+    raise(SIGUSR2);
+    for (int i = 0; i < 10 && r1.calls < 2; i++)
+        assert_true(ae_run_once(a, 0) >= 0);
+    assert_int_equal(r1.calls, 2);
+    assert_int_equal(r3.calls, 1);
+    ae_watcher_free(w1);
+    ae_watcher_free(w2);
+    ae_loop_free(a);
+    ae_loop_free(b);
+}
+
+static int custom_handler_calls;
+static void custom_handler(int s)
+{
+    (void)s;
+    custom_handler_calls++;
+}
+
+static void test_signal_disposition_restored(void **state)
+{
+    (void)state;
+    struct sigaction sa, cur;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = custom_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+    ae_loop *loop = new_loop();
+    struct sig_rec r = {0};
+    ae_watcher *w1 = ae_signal(loop, SIGUSR1, cb_sig, &r);
+    ae_watcher *w2 = ae_signal(loop, SIGUSR1, cb_sig, &r);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &cur), 0);
+    assert_ptr_not_equal(cur.sa_handler, custom_handler);
+    ae_watcher_free(w1);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &cur), 0);
+    assert_ptr_not_equal(cur.sa_handler, custom_handler); /* one is left */
+    ae_watcher_free(w2);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &cur), 0);
+    assert_ptr_equal(cur.sa_handler, custom_handler);
+    raise(SIGUSR1);
+    assert_int_equal(custom_handler_calls, 1);
+    /* SIG_IGN comes back as well, also when the loop frees the watcher. */
+    sa.sa_handler = SIG_IGN;
+    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+    assert_non_null(ae_signal(loop, SIGUSR1, cb_sig, &r));
+    ae_loop_free(loop);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &cur), 0);
+    assert_ptr_equal(cur.sa_handler, SIG_IGN);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static void test_signal_bad(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct sig_rec r = {0};
+    const int bad[] = {SIGKILL, SIGSTOP, 0, -1, NSIG, 1000};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(ae_signal(loop, bad[i], cb_sig, &r));
+        assert_int_equal(ae_last_error_code(), AE_ESIGNAL);
+    }
+    assert_null(ae_signal(loop, SIGUSR1, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_loop_free(loop);
+}
+
+struct storm {
+    volatile int *sent; /* shared with the child: kills done so far */
+    int last_seen;
+    int calls;
+    int child_done;
+};
+
+static void cb_storm_sig(ae_watcher *w, int signum, void *arg)
+{
+    (void)w;
+    (void)signum;
+    struct storm *s = arg;
+    s->calls++;
+    s->last_seen = *s->sent;
+}
+
+static void cb_storm_child(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)w;
+    (void)pid;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    ((struct storm *)arg)->child_done = 1;
+}
+
+static void test_signal_storm(void **state)
+{
+    (void)state;
+    enum { STORM = 20000 };
+    ae_loop *loop = new_loop();
+    volatile int *sent = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sent != MAP_FAILED);
+    *sent = 0;
+    struct storm s = {.sent = sent};
+    ae_watcher *sw = ae_signal(loop, SIGUSR1, cb_storm_sig, &s);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int i = 1; i <= STORM; i++) {
+            *sent = i;
+            __sync_synchronize();
+            kill(parent, SIGUSR1);
+        }
+        child_exit(0);
+    }
+    ae_watcher *cw = ae_child(loop, pid, cb_storm_child, &s);
+    run_until(loop, &s.child_done, 100000);
+    assert_int_equal(s.child_done, 1);
+    /* The last kill preceded the exit; its delivery must have been seen. */
+    for (int i = 0; i < 3; i++)
+        ae_run_once(loop, AE_NOWAIT);
+    assert_true(s.calls >= 1);
+    assert_int_equal(s.last_seen, STORM);
+    ae_watcher_free(sw);
+    ae_watcher_free(cw);
+    munmap((void *)sent, sizeof(int));
+    ae_loop_free(loop);
+}
+
+/* ---- children ------------------------------------------------------------------- */
+
+struct child_rec {
+    int calls;
+    pid_t pid;
+    int status;
+};
+
+static void cb_child(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)w;
+    struct child_rec *r = arg;
+    r->calls++;
+    r->pid = pid;
+    r->status = status;
+}
+
+static void test_child_status(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pid = spawn_exit(7, 0.02);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, pid, cb_child, &r);
+    assert_non_null(w);
+    assert_int_equal(ae_run(loop), 0); /* returns once it reported */
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.pid, pid);
+    assert_true(WIFEXITED(r.status));
+    assert_int_equal(WEXITSTATUS(r.status), 7);
+    assert_int_equal(ae_watcher_active(w), 0);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_child_killed_status(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pid = spawn_exit(0, 30);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, pid, cb_child, &r);
+    kill(pid, SIGTERM);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(r.calls, 1);
+    assert_true(WIFSIGNALED(r.status));
+    assert_int_equal(WTERMSIG(r.status), SIGTERM);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_child_any(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, 0, cb_child, &r);
+    pid_t pid = spawn_exit(3, 0.01);
+    run_until(loop, &r.calls, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.pid, pid);
+    assert_int_equal(WEXITSTATUS(r.status), 3);
+    assert_int_equal(ae_watcher_active(w), 1); /* pid 0 stays active */
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void wait_zombie(pid_t pid)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    assert_int_equal(waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT), 0);
+}
+
+static void test_child_exited_before_watcher(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pid = spawn_exit(5, 0);
+    wait_zombie(pid);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, pid, cb_child, &r);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(WEXITSTATUS(r.status), 5);
+    ae_watcher_free(w);
+    /* Likewise for a pid 0 watcher. */
+    pid = spawn_exit(6, 0);
+    wait_zombie(pid);
+    struct child_rec any = {0};
+    w = ae_child(loop, 0, cb_child, &any);
+    run_until(loop, &any.calls, 100);
+    assert_int_equal(any.pid, pid);
+    assert_int_equal(WEXITSTATUS(any.status), 6);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_child_unwatched_not_reaped(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t other = spawn_exit(9, 0);
+    pid_t mine = spawn_exit(4, 0.05);
+    wait_zombie(other);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, mine, cb_child, &r);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(r.pid, mine);
+    /* Other code's child is still there for its own waitpid. */
+    int status = 0;
+    assert_int_equal(waitpid(other, &status, 0), other);
+    assert_int_equal(WEXITSTATUS(status), 9);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_child_every_watcher_every_loop(void **state)
+{
+    (void)state;
+    ae_loop *a = new_loop();
+    ae_loop *b = new_loop();
+    pid_t pid = spawn_exit(11, 0.05);
+    struct child_rec ra1 = {0}, ra2 = {0}, rb = {0}, rany = {0};
+    ae_watcher *w1 = ae_child(a, pid, cb_child, &ra1);
+    ae_watcher *w2 = ae_child(a, pid, cb_child, &ra2);
+    ae_watcher *w3 = ae_child(b, pid, cb_child, &rb);
+    ae_watcher *w4 = ae_child(b, 0, cb_child, &rany);
+    for (int i = 0; i < 2000 && (ra1.calls + ra2.calls + rb.calls + rany.calls) < 4; i++) {
+        assert_true(ae_run_once(a, AE_NOWAIT) >= 0);
+        assert_true(ae_run_once(b, AE_NOWAIT) >= 0);
+        sleep_for(0.001);
+    }
+    struct child_rec *all[] = {&ra1, &ra2, &rb, &rany};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(all[i]->calls, 1);
+        assert_int_equal(all[i]->pid, pid);
+        assert_int_equal(WEXITSTATUS(all[i]->status), 11);
+    }
+    ae_watcher_free(w1);
+    ae_watcher_free(w2);
+    ae_watcher_free(w3);
+    ae_watcher_free(w4);
+    ae_loop_free(a);
+    ae_loop_free(b);
+}
+
+struct many_children {
+    pid_t pids[200];
+    int seen[200];
+    int calls;
+};
+
+static void cb_many_children(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)w;
+    struct many_children *m = arg;
+    m->calls++;
+    for (int i = 0; i < 200; i++) {
+        if (m->pids[i] == pid) {
+            m->seen[i]++;
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), i % 256);
+        }
+    }
+}
+
+static void test_child_200_at_once(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int gate[2];
+    make_pipe(gate);
+    struct many_children m = {0};
+    ae_watcher *ws[200];
+    for (int i = 0; i < 200; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char c;
+            close(gate[1]);
+            while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+                ;
+            child_exit(i % 256);
+        }
+        m.pids[i] = pid;
+        ws[i] = ae_child(loop, pid, cb_many_children, &m);
+        assert_non_null(ws[i]);
+    }
+    close(gate[0]);
+    close(gate[1]); /* all 200 exit at once */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(m.calls, 200);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(m.seen[i], 1);
+        ae_watcher_free(ws[i]);
+    }
+    ae_loop_free(loop);
+}
+
+static void test_child_bad(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_null(ae_child(loop, -5, cb_child, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_child(loop, 1, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_loop_free(loop);
+}
+
+/* ---- idle ------------------------------------------------------------------------- */
+
+struct idle_ctx {
+    int fd;
+    int bytes_read;
+    int idle_calls;
+    int idle_before_drained;
+    ae_watcher *io, *idle;
+};
+
+static void cb_idle_reader(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    struct idle_ctx *c = arg;
+    char ch;
+    assert_int_equal(read(c->fd, &ch, 1), 1); /* one byte per iteration */
+    c->bytes_read++;
+}
+
+static void cb_idle_check(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct idle_ctx *c = arg;
+    c->idle_calls++;
+    if (c->bytes_read < 5)
+        c->idle_before_drained++;
+    ae_watcher_free(c->io);
+    ae_watcher_free(c->idle);
+}
+
+static void test_idle_only_when_nothing_else(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    for (int i = 0; i < 5; i++)
+        write_byte(p[1]);
+    struct idle_ctx c = {.fd = p[0]};
+    c.io = ae_io(loop, p[0], AE_READ, cb_idle_reader, &c);
+    c.idle = ae_idle(loop, cb_idle_check, &c);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(c.bytes_read, 5);
+    assert_int_equal(c.idle_calls, 1);
+    assert_int_equal(c.idle_before_drained, 0);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void cb_idle_hundred(ae_watcher *w, void *arg)
+{
+    if (++*(int *)arg == 100)
+        ae_watcher_free(w);
+}
+
+static void test_idle_keeps_running(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    int t = 0;
+    /* A far timer keeps the loop alive; idle must not block on it. */
+    ae_watcher *far = ae_timer(loop, 100, 0, cb_count_timer, &t);
+    ae_idle(loop, cb_idle_hundred, &n);
+    double start = mono();
+    while (n < 100)
+        assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_true(mono() - start < 10);
+    assert_int_equal(t, 0);
+    ae_watcher_free(far);
+    assert_int_equal(ae_run(loop), 0);
+    ae_loop_free(loop);
+}
+
+/* ---- condvars ----------------------------------------------------------------------- */
+
+struct cv_timer_arg {
+    ae_cv *cv;
+    int op; /* 0 send, 1 croak, 2 end */
+    void *value;
+};
+
+static void cb_cv_op(ae_watcher *w, void *arg)
+{
+    struct cv_timer_arg *a = arg;
+    if (a->op == 0)
+        assert_int_equal(ae_cv_send(a->cv, a->value), 0);
+    else if (a->op == 1)
+        assert_int_equal(ae_cv_croak(a->cv, "boom"), 0);
+    else
+        assert_int_equal(ae_cv_end(a->cv), 0);
+    ae_watcher_free(w);
+}
+
+static void test_cv_send_wakes_recv(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    int x = 42;
+    struct cv_timer_arg a = {cv, 0, &x};
+    ae_timer(loop, 0.01, 0, cb_cv_op, &a);
+    assert_int_equal(ae_cv_ready(cv), 0);
+    void *v = NULL;
+    assert_int_equal(ae_cv_recv(cv, &v), 0);
+    assert_ptr_equal(v, &x);
+    assert_int_equal(ae_cv_ready(cv), 1);
+    assert_null(ae_cv_error(cv));
+    /* Ready: returns at once, again and again. */
+    v = NULL;
+    assert_int_equal(ae_cv_recv(cv, &v), 0);
+    assert_ptr_equal(v, &x);
+    assert_int_equal(ae_cv_recv(cv, NULL), 0);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+static void cb_cv_count(ae_cv *cv, void *arg)
+{
+    (void)cv;
+    (*(int *)arg)++;
+}
+
+static void test_cv_begin_end(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    int cb_calls = 0;
+    ae_cv_cb(cv, cb_cv_count, &cb_calls);
+    struct cv_timer_arg a[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ae_cv_begin(cv), 0);
+        a[i] = (struct cv_timer_arg){cv, 2, NULL};
+        ae_timer(loop, 0.005 * (i + 1), 0, cb_cv_op, &a[i]);
+    }
+    assert_int_equal(ae_cv_recv(cv, NULL), 0);
+    assert_int_equal(cb_calls, 1);
+    assert_int_equal(ae_cv_end(cv), AE_ESTATE); /* count is back at zero */
+    ae_cv_free(cv);
+    /* end without begin */
+    cv = ae_cv_new(loop);
+    assert_int_equal(ae_cv_end(cv), AE_ESTATE);
+    assert_int_equal(ae_cv_ready(cv), 0);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+static void test_cv_croak(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    struct cv_timer_arg a = {cv, 1, NULL};
+    ae_timer(loop, 0.005, 0, cb_cv_op, &a);
+    void *v = (void *)&a;
+    assert_int_equal(ae_cv_recv(cv, &v), AE_ECROAKED);
+    assert_ptr_equal(v, &a); /* not written on error */
+    assert_string_equal(ae_cv_error(cv), "boom");
+    assert_non_null(strstr(ae_last_error(), "boom"));
+    assert_int_equal(ae_cv_send(cv, NULL), AE_ESTATE);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+static void test_cv_ready_returns_at_once(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    int n = 0;
+    ae_watcher *t = ae_timer(loop, 0, 0, cb_count_timer, &n);
+    int x = 1, y = 2;
+    assert_int_equal(ae_cv_send(cv, &x), 0);
+    assert_int_equal(ae_cv_send(cv, &y), AE_ESTATE); /* first send wins */
+    assert_int_equal(ae_cv_croak(cv, "late"), AE_ESTATE);
+    void *v = NULL;
+    assert_int_equal(ae_cv_recv(cv, &v), 0);
+    assert_ptr_equal(v, &x);
+    assert_int_equal(n, 0); /* no iteration ran */
+    int cb_calls = 0;
+    ae_cv_cb(cv, cb_cv_count, &cb_calls); /* already ready: called at once */
+    assert_int_equal(cb_calls, 1);
+    assert_int_equal(ae_cv_begin(cv), AE_ESTATE);
+    ae_watcher_free(t);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+static void test_cv_recv_deadlock(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    assert_int_equal(ae_cv_recv(cv, NULL), AE_EDEADLK);
+    /* Also when the last watcher goes before it is sent. */
+    int n = 0;
+    ae_timer(loop, 0.001, 0, cb_count_timer, &n);
+    assert_int_equal(ae_cv_recv(cv, NULL), AE_EDEADLK);
+    assert_int_equal(n, 1);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+struct nested {
+    ae_loop *loop;
+    int rc;
+    int done;
+    void *value;
+};
+
+static void cb_nested_recv(ae_watcher *w, void *arg)
+{
+    struct nested *n = arg;
+    ae_cv *cv = ae_cv_new(n->loop);
+    static int x = 5;
+    struct cv_timer_arg a = {cv, 0, &x};
+    ae_timer(n->loop, 0.005, 0, cb_cv_op, &a);
+    n->rc = ae_cv_recv(cv, &n->value);
+    n->done = 1;
+    ae_cv_free(cv);
+    ae_watcher_free(w);
+}
+
+static void test_cv_recv_inside_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct nested n = {loop, 1, 0, NULL};
+    ae_timer(loop, 0, 0, cb_nested_recv, &n);
+    /* Either it works or it says it cannot: it never hangs. */
+    ae_run(loop);
+    assert_int_equal(n.done, 1);
+    assert_true(n.rc == 0 || n.rc == AE_ENOTSUP);
+    if (n.rc == 0)
+        assert_int_equal(*(int *)n.value, 5);
+    ae_loop_free(loop);
+}
+
+static void cb_cv_free_self(ae_cv *cv, void *arg)
+{
+    (*(int *)arg)++;
+    ae_cv_free(cv);
+}
+
+static void test_cv_free_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_cv *cv = ae_cv_new(loop);
+    int calls = 0;
+    ae_cv_cb(cv, cb_cv_free_self, &calls);
+    assert_int_equal(ae_cv_send(cv, NULL), 0);
+    assert_int_equal(calls, 1);
+    ae_loop_free(loop);
+}
+
+/* ---- running and breaking ------------------------------------------------------------ */
+
+static void test_run_returns_when_nothing_active(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    int n = 0;
+    int p[2];
+    make_pipe(p);
+    ae_watcher *t = ae_timer(loop, 0.001, 0, cb_count_timer, &n);
+    ae_watcher *io = ae_io(loop, p[0], 0, cb_count_io, &n);
+    struct child_rec r = {0};
+    ae_watcher *c = ae_child(loop, spawn_exit(0, 0), cb_child, &r);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(ae_watcher_active(t), 0);
+    assert_int_equal(ae_watcher_active(io), 0);
+    assert_int_equal(ae_watcher_active(c), 0);
+    ae_watcher_free(t);
+    ae_watcher_free(io);
+    ae_watcher_free(c);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+struct brk {
+    ae_loop *loop;
+    int outer_ticks;
+    int inner_runs;
+    int inner_rc;
+    int after_inner;
+};
+
+static void cb_break(ae_watcher *w, void *arg)
+{
+    (void)w;
+    ae_break(arg);
+}
+
+static void cb_outer_tick(ae_watcher *w, void *arg)
+{
+    struct brk *b = arg;
+    b->outer_ticks++;
+    if (b->outer_ticks == 1) {
+        /* A nested run, ended by ae_break from inside it. */
+        ae_watcher *t = ae_timer(b->loop, 0.002, 0, cb_break, b->loop);
+        b->inner_rc = ae_run(b->loop);
+        b->inner_runs++;
+        ae_watcher_free(t);
+        b->after_inner = 1;
+    } else if (b->outer_ticks == 3) {
+        ae_break(b->loop);
+        ae_watcher_free(w);
+    }
+}
+
+static void test_break_innermost(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct brk b = {.loop = loop};
+    int far = 0;
+    ae_watcher *keep = ae_timer(loop, 100, 0, cb_count_timer, &far);
+    ae_timer(loop, 0.001, 0.005, cb_outer_tick, &b);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(b.inner_runs, 1);
+    assert_true(b.inner_rc == 0 || b.inner_rc == AE_ENOTSUP);
+    assert_int_equal(b.after_inner, 1);
+    /* The outer run went on after the inner one returned, until its own break. */
+    assert_int_equal(b.outer_ticks, 3);
+    assert_int_equal(ae_watcher_active(keep), 1);
+    ae_watcher_free(keep);
+    ae_loop_free(loop);
+}
+
+static void test_break_without_run(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    ae_break(loop); /* nothing running: no effect on the next run */
+    int n = 0;
+    ae_timer(loop, 0.001, 0, cb_count_timer, &n);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    ae_loop_free(loop);
+}
+
+/* ---- freeing a loop -------------------------------------------------------------------- */
+
+static void test_loop_free_with_live_watchers(void **state)
+{
+    (void)state;
+    struct sigaction cur;
+    assert_int_equal(sigaction(SIGUSR2, NULL, &cur), 0);
+    void (*before)(int) = cur.sa_handler;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    int n = 0;
+    ae_timer(loop, 0, 0, cb_count_timer, &n); /* fires, then stays ours */
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_int_equal(n, 1);
+    ae_io(loop, p[0], AE_READ, cb_fail_io, "io");
+    ae_io(loop, p[1], 0, cb_fail_io, "paused io");
+    ae_timer(loop, 0, 0, cb_fail_timer, "timer");
+    ae_signal(loop, SIGUSR2, cb_sig, NULL);
+    pid_t child = spawn_exit(0, 30);
+    ae_child(loop, child, cb_child, NULL);
+    ae_child(loop, 0, cb_child, NULL);
+    ae_idle(loop, cb_count_idle, &n);
+    ae_cv *cv = ae_cv_new(loop);
+    ae_cv_begin(cv);
+    ae_cv_new(loop);
+    int before_free = n;
+    ae_loop_free(loop); /* frees everything; no callback runs */
+    assert_int_equal(n, before_free);
+    assert_int_equal(sigaction(SIGUSR2, NULL, &cur), 0);
+    assert_ptr_equal(cur.sa_handler, before);
+    kill(child, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child); /* not reaped by us */
+    close(p[0]);
+    close(p[1]);
+}
+
+static void cb_free_loop(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+    ae_loop_free(ae_watcher_loop(w));
+}
+
+static void test_loop_free_in_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    ae_timer(loop, 0, 0, cb_free_loop, &n);
+    ae_timer(loop, 0, 0, cb_free_loop, &n); /* must not run: the loop is going */
+    ae_timer(loop, 1, 0, cb_fail_timer, "later");
+    assert_int_equal(ae_run(loop), 0); /* returns, and the loop is gone */
+    assert_int_equal(n, 1);
+}
+
+/* ---- time ------------------------------------------------------------------------------ */
+
+static void test_time(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    double t = ae_time();
+    assert_true(fabs(t - (double)time(NULL)) < 2);
+    double n1 = ae_now(loop);
+    assert_true(fabs(n1 - t) < 2);
+    sleep_for(0.02);
+    assert_true(ae_now(loop) == n1); /* cached */
+    ae_now_update(loop);
+    double n2 = ae_now(loop);
+    assert_true(n2 - n1 >= 0.02 - 1e-3);
+    /* Refreshed when the wait returns. */
+    int x = 0;
+    ae_timer(loop, 0.02, 0, cb_count_timer, &x);
+    assert_int_equal(ae_run(loop), 0);
+    assert_true(ae_now(loop) - n2 >= 0.02 - 1e-3);
+    assert_true(isnan(ae_now(NULL)));
+    ae_loop_free(loop);
+}
+
+int main(int argc, char **argv)
+{
+    backend = argc > 1 ? argv[1] : "poll";
+    unsetenv("ANYEVENT_BACKEND");
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_loop_backend_name),
+        T(test_loop_unknown_backend),
+        T(test_loop_env_backend),
+        T(test_loop_default),
+        T(test_errors_named),
+        T(test_io_read_write_independent),
+        T(test_io_level_triggered),
+        T(test_io_bad_fd),
+        T(test_io_two_watchers_one_fd),
+        T(test_io_set_pause_resume),
+        T(test_io_paused_at_creation),
+        T(test_io_closed_while_watched),
+        T(test_io_10000_fds),
+        T(test_free_self_in_callback),
+        T(test_free_all_in_callback),
+        T(test_free_other_in_callback),
+        T(test_free_other_fd_same_iteration),
+        T(test_free_repeating_timer_in_callback),
+        T(test_timer_not_early),
+        T(test_timer_repeat_no_drift),
+        T(test_timer_behind_keeps_phase),
+        T(test_timer_equal_deadlines_in_order),
+        T(test_timer_after_zero_next_iteration),
+        T(test_timer_bad_times),
+        T(test_timer_oneshot_inactive_and_rearm),
+        T(test_timer_repeat_to_oneshot),
+        T(test_timer_100000_in_order),
+        T(test_timer_1000000),
+        T(test_signal_basic),
+        T(test_signal_several_watchers_and_loops),
+        T(test_signal_disposition_restored),
+        T(test_signal_bad),
+        T(test_signal_storm),
+        T(test_child_status),
+        T(test_child_killed_status),
+        T(test_child_any),
+        T(test_child_exited_before_watcher),
+        T(test_child_unwatched_not_reaped),
+        T(test_child_every_watcher_every_loop),
+        T(test_child_200_at_once),
+        T(test_child_bad),
+        T(test_idle_only_when_nothing_else),
+        T(test_idle_keeps_running),
+        T(test_cv_send_wakes_recv),
+        T(test_cv_begin_end),
+        T(test_cv_croak),
+        T(test_cv_ready_returns_at_once),
+        T(test_cv_recv_deadlock),
+        T(test_cv_recv_inside_callback),
+        T(test_cv_free_in_callback),
+        T(test_run_returns_when_nothing_active),
+        T(test_break_innermost),
+        T(test_break_without_run),
+        T(test_loop_free_with_live_watchers),
+        T(test_loop_free_in_callback),
+        T(test_time),
+#undef T
+    };
+    char group[64];
+    snprintf(group, sizeof group, "conformance[%s]", backend);
+    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+}
