@@ -45,6 +45,12 @@ typedef struct ae_backend_ops {
      * updated to events 0 before this is called. */
     void (*destroy)(ae_loop *loop, void *state);
 
+    /* Optional (NULL: nothing to do). Called once when the core first sees
+     * fd, before any fd_update for it, also for a watcher created paused:
+     * reserve here whatever fd_update will need, so that fd_update (and with
+     * it ae_io_set) never allocates. Returns 0 or a negative AE_E* code. */
+    int (*fd_init)(ae_loop *loop, void *state, int fd, void *fd_data);
+
     /* The combined interest in fd changes from old_events to new_events
      * (AE_READ|AE_WRITE bits; 0 means remove). fd_data is that fd's private
      * memory. Must not call back into the core's dispatch. Going from 0 to
@@ -68,7 +74,7 @@ typedef struct ae_backend_ops {
 AE_EXPORT void ae_backend_io_ready(ae_loop *loop, int fd, int revents);
 
 /* Record the calling thread's error message; returns code for convenience. */
-int ae__set_error(int code, const char *fmt, ...)
+AE_EXPORT int ae__set_error(int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -76,7 +82,7 @@ int ae__set_error(int code, const char *fmt, ...)
 
 /* The same for the failed system call `what`, from errno (kept); returns
  * AE_ENOMEM, AE_EBADF or AE_ESYS. */
-int ae__set_errno(const char *what);
+AE_EXPORT int ae__set_errno(const char *what);
 
 /* Built-in backends (pureselect/). */
 extern const ae_backend_ops ae__backend_poll;

@@ -113,6 +113,7 @@ struct ae_loop {
     int fds_cap;
 
     ae_list timers;      /* every timer, armed or not */
+    size_t timer_count;  /* heap_cap always exceeds it: arming never allocates */
     ae_heap_entry *heap; /* 1-based */
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
@@ -195,7 +196,7 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 /* timer.c */
 void ae__timer_stop(ae_watcher *w);
 double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if none */
-int ae__timers_run(ae_loop *loop);    /* callbacks run */
+int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 
 /* signal.c */
 int ae__signal_watch(ae_loop *loop, int signum);

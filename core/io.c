@@ -9,6 +9,8 @@
 
 #define AE_IO_EVENTS (AE_READ | AE_WRITE)
 
+/* The fd's entry, made on first use (the backend reserves what it needs for
+ * the fd then); NULL with the error set. */
 static ae_fd *fd_slot(ae_loop *loop, int fd)
 {
     if (fd >= loop->fds_cap) {
@@ -16,15 +18,27 @@ static ae_fd *fd_slot(ae_loop *loop, int fd)
         while (cap <= fd)
             cap *= 2;
         ae_fd **fds = realloc(loop->fds, (size_t)cap * sizeof *fds);
-        if (!fds)
+        if (!fds) {
+            ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
             return NULL;
+        }
         memset(fds + loop->fds_cap, 0, (size_t)(cap - loop->fds_cap) * sizeof *fds);
         loop->fds = fds;
         loop->fds_cap = cap;
     }
-    if (!loop->fds[fd])
-        loop->fds[fd] = calloc(1, sizeof(ae_fd) + loop->ops->fd_data_size);
-    return loop->fds[fd];
+    if (loop->fds[fd])
+        return loop->fds[fd];
+    ae_fd *f = calloc(1, sizeof(ae_fd) + loop->ops->fd_data_size);
+    if (!f) {
+        ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
+        return NULL;
+    }
+    if (loop->ops->fd_init && loop->ops->fd_init(loop, loop->backend_state, fd, f->backend_data) < 0) {
+        free(f);
+        return NULL;
+    }
+    loop->fds[fd] = f;
+    return f;
 }
 
 static int fd_interest(const ae_fd *f)
@@ -51,7 +65,7 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
 {
     ae_fd *f = fd_slot(loop, fd);
     if (!f)
-        return ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
+        return ae_last_error_code();
     w->u.io.fd = fd;
     w->u.io.events = events;
     ae__list_append(&f->watchers, w);
@@ -77,8 +91,10 @@ ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg)
         ae__set_error(AE_EINVAL, "ae_io: events %#x: only AE_READ and AE_WRITE can be watched", events);
         return NULL;
     }
-    /* With events, the backend checks the fd as it registers it. */
-    if (fd < 0 || (!events && fcntl(fd, F_GETFD) < 0)) {
+    /* The backend checks the fd when it first registers it; otherwise (a
+     * paused watcher, or the fd already registered) check here. */
+    bool registered = fd >= 0 && fd < loop->fds_cap && loop->fds[fd] && loop->fds[fd]->events;
+    if (fd < 0 || ((!events || registered) && fcntl(fd, F_GETFD) < 0)) {
         ae__set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
         return NULL;
     }
@@ -148,13 +164,14 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
     ae_cursor cur;
     ae__cursor_push(loop, &cur, f->watchers.head);
     ae_watcher *w;
-    while ((w = cur.next)) {
+    while ((w = cur.next) && !loop->free_requested) {
         cur.next = w->next;
         if (!w->u.io.events)
             continue;
         w->u.io.events = 0;
         ae__watcher_deactivate(w);
-        loop->dispatched++;
+        if (!w->internal)
+            loop->dispatched++;
         w->cb.io(w, AE_ERROR, w->arg);
     }
     ae__cursor_pop(loop, &cur);
@@ -164,7 +181,7 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
 {
     if (loop->time_stale)
         ae__time_refresh(loop);
-    if (fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
+    if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
         return;
     ae_fd *f = loop->fds[fd];
     if (revents & AE_ERROR) {
@@ -174,7 +191,7 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
     ae_cursor cur;
     ae__cursor_push(loop, &cur, f->watchers.head);
     ae_watcher *w;
-    while ((w = cur.next)) {
+    while ((w = cur.next) && !loop->free_requested) {
         cur.next = w->next;
         int ready = w->u.io.events & revents;
         if (!ready)
@@ -182,8 +199,6 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
         if (!w->internal)
             loop->dispatched++;
         w->cb.io(w, ready, w->arg);
-        if (loop->free_requested)
-            break;
     }
     ae__cursor_pop(loop, &cur);
 }

@@ -229,6 +229,7 @@ static void wake_close(ae_loop *loop)
 {
     if (!loop->wake_watcher)
         return;
+    atomic_store(&loop->sig.wake_fd, -1);
     ae__io_stop(loop->wake_watcher);
     free(loop->wake_watcher);
     loop->wake_watcher = NULL;
@@ -279,12 +280,12 @@ static void loop_destroy(ae_loop *loop)
 
     for (int fd = 0; fd < loop->fds_cap; fd++) {
         ae_fd *f = loop->fds[fd];
-        while (f && f->watchers.head) {
-            ae_watcher *w = f->watchers.head;
-            if (w->internal)
-                wake_close(loop);
-            else
+        ae_watcher *w = f ? f->watchers.head : NULL;
+        while (w) {
+            ae_watcher *next = w->next;
+            if (!w->internal) /* the wake-up fd goes last, below */
                 watcher_destroy(w);
+            w = next;
         }
     }
     while (loop->timers.head)
@@ -353,6 +354,7 @@ static int run_once(ae_loop *loop, int flags)
     if (loop->active == 0 && !(flags & AE_NOWAIT))
         return 0;
     uint64_t before = loop->dispatched;
+    uint64_t timer_limit = loop->timer_seq;
     double timeout = wait_timeout(loop, flags);
     loop->time_stale = true;
     int rc = loop->ops->wait(loop, loop->backend_state, timeout);
@@ -362,7 +364,7 @@ static int run_once(ae_loop *loop, int flags)
         return rc;
     if (loop->free_requested)
         return 0;
-    ae__timers_run(loop);
+    ae__timers_run(loop, timer_limit);
     if (loop->dispatched == before && loop->idle_count && !loop->free_requested)
         ae__idle_run(loop);
     return loop->active > 0;

@@ -14,13 +14,27 @@ static const ae_backend_ops *const builtin_backends[] = {
 };
 #define N_BUILTIN (sizeof builtin_backends / sizeof builtin_backends[0])
 
-const char *ae_backend_names(void) { return "poll,select"; }
+static char names[256];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void names_build(void)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < N_BUILTIN; i++)
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? "," : "", builtin_backends[i]->name);
+}
+
+const char *ae_backend_names(void)
+{
+    pthread_once(&names_once, names_build);
+    return names;
+}
 
 /* The fields of version 1 must all be there, and the version must be ours. */
 static int backend_check(const ae_backend_ops *ops)
 {
-    if (ops->abi_version != AE_BACKEND_ABI_VERSION)
-        return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks %u",
+    if (ops->abi_version < 1 || ops->abi_version > AE_BACKEND_ABI_VERSION)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u",
                              ops->name ? ops->name : "?", ops->abi_version, AE_BACKEND_ABI_VERSION);
     if (ops->struct_size < offsetof(ae_backend_ops, wait) + sizeof ops->wait || !ops->name || !ops->init ||
         !ops->destroy || !ops->fd_update || !ops->wait)
@@ -71,10 +85,15 @@ int ae__backend_open(ae_loop *loop, const char *name)
         if (!ops)
             return ae__set_error(AE_ENOENT, "unknown backend '%s' (%s); available: %s", name, why,
                                  ae_backend_names());
-        int rc = backend_try(loop, ops);
-        if (rc == 0 && ae__debug())
+        if (backend_try(loop, ops) < 0) {
+            char reason[256];
+            snprintf(reason, sizeof reason, "%s", ae_last_error());
+            return ae__set_error(AE_ENOENT, "backend '%s' (%s) could not start: %s; available: %s", name, why,
+                                 reason, ae_backend_names());
+        }
+        if (ae__debug())
             fprintf(stderr, "anyevent: backend %s (%s)\n", ops->name, why);
-        return rc;
+        return 0;
     }
     for (size_t i = 0; i < N_BUILTIN; i++) {
         if (backend_try(loop, builtin_backends[i]) == 0) {

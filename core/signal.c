@@ -90,9 +90,15 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
         return NULL;
     }
     if (signum == SIGKILL || signum == SIGSTOP) {
-        ae__set_error(AE_ESIGNAL, "ae_signal: signal %d (%s) cannot be caught", signum, strsignal(signum));
+        ae__set_error(AE_ESIGNAL, "ae_signal: %s cannot be caught", signum == SIGKILL ? "SIGKILL" : "SIGSTOP");
         return NULL;
     }
+#ifdef SIGRTMIN
+    if (signum > 31 && signum < SIGRTMIN) {
+        ae__set_error(AE_ESIGNAL, "ae_signal: signal %d is reserved by the C library", signum);
+        return NULL;
+    }
+#endif
     ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_SIGNAL, arg);
     if (!w)
         return NULL;

@@ -45,20 +45,26 @@ static void heap_down(ae_loop *loop, size_t i)
     heap_place(loop, i, e);
 }
 
-static int heap_insert(ae_loop *loop, ae_watcher *w, double deadline)
+/* Room in the heap for one more timer: called when a timer is created, so
+ * that arming and re-arming (ae_timer_set) never allocate. */
+static int heap_reserve(ae_loop *loop)
 {
-    if (loop->heap_len + 1 >= loop->heap_cap) {
-        size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        ae_heap_entry *h = realloc(loop->heap, cap * sizeof *h);
-        if (!h)
-            return ae__set_error(AE_ENOMEM, "ae_timer: out of memory for the timer heap");
-        loop->heap = h;
-        loop->heap_cap = cap;
-    }
+    if (loop->timer_count + 1 < loop->heap_cap)
+        return 0;
+    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    ae_heap_entry *h = realloc(loop->heap, cap * sizeof *h);
+    if (!h)
+        return ae__set_error(AE_ENOMEM, "ae_timer: out of memory for the timer heap");
+    loop->heap = h;
+    loop->heap_cap = cap;
+    return 0;
+}
+
+static void heap_insert(ae_loop *loop, ae_watcher *w, double deadline)
+{
     size_t i = ++loop->heap_len;
     loop->heap[i] = (ae_heap_entry){deadline, loop->timer_seq++, w};
     heap_up(loop, i);
-    return 0;
 }
 
 static void heap_remove(ae_loop *loop, ae_watcher *w)
@@ -85,13 +91,11 @@ static int check_times(const char *fn, double after, double interval)
     return 0;
 }
 
-static int timer_arm(ae_watcher *w, double after, double interval)
+static void timer_arm(ae_watcher *w, double after, double interval)
 {
     w->u.timer.interval = interval;
-    int rc = heap_insert(w->loop, w, w->loop->now_mono + after);
-    if (rc == 0)
-        ae__watcher_activate(w);
-    return rc;
+    heap_insert(w->loop, w, w->loop->now_mono + after);
+    ae__watcher_activate(w);
 }
 
 ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_timer_cb cb, void *arg)
@@ -102,17 +106,15 @@ ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_timer_cb c
         ae__set_error(AE_EINVAL, "ae_timer: callback is NULL");
         return NULL;
     }
-    if (check_times("ae_timer", after, interval) < 0)
+    if (check_times("ae_timer", after, interval) < 0 || heap_reserve(loop) < 0)
         return NULL;
     ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_TIMER, arg);
     if (!w)
         return NULL;
     w->cb.timer = cb;
-    if (timer_arm(w, after, interval) < 0) {
-        free(w);
-        return NULL;
-    }
+    loop->timer_count++;
     ae__list_append(&loop->timers, w);
+    timer_arm(w, after, interval);
     return w;
 }
 
@@ -123,12 +125,10 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
     int rc = check_times("ae_timer_set", after, interval);
     if (rc < 0)
         return rc;
-    if (w->u.timer.heap_index) {
-        /* In place: no allocation, the slot is reused. */
+    if (w->u.timer.heap_index)
         heap_remove(w->loop, w);
-        ae__watcher_deactivate(w);
-    }
-    return timer_arm(w, after, interval);
+    timer_arm(w, after, interval); /* into the slot reserved at creation */
+    return 0;
 }
 
 void ae__timer_stop(ae_watcher *w)
@@ -136,6 +136,7 @@ void ae__timer_stop(ae_watcher *w)
     if (w->u.timer.heap_index)
         heap_remove(w->loop, w);
     ae__list_unlink(w->loop, &w->loop->timers, w);
+    w->loop->timer_count--;
 }
 
 double ae__timer_next(ae_loop *loop)
@@ -153,18 +154,18 @@ static double next_deadline(double deadline, double interval, double now)
     double next = deadline + interval;
     if (next <= now)
         next = deadline + (floor((now - deadline) / interval) + 1) * interval;
-    while (next <= now) /* rounding */
-        next += interval;
+    if (next <= now) /* rounding, or an interval below the clock's resolution */
+        next = nextafter(now, INFINITY);
     return next;
 }
 
-int ae__timers_run(ae_loop *loop)
+/* Runs the timers due now that were armed before seq_limit (the iteration's
+ * start): one armed during the iteration, even with after 0, waits for the
+ * next iteration. */
+int ae__timers_run(ae_loop *loop, uint64_t seq_limit)
 {
     int ran = 0;
     double now = loop->now_mono;
-    /* Timers armed from here on (also by these callbacks) wait for the next
-     * iteration, even with after 0. */
-    uint64_t seq_limit = loop->timer_seq;
     while (loop->heap_len && !loop->free_requested) {
         ae_heap_entry top = loop->heap[1];
         if (top.deadline > now || top.seq >= seq_limit)
@@ -172,9 +173,7 @@ int ae__timers_run(ae_loop *loop)
         ae_watcher *w = top.w;
         heap_remove(loop, w);
         if (w->u.timer.interval > 0) {
-            double next = next_deadline(top.deadline, w->u.timer.interval, now);
-            /* Re-inserting into the slot just freed cannot fail. */
-            heap_insert(loop, w, next);
+            heap_insert(loop, w, next_deadline(top.deadline, w->u.timer.interval, now));
         } else {
             ae__watcher_deactivate(w);
         }

@@ -72,7 +72,7 @@ enum {
 AE_EXPORT const char *ae_strerror(int err);
 
 /* The message of the calling thread's most recent failed anyevent call, with
- * details ("ae_io: fd 7: Bad file descriptor"), or "" if none failed yet. The
+ * details ("ae_io: fd 7 is not open"), or "" if none failed yet. The
  * string stays valid until the thread's next anyevent call. */
 AE_EXPORT const char *ae_last_error(void);
 
@@ -97,7 +97,8 @@ AE_EXPORT ae_loop *ae_loop_default(void);
 /* Stop and free every watcher and condvar still on the loop, then the loop.
  * No callback runs; pointers to those watchers and condvars are invalid
  * afterwards. NULL is ignored. Called from inside a callback of this loop, the
- * free is deferred until the outermost ae_run()/ae_run_once() returns. */
+ * free is deferred until the outermost ae_run(), ae_run_once() or
+ * ae_cv_recv() returns, and no further callback of the loop runs. */
 AE_EXPORT void ae_loop_free(ae_loop *loop);
 
 /* The name of the loop's backend ("poll", ...). */
@@ -110,7 +111,8 @@ AE_EXPORT const char *ae_backend_names(void);
 /* Run the loop until no active watcher is left or ae_break() is called.
  * Active: io watchers with a non-zero event mask, armed timers, signal and idle
  * watchers, child watchers that have not reported. Returns 0, or a negative
- * code if the backend failed. */
+ * code if the backend failed, or AE_ENOTSUP from inside a callback on a
+ * backend that cannot run recursively. */
 AE_EXPORT int ae_run(ae_loop *loop);
 
 /* One iteration: wait for events (not at all with AE_NOWAIT, nor when idle
@@ -155,6 +157,8 @@ AE_EXPORT int ae_io_set(ae_watcher *w, int events);
 
 /* Call cb once after `after` seconds measured from ae_now(), then, if interval
  * > 0, every interval seconds. after and interval must be finite and >= 0.
+ * A timer armed from inside a callback, even with after 0, fires in the next
+ * iteration at the earliest.
  * Timers with equal deadlines fire in the order they were armed. A repeating
  * timer does not drift: each deadline is the previous one plus interval; when
  * it falls behind it fires once, then takes the next deadline still ahead.
@@ -163,14 +167,16 @@ AE_EXPORT int ae_io_set(ae_watcher *w, int events);
 AE_EXPORT ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_timer_cb cb, void *arg);
 
 /* Re-arm a timer in place from ae_now(): as if freshly created with these
- * times, without allocating. */
+ * times, without allocating (every timer's heap slot is reserved when it is
+ * created). */
 AE_EXPORT int ae_timer_set(ae_watcher *w, double after, double interval);
 
 /* Call cb when signum is delivered to the process. Several watchers, also in
  * several loops, may watch one signal: all are called. Deliveries may
  * coalesce, but one that arrives after this call returns is never lost. The
  * disposition in place before the first watcher is restored when the last one
- * is freed. SIGKILL, SIGSTOP and numbers out of range fail with AE_ESIGNAL. */
+ * is freed. SIGKILL, SIGSTOP, the signals the C library reserves for itself
+ * and numbers out of range fail with AE_ESIGNAL. */
 AE_EXPORT ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg);
 
 /* Call cb when child process pid (0: any child) exits or is killed, with
@@ -216,7 +222,7 @@ AE_EXPORT int ae_cv_croak(ae_cv *cv, const char *message);
  * at once if it is already ready. Returns AE_EDEADLK instead of blocking
  * forever when nothing is left that could make it ready (no active watcher),
  * and AE_ENOTSUP when called from inside a callback on a backend whose loop
- * cannot be run recursively (see docs/backends.md). */
+ * cannot be run recursively (poll and select can; see docs/api.md). */
 AE_EXPORT int ae_cv_recv(ae_cv *cv, void **value);
 
 /* Count one more outstanding job. */

@@ -21,26 +21,10 @@ void ps_destroy(ae_loop *loop, void *state)
     ps_state *s = state;
     free(s->regs);
     free(s->slot_of);
+    free(s->gen_of);
     for (size_t i = 0; i < s->nlevels; i++)
         free(s->levels[i].ready);
     free(s->levels);
-}
-
-static int slot_room(ps_state *s, int fd)
-{
-    if (fd < s->slot_cap)
-        return 0;
-    int cap = s->slot_cap ? s->slot_cap : 64;
-    while (cap <= fd)
-        cap *= 2;
-    int *slots = realloc(s->slot_of, (size_t)cap * sizeof *slots);
-    if (!slots)
-        return ae__set_error(AE_ENOMEM, "poll: out of memory");
-    for (int i = s->slot_cap; i < cap; i++)
-        slots[i] = -1;
-    s->slot_of = slots;
-    s->slot_cap = cap;
-    return 0;
 }
 
 static short poll_events(int events)
@@ -48,6 +32,42 @@ static short poll_events(int events)
     return (short)(((events & AE_READ) ? POLLIN : 0) | ((events & AE_WRITE) ? POLLOUT : 0));
 }
 
+int ps_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    (void)loop;
+    (void)fd_data;
+    ps_state *s = state;
+    if (fd >= s->slot_cap) {
+        int cap = s->slot_cap ? s->slot_cap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        int *slots = realloc(s->slot_of, (size_t)cap * sizeof *slots);
+        if (!slots)
+            return ae__set_error(AE_ENOMEM, "poll: out of memory");
+        s->slot_of = slots;
+        unsigned *gens = realloc(s->gen_of, (size_t)cap * sizeof *gens);
+        if (!gens)
+            return ae__set_error(AE_ENOMEM, "poll: out of memory");
+        s->gen_of = gens;
+        for (int i = s->slot_cap; i < cap; i++) {
+            slots[i] = -1;
+            gens[i] = 0;
+        }
+        s->slot_cap = cap;
+    }
+    if (s->nfds_seen + 1 > s->regs_cap) {
+        size_t cap = s->regs_cap ? s->regs_cap * 2 : 64;
+        struct pollfd *r = realloc(s->regs, cap * sizeof *r);
+        if (!r)
+            return ae__set_error(AE_ENOMEM, "poll: out of memory");
+        s->regs = r;
+        s->regs_cap = cap;
+    }
+    s->nfds_seen++;
+    return 0;
+}
+
+/* Never allocates: ps_fd_init made room for every fd. */
 int ps_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
     (void)loop;
@@ -59,16 +79,6 @@ int ps_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_even
                                  s->limit);
         if (fcntl(fd, F_GETFD) < 0)
             return ae__set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
-        if (slot_room(s, fd) < 0)
-            return AE_ENOMEM;
-        if (s->nregs == s->regs_cap) {
-            size_t cap = s->regs_cap ? s->regs_cap * 2 : 64;
-            struct pollfd *r = realloc(s->regs, cap * sizeof *r);
-            if (!r)
-                return ae__set_error(AE_ENOMEM, "poll: out of memory");
-            s->regs = r;
-            s->regs_cap = cap;
-        }
         s->slot_of[fd] = (int)s->nregs;
         s->regs[s->nregs++] = (struct pollfd){.fd = fd, .events = poll_events(new_events)};
         return 0;
@@ -84,7 +94,13 @@ int ps_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_even
         s->slot_of[last.fd] = slot;
     }
     s->slot_of[fd] = -1;
+    s->gen_of[fd]++;
     return 0;
+}
+
+void ps_ready_add(const ps_state *s, ps_ready *buf, int *k, int fd, int revents)
+{
+    buf[(*k)++] = (ps_ready){fd, revents, s->gen_of[fd]};
 }
 
 ps_ready *ps_ready_buffer(ps_state *s, size_t n)
@@ -120,7 +136,8 @@ int ps_dispatch(ae_loop *loop, ps_state *s, ps_ready *buf, int n)
 {
     s->depth++;
     for (int i = 0; i < n; i++)
-        ae_backend_io_ready(loop, buf[i].fd, buf[i].revents);
+        if (buf[i].gen == s->gen_of[buf[i].fd])
+            ae_backend_io_ready(loop, buf[i].fd, buf[i].revents);
     s->depth--;
     return n;
 }

@@ -37,7 +37,7 @@ static int poll_wait(ae_loop *loop, void *state, double timeout)
             continue;
         int rev = ae_revents(s->regs[i].revents, s->regs[i].events);
         if (rev)
-            buf[k++] = (ps_ready){s->regs[i].fd, rev};
+            ps_ready_add(s, buf, &k, s->regs[i].fd, rev);
     }
     return ps_dispatch(loop, s, buf, k);
 }
@@ -51,6 +51,7 @@ const ae_backend_ops ae__backend_poll = {
     .features = AE_BACKEND_F_REENTRANT,
     .init = poll_init,
     .destroy = ps_destroy,
+    .fd_init = ps_fd_init,
     .fd_update = ps_fd_update,
     .wait = poll_wait,
 };

@@ -21,7 +21,7 @@ static int report_closed(ae_loop *loop, ps_state *s)
     int k = 0;
     for (size_t i = 0; i < s->nregs; i++)
         if (fcntl(s->regs[i].fd, F_GETFD) < 0)
-            buf[k++] = (ps_ready){s->regs[i].fd, AE_ERROR};
+            ps_ready_add(s, buf, &k, s->regs[i].fd, AE_ERROR);
     return ps_dispatch(loop, s, buf, k);
 }
 
@@ -71,7 +71,7 @@ static int select_wait(ae_loop *loop, void *state, double timeout)
         int fd = s->regs[i].fd;
         int rev = (FD_ISSET(fd, &rd) ? AE_READ : 0) | (FD_ISSET(fd, &wr) ? AE_WRITE : 0);
         if (rev)
-            buf[k++] = (ps_ready){fd, rev};
+            ps_ready_add(s, buf, &k, fd, rev);
     }
     return ps_dispatch(loop, s, buf, k);
 }
@@ -85,6 +85,7 @@ const ae_backend_ops ae__backend_select = {
     .features = AE_BACKEND_F_REENTRANT,
     .init = select_init,
     .destroy = ps_destroy,
+    .fd_init = ps_fd_init,
     .fd_update = ps_fd_update,
     .wait = select_wait,
 };

@@ -269,6 +269,15 @@ static void test_io_bad_fd(void **state)
     assert_int_equal(ae_last_error_code(), AE_EBADF);
     assert_null(ae_io(loop, p[0], 0, cb_count_io, NULL));
     assert_int_equal(ae_last_error_code(), AE_EBADF);
+    /* Closed while another watcher still has it registered. */
+    make_pipe(p);
+    ae_watcher *held = ae_io(loop, p[0], AE_READ, cb_count_io, NULL);
+    assert_non_null(held);
+    close(p[0]);
+    assert_null(ae_io(loop, p[0], AE_READ, cb_count_io, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    ae_watcher_free(held);
+    close(p[1]);
     make_pipe(p);
     assert_null(ae_io(loop, p[0], 8, cb_count_io, NULL));
     assert_int_equal(ae_last_error_code(), AE_EINVAL);
@@ -645,6 +654,60 @@ static void test_free_repeating_timer_in_callback(void **state)
     ae_loop_free(loop);
 }
 
+struct reuse {
+    ae_loop *loop;
+    int q[2]; /* the pipe whose read end the first callback closes */
+    int fresh[2];
+    ae_watcher *second, *fresh_w;
+    int calls;
+};
+
+static void cb_reuse_first(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct reuse *r = arg;
+    if (r->calls++)
+        return;
+    /* Close the other ready fd and take its number for a fresh, empty pipe. */
+    ae_watcher_free(r->second);
+    int old = r->q[0];
+    close(r->q[0]);
+    make_pipe(r->fresh);
+    if (r->fresh[0] != old) {
+        assert_int_equal(dup2(r->fresh[0], old), old);
+        close(r->fresh[0]);
+        r->fresh[0] = old;
+    }
+    r->fresh_w = ae_io(r->loop, r->fresh[0], AE_READ, cb_fail_io, "stale readiness of a reused fd");
+    assert_non_null(r->fresh_w);
+    ae_watcher_free(w);
+}
+
+static void test_io_reused_fd_in_same_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct reuse r = {.loop = loop};
+    int p[2];
+    make_pipe(p);
+    make_pipe(r.q);
+    write_byte(p[1]);
+    write_byte(r.q[1]);
+    ae_io(loop, p[0], AE_READ, cb_reuse_first, &r);
+    r.second = ae_io(loop, r.q[0], AE_READ, cb_fail_io, "freed watcher");
+    /* Both were ready in the same wait; whichever fd the backend reports
+     * first, the other must not be dispatched to the new watcher. */
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r.calls, 1);
+    ae_watcher_free(r.fresh_w);
+    close(r.fresh[0]);
+    close(r.fresh[1]);
+    close(r.q[1]);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
 /* ---- timers ------------------------------------------------------------------ */
 
 struct when {
@@ -816,6 +879,47 @@ static void test_timer_after_zero_next_iteration(void **state)
     assert_int_equal(z.inner, 1);
     ae_watcher_free(w);
     ae_watcher_free(z.inner_w);
+    ae_loop_free(loop);
+}
+
+static void cb_io_arm_zero(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct zero_ctx *z = arg;
+    z->outer++;
+    z->inner_w = ae_timer(z->loop, 0, 0, cb_zero_inner, z);
+    ae_watcher_free(w);
+}
+
+static void test_timer_after_zero_from_io_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    struct zero_ctx z = {.loop = loop};
+    ae_io(loop, p[0], AE_READ, cb_io_arm_zero, &z);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(z.outer, 1);
+    assert_int_equal(z.inner, 0); /* armed by a callback: next iteration */
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    assert_int_equal(z.inner, 1);
+    ae_watcher_free(z.inner_w);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_timer_tiny_interval(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0;
+    /* Below the clock's resolution: repeats once per iteration, never hangs. */
+    ae_timer(loop, 0, 1e-20, cb_timer_repeat_free_self, &n);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 3);
     ae_loop_free(loop);
 }
 
@@ -1099,6 +1203,14 @@ static void test_signal_bad(void **state)
         assert_null(ae_signal(loop, bad[i], cb_sig, &r));
         assert_int_equal(ae_last_error_code(), AE_ESIGNAL);
     }
+    /* The signals the C library keeps for itself (32 and 33 in glibc). */
+    for (int s = 32; s < SIGRTMIN; s++) {
+        assert_null(ae_signal(loop, s, cb_sig, &r));
+        assert_int_equal(ae_last_error_code(), AE_ESIGNAL);
+    }
+    ae_watcher *rt = ae_signal(loop, SIGRTMIN, cb_sig, &r);
+    assert_non_null(rt);
+    ae_watcher_free(rt);
     assert_null(ae_signal(loop, SIGUSR1, NULL, NULL));
     assert_int_equal(ae_last_error_code(), AE_EINVAL);
     ae_loop_free(loop);
@@ -1771,6 +1883,34 @@ static void cb_free_loop(ae_watcher *w, void *arg)
     ae_loop_free(ae_watcher_loop(w));
 }
 
+static void cb_io_free_loop(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    (*(int *)arg)++;
+    ae_loop_free(ae_watcher_loop(w));
+}
+
+static void test_loop_free_in_io_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2], q[2];
+    make_pipe(p);
+    make_pipe(q);
+    write_byte(p[1]);
+    write_byte(q[1]);
+    int n = 0;
+    /* Both fds are ready in one wait: only the first callback runs. */
+    ae_io(loop, p[0], AE_READ, cb_io_free_loop, &n);
+    ae_io(loop, q[0], AE_READ, cb_io_free_loop, &n);
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    assert_int_equal(n, 1);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+}
+
 static void test_loop_free_in_callback(void **state)
 {
     (void)state;
@@ -1825,6 +1965,7 @@ int main(int argc, char **argv)
         T(test_io_set_pause_resume),
         T(test_io_paused_at_creation),
         T(test_io_closed_while_watched),
+        T(test_io_reused_fd_in_same_iteration),
         T(test_io_10000_fds),
         T(test_free_self_in_callback),
         T(test_free_all_in_callback),
@@ -1836,6 +1977,8 @@ int main(int argc, char **argv)
         T(test_timer_behind_keeps_phase),
         T(test_timer_equal_deadlines_in_order),
         T(test_timer_after_zero_next_iteration),
+        T(test_timer_after_zero_from_io_callback),
+        T(test_timer_tiny_interval),
         T(test_timer_bad_times),
         T(test_timer_oneshot_inactive_and_rearm),
         T(test_timer_repeat_to_oneshot),
@@ -1868,6 +2011,7 @@ int main(int argc, char **argv)
         T(test_break_without_run),
         T(test_loop_free_with_live_watchers),
         T(test_loop_free_in_callback),
+        T(test_loop_free_in_io_callback),
         T(test_time),
 #undef T
     };

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Every test, on a fresh Debian machine: the conformance suite on each backend
+# in a gcc build, an ASan+UBSan build, a clang build and under valgrind.
+# Ends with one line: "tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_deps
+export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+status=0
+ran=()
+
+run() { # run NAME DIR [meson test options...]
+    local name=$1 dir=$2
+    shift 2
+    echo "== $name"
+    meson test -C "$dir" --print-errorlogs "$@" || status=1
+    ran+=("$dir/meson-logs/testlog.json")
+}
+
+build_dir build || exit 1
+run "gcc" build
+build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+run "gcc, ASan+UBSan" build-asan
+CC=clang build_dir build-clang || exit 1
+run "clang" build-clang
+run "valgrind memcheck" build --suite conformance --logbase valgrind \
+    --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
+    --timeout-multiplier 4
+
+# Count the cmocka checks of every run (a binary that died counts as failed).
+python3 - "${ran[@]}" <<'PY'
+import json, re, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            t = json.loads(line)
+            out = t.get("stdout", "") + t.get("stderr", "")
+            p = sum(int(n) for n in re.findall(r"\[  PASSED  \] (\d+) test", out))
+            x = sum(int(n) for n in re.findall(r"\[  FAILED  \] (\d+) test", out))
+            if t["result"] != "OK" and x == 0:
+                x = 1
+            passed += p
+            failed += x
+print(f"tests: {passed} passed, {failed} failed")
+PY
+exit $status
