@@ -168,6 +168,57 @@ static void test_loop_default(void **state)
     unsetenv("ANYEVENT_BACKEND");
 }
 
+/* Runs this program again as `conformance --debug-probe` with the given
+ * environment and returns what it printed on stderr. A fresh process, since
+ * ANYEVENT_DEBUG is read once per process. */
+static void debug_probe(const char *backend_env, char *out, size_t size)
+{
+    int p[2];
+    make_pipe(p);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        setenv("ANYEVENT_DEBUG", "1", 1);
+        if (backend_env)
+            setenv("ANYEVENT_BACKEND", backend_env, 1);
+        else
+            unsetenv("ANYEVENT_BACKEND");
+        execl("/proc/self/exe", "conformance", "--debug-probe", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < size && (r = read(p[0], out + len, size - 1 - len)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r > 0);
+        len += (size_t)r;
+    }
+    out[len] = '\0';
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+}
+
+static void test_loop_debug_says_why(void **state)
+{
+    (void)state;
+    char out[2048];
+    debug_probe(backend, out, sizeof out);
+    char want[128];
+    snprintf(want, sizeof want, "anyevent: backend %s (named by ANYEVENT_BACKEND)", backend);
+    assert_non_null(strstr(out, want));
+    debug_probe(NULL, out, sizeof out);
+    assert_non_null(strstr(out, "(first that works in the order"));
+    debug_probe("no-such-loop", out, sizeof out);
+    assert_non_null(strstr(out, "unknown backend 'no-such-loop'"));
+}
+
 static void test_errors_named(void **state)
 {
     (void)state;
@@ -1949,6 +2000,11 @@ static void test_time(void **state)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--debug-probe") == 0) {
+        ae_loop *loop = ae_loop_new(NULL);
+        ae_loop_free(loop);
+        return 0;
+    }
     backend = argc > 1 ? argv[1] : "poll";
     unsetenv("ANYEVENT_BACKEND");
     const struct CMUnitTest tests[] = {
@@ -1957,6 +2013,7 @@ int main(int argc, char **argv)
         T(test_loop_unknown_backend),
         T(test_loop_env_backend),
         T(test_loop_default),
+        T(test_loop_debug_says_why),
         T(test_errors_named),
         T(test_io_read_write_independent),
         T(test_io_level_triggered),
