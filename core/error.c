@@ -45,6 +45,12 @@ int ae__set_error(int code, const char *fmt, ...)
     return code;
 }
 
+void ae__error_reset(void)
+{
+    last_message[0] = '\0';
+    last_code = 0;
+}
+
 int ae__set_errno(const char *what)
 {
     int saved = errno;

@@ -18,6 +18,7 @@ ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg)
     ae__list_append(&loop->idle, w);
     loop->idle_count++;
     ae__watcher_activate(w);
+    ae__reschedule(loop);
     return w;
 }
 
@@ -25,6 +26,7 @@ void ae__idle_stop(ae_watcher *w)
 {
     ae__list_unlink(w->loop, &w->loop->idle, w);
     w->loop->idle_count--;
+    ae__reschedule(w->loop);
 }
 
 int ae__idle_run(ae_loop *loop)

@@ -105,6 +105,8 @@ typedef struct ae_child_record {
 struct ae_loop {
     const ae_backend_ops *ops;
     void *backend_state;
+    bool adopted;          /* the host program runs the native loop */
+    double armed_deadline; /* adopted: what timer_update was last asked for */
 
     double now_wall, now_mono;
     size_t active; /* watchers that keep ae_run() going */
@@ -135,6 +137,7 @@ struct ae_loop {
     /* Wake-up fd: signals, reaped children, other threads. */
     int wake_rfd, wake_wfd; /* one eventfd, or a pipe's two ends */
     ae_watcher *wake_watcher;
+    unsigned wake_users; /* signal watches (children included) that need it */
     ae_sig_node sig;
 
     /* Reaped children for this loop, filled by any loop's reaper; guarded by
@@ -163,10 +166,16 @@ struct ae_cv {
 };
 
 /* error.c (ae__set_error and ae__set_errno are in backend.h) */
+void ae__error_reset(void);
+
+/* plugin.c: load anyevent-NAME.so; where gets its path, reason why not. */
+const ae_backend_ops *ae__plugin_load(const char *name, char *where, size_t where_size, char *reason,
+                                      size_t reason_size);
 bool ae__debug(void);
 
 /* registry.c */
-int ae__backend_open(ae_loop *loop, const char *name); /* sets ops and state */
+int ae__backend_open(ae_loop *loop, const char *name, void *native); /* sets ops and state */
+int ae__backend_check(const ae_backend_ops *ops);
 
 /* loop.c */
 double ae__mono(void);
@@ -181,6 +190,8 @@ bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn);
 bool ae__loop_ok(const ae_loop *loop, const char *fn);
 int ae__wake_open(ae_loop *loop);
 void ae__wake(ae_loop *loop);
+int ae__wake_use(ae_loop *loop, bool use);
+void ae__reschedule(ae_loop *loop);
 
 /* list.c */
 void ae__list_append(ae_list *list, ae_watcher *w);
@@ -191,6 +202,7 @@ void ae__cursor_pop(ae_loop *loop, ae_cursor *c);
 /* io.c */
 void ae__io_stop(ae_watcher *w);
 void ae__fds_free(ae_loop *loop);
+int ae__io_set_events(ae_watcher *w, int events);
 int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 
 /* timer.c */

@@ -115,6 +115,11 @@ int ae_io_set(ae_watcher *w, int events)
         return AE_EINVAL;
     if (events & ~AE_IO_EVENTS)
         return ae__set_error(AE_EINVAL, "ae_io_set: events %#x: only AE_READ and AE_WRITE can be watched", events);
+    return ae__io_set_events(w, events);
+}
+
+int ae__io_set_events(ae_watcher *w, int events)
+{
     ae_loop *loop = w->loop;
     int fd = w->u.io.fd;
     int old = w->u.io.events;
@@ -147,6 +152,9 @@ void ae__io_stop(ae_watcher *w)
 void ae__fds_free(ae_loop *loop)
 {
     for (int fd = 0; fd < loop->fds_cap; fd++)
+        if (loop->fds[fd] && loop->ops->fd_fini)
+            loop->ops->fd_fini(loop, loop->backend_state, fd, loop->fds[fd]->backend_data);
+    for (int fd = 0; fd < loop->fds_cap; fd++)
         free(loop->fds[fd]);
     free(loop->fds);
     loop->fds = NULL;
@@ -177,17 +185,8 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
     ae__cursor_pop(loop, &cur);
 }
 
-void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
+static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
 {
-    if (loop->time_stale)
-        ae__time_refresh(loop);
-    if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
-        return;
-    ae_fd *f = loop->fds[fd];
-    if (revents & AE_ERROR) {
-        fd_invalid(loop, fd, f);
-        return;
-    }
     ae_cursor cur;
     ae__cursor_push(loop, &cur, f->watchers.head);
     ae_watcher *w;
@@ -201,4 +200,25 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
         w->cb.io(w, ready, w->arg);
     }
     ae__cursor_pop(loop, &cur);
+}
+
+void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
+{
+    /* Called by the host's own loop (adopted, nothing of ours running): the
+     * loop time is refreshed for each such dispatch, and the loop stays
+     * alive until it is over. */
+    bool from_host = loop->busy == 0;
+    if (loop->time_stale || from_host)
+        ae__time_refresh(loop);
+    if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
+        return;
+    if (from_host)
+        ae__loop_enter(loop);
+    ae_fd *f = loop->fds[fd];
+    if (revents & AE_ERROR)
+        fd_invalid(loop, fd, f);
+    else
+        fd_dispatch(loop, f, revents);
+    if (from_host)
+        ae__loop_leave(loop);
 }

@@ -199,7 +199,7 @@ int ae__wake_open(ae_loop *loop)
     if (w) {
         w->internal = true;
         w->cb.io = wake_cb;
-        rc = ae__io_register(loop, loop->wake_rfd, w, AE_READ);
+        rc = ae__io_register(loop, loop->wake_rfd, w, 0);
         if (rc < 0)
             free(w);
     }
@@ -212,6 +212,21 @@ int ae__wake_open(ae_loop *loop)
     }
     loop->wake_watcher = w;
     atomic_store(&loop->sig.wake_fd, loop->wake_wfd);
+    return 0;
+}
+
+/* The wake-up fd is registered only while signal or child watchers need it,
+ * so that it never keeps a host's native loop running on its own. */
+int ae__wake_use(ae_loop *loop, bool use)
+{
+    if (use && loop->wake_users == 0) {
+        int rc = ae__io_set_events(loop->wake_watcher, AE_READ);
+        if (rc < 0)
+            return rc;
+    }
+    if (!use && loop->wake_users == 1)
+        ae__io_set_events(loop->wake_watcher, 0);
+    loop->wake_users += use ? 1 : -1;
     return 0;
 }
 
@@ -241,21 +256,85 @@ static void wake_close(ae_loop *loop)
 
 /* ---- loops ------------------------------------------------------------------- */
 
-ae_loop *ae_loop_new(const char *backend)
+static ae_loop *loop_create(const char *backend, void *native)
 {
     ae_loop *loop = calloc(1, sizeof *loop);
     if (!loop) {
-        ae__set_error(AE_ENOMEM, "ae_loop_new: out of memory");
+        ae__set_error(AE_ENOMEM, "%s: out of memory", native ? "ae_loop_adopt" : "ae_loop_new");
         return NULL;
     }
     loop->wake_rfd = loop->wake_wfd = -1;
+    loop->armed_deadline = INFINITY;
     atomic_init(&loop->sig.wake_fd, -1);
     ae__time_refresh(loop);
-    if (ae__backend_open(loop, backend) < 0) {
+    if (ae__backend_open(loop, backend, native) < 0) {
         free(loop);
         return NULL;
     }
+    loop->adopted = native != NULL;
     return loop;
+}
+
+ae_loop *ae_loop_new(const char *backend) { return loop_create(backend, NULL); }
+
+ae_loop *ae_loop_adopt(const char *backend, void *native)
+{
+    if (!backend || !*backend) {
+        ae__set_error(AE_EINVAL, "ae_loop_adopt: name the backend of the native loop (\"libev\", ...)");
+        return NULL;
+    }
+    if (!native) {
+        ae__set_error(AE_EINVAL, "ae_loop_adopt: native loop is NULL");
+        return NULL;
+    }
+    return loop_create(backend, native);
+}
+
+void *ae_loop_native(ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_loop_native"))
+        return NULL;
+    if (!loop->ops->native) {
+        ae__set_error(AE_ENOTSUP, "ae_loop_native: the %s backend has no native loop", loop->ops->name);
+        return NULL;
+    }
+    return loop->ops->native(loop->backend_state);
+}
+
+/* ---- adopted loops: the host runs the native loop -------------------------- */
+
+/* Keep the backend's one native timer armed for what the core needs next:
+ * at once while idle watchers exist, else the first timer deadline. While
+ * the core is dispatching, this waits for the end (ae__loop_leave). */
+void ae__reschedule(ae_loop *loop)
+{
+    if (!loop->adopted || loop->busy || loop->free_requested)
+        return;
+    double want = loop->idle_count ? -INFINITY : loop->heap_len ? loop->heap[1].deadline : INFINITY;
+    if (want == loop->armed_deadline)
+        return;
+    loop->armed_deadline = want;
+    double timeout = -1;
+    if (want == -INFINITY)
+        timeout = 0;
+    else if (want != INFINITY)
+        timeout = fmax(0, want - ae__mono());
+    loop->ops->timer_update(loop, loop->backend_state, timeout);
+}
+
+void ae_backend_expire(ae_loop *loop)
+{
+    /* The native timer is one-shot: it is not armed any more. */
+    loop->armed_deadline = INFINITY;
+    if (loop->busy)
+        return; /* inside our own ae_run_once(), which runs the timers itself */
+    ae__time_refresh(loop);
+    ae__loop_enter(loop);
+    uint64_t before = loop->dispatched;
+    ae__timers_run(loop, loop->timer_seq);
+    if (loop->idle_count && loop->dispatched == before)
+        ae__idle_run(loop);
+    ae__loop_leave(loop); /* re-arms the native timer */
 }
 
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -304,9 +383,9 @@ static void loop_destroy(ae_loop *loop)
     ae__signal_loop_free(loop);
     wake_close(loop);
     ae__cvs_free(loop);
+    ae__fds_free(loop);
     loop->ops->destroy(loop, loop->backend_state);
     free(loop->backend_state);
-    ae__fds_free(loop);
     free(loop->heap);
     free(loop->inbox);
     free(loop);
@@ -334,8 +413,12 @@ void ae__loop_enter(ae_loop *loop) { loop->busy++; }
 
 void ae__loop_leave(ae_loop *loop)
 {
-    if (--loop->busy == 0 && loop->free_requested)
+    if (--loop->busy > 0)
+        return;
+    if (loop->free_requested)
         loop_destroy(loop);
+    else
+        ae__reschedule(loop);
 }
 
 /* ---- running ------------------------------------------------------------------ */

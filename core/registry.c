@@ -1,59 +1,113 @@
-/* Which backends exist, and choosing one for a new loop. Plugins found at run
- * time will join the built-in table here. */
+/* Which backends exist, and choosing one for a new loop: the name given,
+ * else ANYEVENT_BACKEND, else the first in the preference order that starts.
+ * Built-in backends are always there; plugins are loaded on first mention and
+ * remembered, with the reason when they cannot be used. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Preference order: poll has no descriptor limit, select is the portable last
- * resort. */
-static const ae_backend_ops *const builtin_backends[] = {
-    &ae__backend_poll,
-    &ae__backend_select,
-};
-#define N_BUILTIN (sizeof builtin_backends / sizeof builtin_backends[0])
+/* libev first: the least overhead per watcher and the only native loop that
+ * can run recursively (a nested ae_cv_recv works); libuv next; libevent, which
+ * cannot nest; then the built-in loops, poll before select (no fd limit). */
+static const char *const preference[] = {"libev", "libuv", "libevent", "poll", "select"};
+#define N_PREFERENCE (sizeof preference / sizeof preference[0])
 
-static char names[256];
-static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+#define MAX_BACKENDS 64
 
-static void names_build(void)
+typedef struct backend_entry {
+    char name[72];
+    const ae_backend_ops *ops; /* NULL: cannot be used */
+    char detail[1024];         /* where it came from, or why it cannot be used */
+} backend_entry;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static backend_entry entries[MAX_BACKENDS];
+static size_t n_entries;
+static ae_backend_info infos[MAX_BACKENDS];
+static char names[512];
+
+int ae__backend_check(const ae_backend_ops *ops)
 {
-    size_t len = 0;
-    for (size_t i = 0; i < N_BUILTIN; i++)
-        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? "," : "", builtin_backends[i]->name);
+    const char *name = ops->name ? ops->name : "?";
+    if (ops->abi_version < 1 || ops->abi_version > AE_BACKEND_ABI_VERSION)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u", name,
+                             ops->abi_version, AE_BACKEND_ABI_VERSION);
+    if (ops->struct_size < offsetof(ae_backend_ops, wait) + sizeof ops->wait || !ops->name || !ops->init ||
+        !ops->destroy || !ops->fd_update || !ops->wait)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': incomplete operations table", name);
+    if (ops->adopt && !ops->timer_update)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
+    return 0;
+}
+
+/* The entry for name, loading a plugin on first mention. Under
+ * registry_lock. NULL only when the table is full. */
+static backend_entry *entry_get(const char *name)
+{
+    for (size_t i = 0; i < n_entries; i++)
+        if (strcmp(entries[i].name, name) == 0)
+            return &entries[i];
+    if (n_entries == MAX_BACKENDS)
+        return NULL;
+    backend_entry *e = &entries[n_entries++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    if (strcmp(name, "poll") == 0 || strcmp(name, "select") == 0) {
+        e->ops = strcmp(name, "poll") == 0 ? &ae__backend_poll : &ae__backend_select;
+        snprintf(e->detail, sizeof e->detail, "built in");
+        return e;
+    }
+    char where[512];
+    e->ops = ae__plugin_load(name, where, sizeof where, e->detail, sizeof e->detail);
+    if (e->ops)
+        snprintf(e->detail, sizeof e->detail, "%s", where);
+    return e;
+}
+
+static void probe_all(void)
+{
+    for (size_t i = 0; i < N_PREFERENCE; i++)
+        entry_get(preference[i]);
+}
+
+int ae_backends(const ae_backend_info **list)
+{
+    pthread_mutex_lock(&registry_lock);
+    probe_all();
+    for (size_t i = 0; i < n_entries; i++)
+        infos[i] = (ae_backend_info){entries[i].name, entries[i].ops != NULL, entries[i].detail};
+    int n = (int)n_entries;
+    pthread_mutex_unlock(&registry_lock);
+    if (list)
+        *list = infos;
+    return n;
 }
 
 const char *ae_backend_names(void)
 {
-    pthread_once(&names_once, names_build);
+    pthread_mutex_lock(&registry_lock);
+    probe_all();
+    size_t len = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < n_entries; i++)
+        if (entries[i].ops && len < sizeof names)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", entries[i].name);
+    pthread_mutex_unlock(&registry_lock);
     return names;
 }
 
-/* The fields of version 1 must all be there, and the version must be ours. */
-static int backend_check(const ae_backend_ops *ops)
+static int backend_start(ae_loop *loop, const ae_backend_ops *ops, void *native)
 {
-    if (ops->abi_version < 1 || ops->abi_version > AE_BACKEND_ABI_VERSION)
-        return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u",
-                             ops->name ? ops->name : "?", ops->abi_version, AE_BACKEND_ABI_VERSION);
-    if (ops->struct_size < offsetof(ae_backend_ops, wait) + sizeof ops->wait || !ops->name || !ops->init ||
-        !ops->destroy || !ops->fd_update || !ops->wait)
-        return ae__set_error(AE_ENOTSUP, "backend '%s': incomplete operations table",
-                             ops->name ? ops->name : "?");
-    return 0;
-}
-
-static int backend_try(ae_loop *loop, const ae_backend_ops *ops)
-{
-    int rc = backend_check(ops);
-    if (rc < 0)
-        return rc;
+    if (native && !ops->adopt)
+        return ae__set_error(AE_ENOTSUP, "backend '%s' cannot adopt a native loop", ops->name);
     void *state = NULL;
     if (ops->state_size && !(state = calloc(1, ops->state_size)))
         return ae__set_error(AE_ENOMEM, "backend '%s': out of memory", ops->name);
     loop->ops = ops;
     loop->backend_state = state;
-    rc = ops->init(loop, state);
+    int rc = native ? ops->adopt(loop, state, native) : ops->init(loop, state);
     if (rc < 0) {
         free(state);
         loop->ops = NULL;
@@ -62,48 +116,54 @@ static int backend_try(ae_loop *loop, const ae_backend_ops *ops)
     return rc;
 }
 
-static const ae_backend_ops *builtin_find(const char *name)
+/* Looks up name; ops NULL with *detail saying why. */
+static const ae_backend_ops *lookup(const char *name, char *detail, size_t size)
 {
-    for (size_t i = 0; i < N_BUILTIN; i++)
-        if (strcmp(builtin_backends[i]->name, name) == 0)
-            return builtin_backends[i];
-    return NULL;
+    pthread_mutex_lock(&registry_lock);
+    backend_entry *e = entry_get(name);
+    const ae_backend_ops *ops = e ? e->ops : NULL;
+    snprintf(detail, size, "%s", e ? e->detail : "too many backends tried");
+    pthread_mutex_unlock(&registry_lock);
+    return ops;
 }
 
-int ae__backend_open(ae_loop *loop, const char *name)
+int ae__backend_open(ae_loop *loop, const char *name, void *native)
 {
     const char *why = "named by the caller";
-    if (!name || !*name) {
+    if (!native && (!name || !*name)) {
         const char *env = getenv("ANYEVENT_BACKEND");
         if (env && *env) {
             name = env;
             why = "named by ANYEVENT_BACKEND";
         }
     }
+    char detail[1024];
     if (name && *name) {
-        const ae_backend_ops *ops = builtin_find(name);
+        const ae_backend_ops *ops = lookup(name, detail, sizeof detail);
         if (!ops)
-            return ae__set_error(AE_ENOENT, "unknown backend '%s' (%s); available: %s", name, why,
+            return ae__set_error(AE_ENOENT, "unknown backend '%s' (%s): %s; available: %s", name, why, detail,
                                  ae_backend_names());
-        if (backend_try(loop, ops) < 0) {
-            char reason[256];
+        if (backend_start(loop, ops, native) < 0) {
+            char reason[512];
             snprintf(reason, sizeof reason, "%s", ae_last_error());
-            return ae__set_error(AE_ENOENT, "backend '%s' (%s) could not start: %s; available: %s", name, why,
-                                 reason, ae_backend_names());
+            int code = native ? ae_last_error_code() : AE_ENOENT;
+            return ae__set_error(code, "backend '%s' (%s) could not start: %s; available: %s", name, why, reason,
+                                 ae_backend_names());
         }
         if (ae__debug())
-            fprintf(stderr, "anyevent: backend %s (%s)\n", ops->name, why);
+            fprintf(stderr, "anyevent: backend %s (%s%s)\n", ops->name, why, native ? ", adopting a native loop" : "");
         return 0;
     }
-    for (size_t i = 0; i < N_BUILTIN; i++) {
-        if (backend_try(loop, builtin_backends[i]) == 0) {
+    for (size_t i = 0; i < N_PREFERENCE; i++) {
+        const ae_backend_ops *ops = lookup(preference[i], detail, sizeof detail);
+        if (ops && backend_start(loop, ops, NULL) == 0) {
             if (ae__debug())
-                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n",
-                        builtin_backends[i]->name, ae_backend_names());
+                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n", ops->name,
+                        "libev,libuv,libevent,poll,select");
             return 0;
         }
         if (ae__debug())
-            fprintf(stderr, "anyevent: backend %s skipped: %s\n", builtin_backends[i]->name, ae_last_error());
+            fprintf(stderr, "anyevent: backend %s skipped: %s\n", preference[i], ops ? ae_last_error() : detail);
     }
     char last[256];
     snprintf(last, sizeof last, "%s", ae_last_error());

@@ -40,6 +40,8 @@ static void sig_handler(int signum)
 int ae__signal_watch(ae_loop *loop, int signum)
 {
     int rc = ae__wake_open(loop);
+    if (rc == 0)
+        rc = ae__wake_use(loop, true);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&sig_lock);
@@ -60,6 +62,7 @@ int ae__signal_watch(ae_loop *loop, int signum)
             rc = ae__set_errno("ae_signal: sigaction");
             atomic_fetch_sub(&loop->sig.watching[signum], 1);
             pthread_mutex_unlock(&sig_lock);
+            ae__wake_use(loop, false);
             return rc;
         }
     }
@@ -75,6 +78,7 @@ void ae__signal_unwatch(ae_loop *loop, int signum)
     if (--sig_refs[signum] == 0)
         sigaction(signum, &sig_saved[signum], NULL);
     pthread_mutex_unlock(&sig_lock);
+    ae__wake_use(loop, false);
 }
 
 ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)

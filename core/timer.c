@@ -65,6 +65,8 @@ static void heap_insert(ae_loop *loop, ae_watcher *w, double deadline)
     size_t i = ++loop->heap_len;
     loop->heap[i] = (ae_heap_entry){deadline, loop->timer_seq++, w};
     heap_up(loop, i);
+    if (w->u.timer.heap_index == 1)
+        ae__reschedule(loop);
 }
 
 static void heap_remove(ae_loop *loop, ae_watcher *w)
@@ -72,14 +74,16 @@ static void heap_remove(ae_loop *loop, ae_watcher *w)
     size_t i = w->u.timer.heap_index;
     w->u.timer.heap_index = 0;
     size_t last = loop->heap_len--;
-    if (i == last)
-        return;
-    ae_heap_entry moved = loop->heap[last];
-    heap_place(loop, i, moved);
-    if (i > 1 && entry_less(&moved, &loop->heap[i / 2]))
-        heap_up(loop, i);
-    else
-        heap_down(loop, i);
+    if (i != last) {
+        ae_heap_entry moved = loop->heap[last];
+        heap_place(loop, i, moved);
+        if (i > 1 && entry_less(&moved, &loop->heap[i / 2]))
+            heap_up(loop, i);
+        else
+            heap_down(loop, i);
+    }
+    if (i == 1)
+        ae__reschedule(loop);
 }
 
 static int check_times(const char *fn, double after, double interval)

@@ -81,13 +81,30 @@ AE_EXPORT int ae_last_error_code(void);
 
 /* ---- loops ------------------------------------------------------------- */
 
-/* Create a loop. backend: a name ("poll", "select", ...) or NULL to choose:
- * then the environment variable ANYEVENT_BACKEND if set, else the best backend
- * available (see ae_backend_names()). An unknown or unavailable name fails with
- * AE_ENOENT and a message that lists the available ones. With
- * ANYEVENT_DEBUG=1 the choice and its reason are printed on stderr.
- * Returns NULL on failure. */
+/* Create a loop. backend: a name ("libev", "libuv", "libevent", "poll",
+ * "select", or another plugin's) or NULL to choose: then the environment
+ * variable ANYEVENT_BACKEND if set, else the first backend that starts in the
+ * preference order libev, libuv, libevent, poll, select. Plugins are found as
+ * anyevent-NAME.so in the folders of ANYEVENT_PLUGIN_PATH, then the installed
+ * plugin folder, then the build tree's when this library runs from it. An
+ * unknown or unavailable name fails with AE_ENOENT and a message that says
+ * why (not found where, the dlopen message, an ABI mismatch) and lists the
+ * available ones. With ANYEVENT_DEBUG=1 the choice and its reason, and every
+ * backend skipped, are printed on stderr. Returns NULL on failure. */
 AE_EXPORT ae_loop *ae_loop_new(const char *backend);
+
+/* Create a loop around a native loop the host program owns and runs itself:
+ * native is a struct ev_loop * ("libev"), a struct event_base * ("libevent")
+ * or a uv_loop_t * ("libuv"). Every anyevent watcher of the loop then fires
+ * inside the host's ev_run / event_base_dispatch / uv_run. ae_loop_free()
+ * leaves the native loop alive and intact. Fails with AE_EINVAL (no name or
+ * NULL native), AE_ENOENT (unknown backend) or AE_ENOTSUP (a backend without
+ * a native loop, such as poll). */
+AE_EXPORT ae_loop *ae_loop_adopt(const char *backend, void *native);
+
+/* The native loop underneath (struct ev_loop *, struct event_base *,
+ * uv_loop_t *), or NULL with AE_ENOTSUP for the built-in backends. */
+AE_EXPORT void *ae_loop_native(ae_loop *loop);
 
 /* The process-wide default loop, created on first use (as by
  * ae_loop_new(NULL)); thread-safe. Returns NULL if it cannot be created.
@@ -104,9 +121,22 @@ AE_EXPORT void ae_loop_free(ae_loop *loop);
 /* The name of the loop's backend ("poll", ...). */
 AE_EXPORT const char *ae_loop_backend(const ae_loop *loop);
 
-/* The names of the backends this build can use, comma-separated, in order of
- * preference ("poll,select"). */
+/* The names of the backends that can be used here, comma-separated, in order
+ * of preference ("libev,libuv,libevent,poll,select"). Loads every plugin of
+ * the preference order that is not loaded yet. */
 AE_EXPORT const char *ae_backend_names(void);
+
+/* One backend known to this process. */
+typedef struct ae_backend_info {
+    const char *name;
+    int available;      /* 1 if loops can be made with it */
+    const char *detail; /* "built in", the plugin's path, or why it cannot be used */
+} ae_backend_info;
+
+/* Every backend known to this process (the preference order, then others
+ * that were asked for by name): stores a pointer to the array in *list and
+ * returns its length. The array is valid until the next call. */
+AE_EXPORT int ae_backends(const ae_backend_info **list);
 
 /* Run the loop until no active watcher is left or ae_break() is called.
  * Active: io watchers with a non-zero event mask, armed timers, signal and idle

@@ -1,0 +1,216 @@
+/* The libev backend: one ev_io per fd (in the core's per-fd memory), one
+ * ev_timer to bound a wait, and one that drives the core's timers when the
+ * host program runs the loop. libev's own timers, signal and child watchers
+ * are not used: see docs/backends.md. */
+#include <ev.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "../plugin.h"
+
+const ae_backend_services *ae_core;
+
+/* libev registers a changed fd with the kernel only when it next polls, and
+ * asserts if the fd was closed in between. The fds changed since the last
+ * poll are checked first, by a prepare watcher, and a closed one is reported
+ * with AE_ERROR instead of reaching libev. */
+typedef struct evb_fd {
+    ev_io io;
+    bool dirty; /* in the state's dirty list */
+} evb_fd;
+
+typedef struct evb_state {
+    struct ev_loop *ev;
+    ae_loop *loop;
+    bool adopted;
+    ev_timer wake;    /* bounds ae_run_once()'s wait */
+    ev_timer expire;  /* adopted: the core's next timer deadline */
+    ev_prepare check; /* runs before libev registers changed fds */
+    evb_fd **dirty;   /* changed since the last poll */
+    size_t ndirty, nfds; /* dirty has room for nfds: every fd the core knows */
+} evb_state;
+
+static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    (void)ev;
+    int r = (revents & EV_READ ? AE_READ : 0) | (revents & EV_WRITE ? AE_WRITE : 0);
+    if (revents & EV_ERROR)
+        r = AE_ERROR; /* libev found the fd invalid and stopped the watcher */
+    ae_core->io_ready(w->data, w->fd, r);
+}
+
+static void wake_cb(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)w;
+    (void)revents;
+}
+
+static void expire_cb(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    ae_core->expire(w->data);
+}
+
+static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    (void)revents;
+    evb_state *s = w->data;
+    /* Callbacks run from here may change more fds: go until none is left. */
+    while (s->ndirty) {
+        evb_fd *f = s->dirty[--s->ndirty];
+        f->dirty = false;
+        if (ev_is_active(&f->io) && fcntl(f->io.fd, F_GETFD) < 0) {
+            ev_io_stop(ev, &f->io);
+            ae_core->io_ready(s->loop, f->io.fd, AE_ERROR);
+        }
+    }
+    ev_prepare_stop(ev, w);
+}
+
+static void watchers_init(ae_loop *loop, evb_state *s)
+{
+    s->loop = loop;
+    ev_timer_init(&s->wake, wake_cb, 0, 0);
+    ev_timer_init(&s->expire, expire_cb, 0, 0);
+    s->expire.data = loop;
+    ev_prepare_init(&s->check, check_cb);
+    s->check.data = s;
+}
+
+static int evb_init(ae_loop *loop, void *state)
+{
+    evb_state *s = state;
+    /* NOSIGMASK: signals are the core's; libev must not touch the mask. */
+    s->ev = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!s->ev)
+        return ae_core->set_error(AE_ESYS, "libev: ev_loop_new failed");
+    watchers_init(loop, s);
+    return 0;
+}
+
+static int evb_adopt(ae_loop *loop, void *state, void *native)
+{
+    evb_state *s = state;
+    s->ev = native;
+    s->adopted = true;
+    watchers_init(loop, s);
+    return 0;
+}
+
+static void evb_destroy(ae_loop *loop, void *state)
+{
+    (void)loop;
+    evb_state *s = state;
+    ev_timer_stop(s->ev, &s->wake);
+    ev_timer_stop(s->ev, &s->expire);
+    ev_prepare_stop(s->ev, &s->check);
+    if (!s->adopted)
+        ev_loop_destroy(s->ev);
+    free(s->dirty);
+}
+
+/* Room in the dirty list for one more fd, so that fd_update never allocates. */
+static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    (void)loop;
+    (void)fd;
+    (void)fd_data;
+    evb_state *s = state;
+    evb_fd **d = realloc(s->dirty, (s->nfds + 1) * sizeof *d);
+    if (!d)
+        return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
+    s->dirty = d;
+    s->nfds++;
+    return 0;
+}
+
+static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
+{
+    evb_state *s = state;
+    evb_fd *f = fd_data;
+    ev_io *w = &f->io;
+    if (old_events == 0) {
+        if (ae_plugin_fd_check(fd) < 0)
+            return AE_EBADF;
+        ev_io_init(w, io_cb, fd, 0);
+        w->data = loop;
+    } else {
+        ev_io_stop(s->ev, w);
+    }
+    if (new_events) {
+        /* libev folds stop+set+start into one change of the fd: an
+         * epoll_ctl MOD at the next iteration, not a DEL and an ADD. */
+        ev_io_set(w, fd, (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0));
+        ev_io_start(s->ev, w);
+        if (!f->dirty) {
+            f->dirty = true;
+            s->dirty[s->ndirty++] = f;
+            if (!ev_is_active(&s->check))
+                ev_prepare_start(s->ev, &s->check);
+        }
+    }
+    return 0;
+}
+
+static int evb_wait(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    evb_state *s = state;
+    if (timeout == 0) {
+        ev_run(s->ev, EVRUN_NOWAIT);
+        return 0;
+    }
+    if (timeout > 0) {
+        ev_now_update(s->ev); /* the deadline counts from now, not from libev's cached time */
+        ev_timer_set(&s->wake, timeout, 0);
+        ev_timer_start(s->ev, &s->wake);
+    }
+    ev_run(s->ev, EVRUN_ONCE);
+    ev_timer_stop(s->ev, &s->wake);
+    return 0;
+}
+
+static void evb_timer_update(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    evb_state *s = state;
+    ev_timer_stop(s->ev, &s->expire);
+    if (timeout >= 0) {
+        ev_now_update(s->ev);
+        ev_timer_set(&s->expire, timeout, 0);
+        ev_timer_start(s->ev, &s->expire);
+    }
+}
+
+static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
+
+static const ae_backend_ops libev_ops = {
+    .abi_version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_ops),
+    .name = "libev",
+    .state_size = sizeof(evb_state),
+    .fd_data_size = sizeof(evb_fd),
+    .features = AE_BACKEND_F_REENTRANT, /* ev_run may be called recursively */
+    .init = evb_init,
+    .destroy = evb_destroy,
+    .fd_init = evb_fd_init,
+    .fd_update = evb_fd_update,
+    .wait = evb_wait,
+    .native = evb_native,
+    .adopt = evb_adopt,
+    .timer_update = evb_timer_update,
+};
+
+AE_PLUGIN_ENTRY(const ae_backend_services *services)
+{
+    if (ae_plugin_accept(services) < 0)
+        return NULL;
+    if (ev_version_major() != EV_VERSION_MAJOR) {
+        ae_core->set_error(AE_ENOTSUP, "libev: built for libev %d.x, running with %d.%d", EV_VERSION_MAJOR,
+                           ev_version_major(), ev_version_minor());
+        return NULL;
+    }
+    return &libev_ops;
+}
