@@ -60,7 +60,12 @@ static const ae_backend_ops *try_file(const char *path, const char *name, char *
      * (Debian's libev.so also defines libevent's names). */
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
-        note(reason, size, "%s: %s", path, dlerror());
+        const char *msg = dlerror();
+        size_t n = strlen(path);
+        if (strncmp(msg, path, n) == 0 && msg[n] == ':') /* glibc names the file itself */
+            note(reason, size, "%s%s", path, msg + n);
+        else
+            note(reason, size, "%s: %s", path, msg);
         return NULL;
     }
     ae_backend_entry_fn entry;

@@ -26,6 +26,7 @@ typedef struct evb_state {
     ev_timer wake;    /* bounds ae_run_once()'s wait */
     ev_timer expire;  /* adopted: the core's next timer deadline */
     ev_prepare check; /* runs before libev registers changed fds */
+    ev_idle nowait;   /* once check reported something: poll without blocking */
     evb_fd **dirty;   /* changed since the last poll */
     size_t ndirty, nfds; /* dirty has room for nfds: every fd the core knows */
 } evb_state;
@@ -64,9 +65,18 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
         if (ev_is_active(&f->io) && fcntl(f->io.fd, F_GETFD) < 0) {
             ev_io_stop(ev, &f->io);
             ae_core->io_ready(s->loop, f->io.fd, AE_ERROR);
+            /* A callback ran: this iteration must not block in the poll
+             * (an active idle watcher makes libev poll with timeout 0). */
+            ev_idle_start(ev, &s->nowait);
         }
     }
     ev_prepare_stop(ev, w);
+}
+
+static void nowait_cb(struct ev_loop *ev, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(ev, w);
 }
 
 static void watchers_init(ae_loop *loop, evb_state *s)
@@ -77,6 +87,7 @@ static void watchers_init(ae_loop *loop, evb_state *s)
     s->expire.data = loop;
     ev_prepare_init(&s->check, check_cb);
     s->check.data = s;
+    ev_idle_init(&s->nowait, nowait_cb);
 }
 
 static int evb_init(ae_loop *loop, void *state)
@@ -106,6 +117,7 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_timer_stop(s->ev, &s->wake);
     ev_timer_stop(s->ev, &s->expire);
     ev_prepare_stop(s->ev, &s->check);
+    ev_idle_stop(s->ev, &s->nowait);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
     free(s->dirty);

@@ -1,0 +1,342 @@
+/*
+ * The adoption suite: a host program owns and runs its native loop (libev,
+ * libevent or libuv, see host.h) with watchers of its own, and a library on
+ * anyevent runs its watchers inside that loop through ae_loop_adopt(). One
+ * source, built once per library, each in its own executable (Debian's
+ * libev.so also defines libevent's names: never both in one program).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "anyevent.h"
+#include "host.h"
+
+static int setup(void **state)
+{
+    (void)state;
+    alarm(60); /* a hang ends the process, and the test fails */
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+static ae_loop *adopt(void *native)
+{
+    ae_loop *loop = ae_loop_adopt(host_backend(), native);
+    if (!loop)
+        fail_msg("ae_loop_adopt(%s): %s", host_backend(), ae_last_error());
+    assert_string_equal(ae_loop_backend(loop), host_backend());
+    assert_ptr_equal(ae_loop_native(loop), native);
+    return loop;
+}
+
+static void test_adopt_errors(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    assert_null(ae_loop_adopt(host_backend(), NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_loop_adopt(NULL, native));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_loop_adopt("poll", native));
+    assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    assert_null(ae_loop_adopt("no-such-loop", native));
+    assert_int_equal(ae_last_error_code(), AE_ENOENT);
+    ae_loop *own = ae_loop_new("poll");
+    assert_null(ae_loop_native(own));
+    assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    ae_loop_free(own);
+    host_loop_free(native);
+}
+
+/* A library's jobs, each on one watcher kind, counted with begin/end. */
+struct jobs {
+    ae_loop *loop;
+    ae_cv *all_done;
+    int pipe[2];
+    int ticks, io_reads, idles, signals, children;
+    int child_status;
+    int done_cb;
+    double t0;
+};
+
+static void job_done(struct jobs *j, ae_watcher *w)
+{
+    ae_watcher_free(w);
+    assert_int_equal(ae_cv_end(j->all_done), 0);
+}
+
+static void on_tick(ae_watcher *w, void *arg)
+{
+    struct jobs *j = arg;
+    if (++j->ticks == 3) {
+        job_done(j, w);
+        kill(getpid(), SIGUSR1); /* the signal job */
+    }
+}
+
+static void on_read(ae_watcher *w, int revents, void *arg)
+{
+    struct jobs *j = arg;
+    assert_int_equal(revents, AE_READ);
+    char c;
+    assert_int_equal(read(j->pipe[0], &c, 1), 1);
+    j->io_reads++;
+    job_done(j, w);
+}
+
+static void on_idle(ae_watcher *w, void *arg)
+{
+    struct jobs *j = arg;
+    if (++j->idles == 5)
+        job_done(j, w);
+}
+
+static void on_signal(ae_watcher *w, int signum, void *arg)
+{
+    struct jobs *j = arg;
+    assert_int_equal(signum, SIGUSR1);
+    j->signals++;
+    job_done(j, w);
+}
+
+static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)pid;
+    struct jobs *j = arg;
+    j->children++;
+    j->child_status = status;
+    job_done(j, w);
+}
+
+static void on_all_done(ae_cv *cv, void *arg)
+{
+    (void)cv;
+    ((struct jobs *)arg)->done_cb++;
+}
+
+static pid_t spawn_exit(int code)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "exec >/dev/null 2>&1; sleep 0.02; exit %d", code);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* A library's "start" function: it only knows the ae_loop it was given. */
+static void library_start(struct jobs *j)
+{
+    ae_loop *loop = j->loop;
+    j->all_done = ae_cv_new(loop);
+    ae_cv_cb(j->all_done, on_all_done, j);
+    assert_int_equal(pipe(j->pipe), 0);
+    assert_int_equal(write(j->pipe[1], "x", 1), 1);
+    for (int i = 0; i < 5; i++)
+        ae_cv_begin(j->all_done);
+    assert_non_null(ae_timer(loop, 0.01, 0.01, on_tick, j));
+    assert_non_null(ae_io(loop, j->pipe[0], AE_READ, on_read, j));
+    assert_non_null(ae_idle(loop, on_idle, j));
+    assert_non_null(ae_signal(loop, SIGUSR1, on_signal, j));
+    assert_non_null(ae_child(loop, spawn_exit(4), on_child, j));
+}
+
+static void test_adopt_watchers_fire_in_host_loop(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    int host_fired = 0;
+    host_timer(native, 0.05, &host_fired);
+    struct jobs j = {.loop = adopt(native)};
+    double t0 = ae_now(j.loop);
+    library_start(&j);
+    /* The host runs its own loop; it returns once neither its timer nor
+     * anyevent's watchers keep it alive: every job frees its watcher. */
+    host_run(native);
+    assert_int_equal(host_fired, 1);
+    assert_int_equal(j.ticks, 3);
+    assert_int_equal(j.io_reads, 1);
+    assert_int_equal(j.idles, 5);
+    assert_int_equal(j.signals, 1);
+    assert_int_equal(j.children, 1);
+    assert_true(WIFEXITED(j.child_status));
+    assert_int_equal(WEXITSTATUS(j.child_status), 4);
+    assert_int_equal(j.done_cb, 1);
+    assert_int_equal(ae_cv_ready(j.all_done), 1);
+    assert_true(ae_now(j.loop) - t0 >= 0.03 - 1e-3); /* the loop time moved */
+    ae_loop_free(j.loop);
+    close(j.pipe[0]);
+    close(j.pipe[1]);
+    /* The native loop is intact after ae_loop_free. */
+    host_timer(native, 0.001, &host_fired);
+    host_run(native);
+    assert_int_equal(host_fired, 2);
+    host_loop_free(native);
+}
+
+static void never_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    fail_msg("a timer of a freed loop ran");
+}
+static void never_io(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    (void)arg;
+    fail_msg("an io watcher of a freed loop ran");
+}
+static void never_signal(ae_watcher *w, int signum, void *arg)
+{
+    (void)w;
+    (void)signum;
+    (void)arg;
+    fail_msg("a signal watcher of a freed loop ran");
+}
+static void never_idle(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    fail_msg("an idle watcher of a freed loop ran");
+}
+
+static void test_adopt_free_with_live_watchers(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    int n = 0;
+    ae_timer(loop, 100, 0, never_timer, NULL);
+    ae_io(loop, p[0], AE_READ, never_io, NULL);
+    ae_signal(loop, SIGUSR2, never_signal, NULL);
+    ae_idle(loop, never_idle, NULL);
+    ae_loop_free(loop); /* nothing of anyevent's may run or linger */
+    host_timer(native, 0.001, &n);
+    host_run(native);
+    assert_int_equal(n, 1);
+    close(p[0]);
+    close(p[1]);
+    host_loop_free(native);
+}
+
+static void on_send(ae_watcher *w, void *arg)
+{
+    ae_watcher_free(w);
+    ae_cv_send(arg, arg);
+}
+
+/* anyevent may also drive an adopted loop itself, as ae_cv_recv does. */
+static void test_adopt_recv_drives_native_loop(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int host_fired = 0;
+    host_timer(native, 0.001, &host_fired);
+    ae_cv *cv = ae_cv_new(loop);
+    ae_timer(loop, 0.02, 0, on_send, cv);
+    void *v = NULL;
+    assert_int_equal(ae_cv_recv(cv, &v), 0);
+    assert_ptr_equal(v, cv);
+    assert_int_equal(host_fired, 1); /* the host's watcher ran meanwhile */
+    ae_loop_free(loop);
+    host_loop_free(native);
+}
+
+struct nested {
+    ae_loop *loop;
+    int rc;
+    int done;
+};
+
+static void on_nested(ae_watcher *w, void *arg)
+{
+    struct nested *n = arg;
+    ae_watcher_free(w);
+    ae_cv *cv = ae_cv_new(n->loop);
+    ae_timer(n->loop, 0.005, 0, on_send, cv);
+    /* Called from inside the host's run: works where the native loop can
+     * run recursively (libev), else a clear AE_ENOTSUP, never a hang. */
+    n->rc = ae_cv_recv(cv, NULL);
+    n->done = 1;
+    ae_cv_free(cv);
+}
+
+static void test_adopt_recv_inside_host_callback(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    struct nested n = {.loop = adopt(native), .rc = 1};
+    ae_timer(n.loop, 0.001, 0, on_nested, &n);
+    host_run(native);
+    assert_int_equal(n.done, 1);
+    assert_true(n.rc == 0 || n.rc == AE_ENOTSUP);
+    if (strcmp(host_backend(), "libev") == 0)
+        assert_int_equal(n.rc, 0);
+    ae_loop_free(n.loop);
+    host_loop_free(native);
+}
+
+static void on_free_loop(ae_watcher *w, void *arg)
+{
+    (*(int *)arg)++;
+    ae_loop_free(ae_watcher_loop(w)); /* from inside the host's run */
+}
+
+static void test_adopt_free_from_callback(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int n = 0, host_fired = 0;
+    ae_timer(loop, 0.001, 0, on_free_loop, &n);
+    ae_timer(loop, 0.001, 0, on_free_loop, &n); /* must not run: the loop is gone */
+    ae_timer(loop, 50, 0, never_timer, NULL);
+    host_timer(native, 0.02, &host_fired);
+    host_run(native);
+    assert_int_equal(n, 1);
+    assert_int_equal(host_fired, 1);
+    host_loop_free(native);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_adopt_errors),
+        T(test_adopt_watchers_fire_in_host_loop),
+        T(test_adopt_free_with_live_watchers),
+        T(test_adopt_recv_drives_native_loop),
+        T(test_adopt_recv_inside_host_callback),
+        T(test_adopt_free_from_callback),
+#undef T
+    };
+    char group[64];
+    snprintf(group, sizeof group, "adopt[%s]", host_backend());
+    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+}
