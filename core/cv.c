@@ -172,7 +172,7 @@ int ae_cv_recv(ae_cv *cv, void **value)
             rc = ae__set_error(AE_EDEADLK, "ae_cv_recv: no active watcher is left that could make the condvar ready");
             break;
         }
-        rc = ae_run_once(loop, 0);
+        rc = ae__run_once_entered(loop);
         if (rc < 0)
             break;
         rc = 0;

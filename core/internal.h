@@ -183,6 +183,7 @@ void ae__time_refresh(ae_loop *loop);
 void ae__loop_enter(ae_loop *loop);
 void ae__loop_leave(ae_loop *loop);
 int ae__loop_reenter_check(ae_loop *loop, const char *fn);
+int ae__run_once_entered(ae_loop *loop); /* one iteration; the caller entered the loop */
 void ae__watcher_activate(ae_watcher *w);
 void ae__watcher_deactivate(ae_watcher *w);
 ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg);

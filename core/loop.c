@@ -463,6 +463,11 @@ int ae__loop_reenter_check(ae_loop *loop, const char *fn)
     return 0;
 }
 
+int ae__run_once_entered(ae_loop *loop)
+{
+    return run_once(loop, 0);
+}
+
 int ae_run_once(ae_loop *loop, int flags)
 {
     if (!ae__loop_ok(loop, "ae_run_once"))

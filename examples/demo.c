@@ -20,7 +20,8 @@
  * and ae_cv_recv() in main() returns. A guard timer croaks the condvar if the
  * jobs take far too long, so the demo can never hang.
  *
- * Usage: demo [backend]        e.g. "demo poll" or "demo select"
+ * Usage: demo [backend]        e.g. "demo libev" or "demo select"
+ *        demo --backends       lists the backends usable here, best first
  * Without an argument the backend named by $ANYEVENT_BACKEND is used, else the
  * first available one. Run with ANYEVENT_DEBUG=1 to see why it was chosen.
  *
@@ -318,6 +319,11 @@ int main(int argc, char **argv)
 
     /* Line by line, also when the output goes to a pipe or a file. */
     setvbuf(stdout, NULL, _IOLBF, 0);
+
+    if (argc > 1 && strcmp(argv[1], "--backends") == 0) {
+        puts(ae_backend_names()); /* the ones usable here, best first */
+        return 0;
+    }
 
     /* The child process is forked first, before any loop exists, so that it
      * inherits none of anyevent's state (using a loop across fork() is not

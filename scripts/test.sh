@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test, on a fresh Debian machine: the conformance suite on each backend
-# in a gcc build, an ASan+UBSan build, a clang build and under valgrind.
+# Every test, on a fresh Debian machine: the conformance suite on each backend,
+# the loader and adoption suites, in a gcc build, an ASan+UBSan build (plugins
+# included), a clang build and under valgrind memcheck.
 # Ends with one line: "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 run "gcc, ASan+UBSan" build-asan
 CC=clang build_dir build-clang || exit 1
 run "clang" build-clang
-run "valgrind memcheck" build --suite conformance --logbase valgrind \
+run "valgrind memcheck" build --logbase valgrind \
     --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
     --timeout-multiplier 4
 

@@ -25,6 +25,8 @@
 #error "TEST_PLUGIN_DIR must name the folder of the test plugins"
 #endif
 
+static char self_path[4096]; /* this program (not /proc/self/exe: under valgrind that is valgrind) */
+
 /* ---- the probe: what the child prints ------------------------------------ */
 
 static int probe_main(const char *name)
@@ -82,7 +84,7 @@ static void probe(const char *name, const char *const *env, struct output *o)
         unsetenv("ANYEVENT_PLUGIN_PATH");
         for (; env && *env; env++)
             putenv((char *)*env);
-        execl("/proc/self/exe", "loader", "--probe", name, (char *)NULL);
+        execl(self_path, "loader", "--probe", name, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -239,6 +241,8 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--probe") == 0)
         return probe_main(argv[2]);
+    if (!realpath(argv[0], self_path))
+        snprintf(self_path, sizeof self_path, "%s", argv[0]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_plugin),
         cmocka_unit_test(test_bad_name),

@@ -279,11 +279,13 @@ static void on_nested(ae_watcher *w, void *arg)
     struct nested *n = arg;
     ae_watcher_free(w);
     ae_cv *cv = ae_cv_new(n->loop);
-    ae_timer(n->loop, 0.005, 0, on_send, cv);
+    ae_watcher *sender = ae_timer(n->loop, 0.005, 0, on_send, cv);
     /* Called from inside the host's run: works where the native loop can
      * run recursively (libev), else a clear AE_ENOTSUP, never a hang. */
     n->rc = ae_cv_recv(cv, NULL);
     n->done = 1;
+    if (n->rc != 0)
+        ae_watcher_free(sender); /* it never ran, and the condvar goes now */
     ae_cv_free(cv);
 }
 

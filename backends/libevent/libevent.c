@@ -1,0 +1,312 @@
+/* The libevent backend: two struct events per fd (in the core's per-fd
+ * memory), one timer to bound a wait, and one that drives the core's timers
+ * when the host program runs the event_base. libevent's own signal events are
+ * not used: see docs/architecture.md. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "../plugin.h"
+
+const ae_backend_services *ae_core;
+
+/* Longer waits are cut to this many seconds: the core then just waits again. */
+#define LEV_MAX_WAIT (86400.0 * 365)
+
+/* One event per direction: changing one while the other stays registered is
+ * an epoll_ctl MOD in libevent's evmap, not a DEL and an ADD of the fd.
+ *
+ * libevent registers an fd with the kernel in event_add, so an fd closed
+ * afterwards silently leaves epoll and would never be reported. The fds given
+ * interest since the last wait are kept in a list through their own memory
+ * (so fd_update never allocates) and checked when wait() starts. */
+typedef struct lev_fd {
+    struct event read;
+    struct event write;
+    int events;                /* AE_READ|AE_WRITE added to libevent */
+    bool dirty;                /* in the state's dirty list */
+    struct lev_fd *next_dirty;
+} lev_fd;
+
+typedef struct lev_state {
+    struct event_base *base;
+    ae_loop *loop;
+    bool adopted;
+    struct event wake;   /* bounds ae_run_once()'s wait */
+    struct event expire; /* adopted: the core's next timer deadline */
+    lev_fd *dirty;       /* given interest since the last wait */
+} lev_state;
+
+static void io_cb(evutil_socket_t fd, short what, void *loop)
+{
+    ae_core->io_ready(loop, (int)fd, (what & EV_READ ? AE_READ : 0) | (what & EV_WRITE ? AE_WRITE : 0));
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static void expire_cb(evutil_socket_t fd, short what, void *loop)
+{
+    (void)fd;
+    (void)what;
+    ae_core->expire(loop);
+}
+
+/* Rounded up: libevent must not wake before the deadline. */
+static struct timeval to_timeval(double seconds)
+{
+    if (!(seconds <= LEV_MAX_WAIT))
+        seconds = LEV_MAX_WAIT;
+    double us = seconds * 1e6;
+    long long n = (long long)us;
+    if ((double)n < us)
+        n++;
+    return (struct timeval){.tv_sec = (time_t)(n / 1000000), .tv_usec = (suseconds_t)(n % 1000000)};
+}
+
+static void timers_init(ae_loop *loop, lev_state *s)
+{
+    s->loop = loop;
+    evtimer_assign(&s->wake, s->base, wake_cb, NULL);
+    evtimer_assign(&s->expire, s->base, expire_cb, loop);
+}
+
+static void timers_fini(lev_state *s)
+{
+    evtimer_del(&s->wake);
+    evtimer_del(&s->expire);
+    /* Only does something if the host turned on libevent's debug mode. */
+    event_debug_unassign(&s->wake);
+    event_debug_unassign(&s->expire);
+}
+
+static int lev_init(ae_loop *loop, void *state)
+{
+    lev_state *s = state;
+    errno = 0;
+    s->base = event_base_new();
+    if (!s->base) {
+        if (errno)
+            return ae_core->set_errno("libevent: event_base_new failed");
+        return ae_core->set_error(AE_ESYS, "libevent: event_base_new failed");
+    }
+    timers_init(loop, s);
+    return 0;
+}
+
+static int lev_adopt(ae_loop *loop, void *state, void *native)
+{
+    lev_state *s = state;
+    s->base = native;
+    s->adopted = true;
+    timers_init(loop, s);
+    /* libevent's timer heap never shrinks: growing it for our timer now means
+     * timer_update will not have to (unless the host's timers fill it). */
+    struct timeval now = {0, 0};
+    if (evtimer_add(&s->expire, &now) < 0) {
+        timers_fini(s);
+        return ae_core->set_error(AE_ENOMEM, "libevent: out of memory for a timer");
+    }
+    evtimer_del(&s->expire);
+    return 0;
+}
+
+static void lev_destroy(ae_loop *loop, void *state)
+{
+    (void)loop;
+    lev_state *s = state;
+    timers_fini(s);
+    if (!s->adopted)
+        event_base_free(s->base);
+}
+
+static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    lev_state *s = state;
+    lev_fd *f = fd_data;
+    event_assign(&f->read, s->base, fd, EV_READ | EV_PERSIST, io_cb, loop);
+    event_assign(&f->write, s->base, fd, EV_WRITE | EV_PERSIST, io_cb, loop);
+    return 0;
+}
+
+static void lev_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    (void)loop;
+    (void)state;
+    (void)fd;
+    lev_fd *f = fd_data;
+    event_debug_unassign(&f->read);
+    event_debug_unassign(&f->write);
+}
+
+/* event_add failed (errno err): say why as precisely as we can. */
+static int add_failed(int fd, const char *direction, int err)
+{
+    if (fcntl(fd, F_GETFD) < 0)
+        return ae_plugin_fd_check(fd);
+    return ae_core->set_error(err == ENOMEM ? AE_ENOMEM : AE_ESYS,
+                              "libevent: cannot watch fd %d for %s: event_add: %s%s", fd, direction,
+                              err ? strerror(err) : "failed",
+                              err == EPERM ? " (epoll cannot watch regular files)" : "");
+}
+
+static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
+{
+    (void)loop;
+    (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
+    lev_state *s = state;
+    lev_fd *f = fd_data;
+    if (f->events == 0 && new_events && ae_plugin_fd_check(fd) < 0)
+        return AE_EBADF;
+    int added = new_events & ~f->events;
+    int removed = f->events & ~new_events;
+    /* Adding first: a failed add leaves the old interest as it was. */
+    errno = 0;
+    if ((added & AE_READ) && event_add(&f->read, NULL) < 0)
+        return add_failed(fd, "reading", errno);
+    errno = 0;
+    if ((added & AE_WRITE) && event_add(&f->write, NULL) < 0) {
+        int err = errno;
+        if (added & AE_READ)
+            event_del(&f->read);
+        return add_failed(fd, "writing", err);
+    }
+    /* event_del forgets the event even when epoll_ctl fails (a closed fd). */
+    if (removed & AE_READ)
+        event_del(&f->read);
+    if (removed & AE_WRITE)
+        event_del(&f->write);
+    f->events = new_events;
+    if (new_events && !f->dirty) {
+        f->dirty = true;
+        f->next_dirty = s->dirty;
+        s->dirty = f;
+    }
+    return 0;
+}
+
+/* Reports the fds of the dirty list that were closed while watched with
+ * AE_ERROR; returns how many. */
+static int report_closed(lev_state *s)
+{
+    int reported = 0;
+    /* The callbacks run from here may change more fds: go until none is left. */
+    while (s->dirty) {
+        lev_fd *f = s->dirty;
+        s->dirty = f->next_dirty;
+        f->next_dirty = NULL;
+        f->dirty = false;
+        int fd = (int)event_get_fd(&f->read);
+        if (f->events && fcntl(fd, F_GETFD) < 0) {
+            event_del(&f->read);
+            event_del(&f->write);
+            f->events = 0;
+            ae_core->io_ready(s->loop, fd, AE_ERROR);
+            reported++;
+        }
+    }
+    return reported;
+}
+
+static int lev_wait(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    lev_state *s = state;
+    int reported = report_closed(s);
+    int rc;
+    errno = 0;
+    if (timeout == 0 || reported) {
+        /* Also when something was reported already: poll, do not block.
+         * EVLOOP_NONBLOCK alone keeps polling for as long as events fire (a
+         * writable fd: for ever); with EVLOOP_ONCE it stops after one run. */
+        rc = event_base_loop(s->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    } else {
+        if (timeout > 0) {
+            struct timeval tv = to_timeval(timeout);
+            if (evtimer_add(&s->wake, &tv) < 0)
+                return ae_core->set_error(AE_ENOMEM, "libevent: out of memory for a timer");
+        }
+        /* EVLOOP_ONCE: waits until some event is active, runs the active
+         * ones, returns. */
+        rc = event_base_loop(s->base, EVLOOP_ONCE);
+        evtimer_del(&s->wake);
+    }
+    if (rc < 0) {
+        if (errno)
+            return ae_core->set_error(AE_ESYS, "libevent: event_base_loop failed: %s", strerror(errno));
+        return ae_core->set_error(AE_ESTATE,
+                                  "libevent: event_base_loop failed: the event_base is already running "
+                                  "(anyevent run from a callback of the host's event_base_dispatch?)");
+    }
+    return 0;
+}
+
+static void lev_timer_update(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    lev_state *s = state;
+    evtimer_del(&s->expire);
+    if (timeout >= 0) {
+        /* Inside the host's callbacks libevent counts from its cached time. */
+        event_base_update_cache_time(s->base);
+        struct timeval tv = to_timeval(timeout);
+        /* Takes the heap slot the timer just left or adopt reserved: no
+         * allocation, unless the host's own timers filled the heap since. */
+        evtimer_add(&s->expire, &tv);
+    }
+}
+
+static void *lev_native(void *state) { return ((lev_state *)state)->base; }
+
+static const ae_backend_ops libevent_ops = {
+    .abi_version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_ops),
+    .name = "libevent",
+    .state_size = sizeof(lev_state),
+    .fd_data_size = sizeof(lev_fd),
+    .features = 0, /* event_base_loop cannot be called recursively */
+    .init = lev_init,
+    .destroy = lev_destroy,
+    .fd_init = lev_fd_init,
+    .fd_fini = lev_fd_fini,
+    .fd_update = lev_fd_update,
+    .wait = lev_wait,
+    .native = lev_native,
+    .adopt = lev_adopt,
+    .timer_update = lev_timer_update,
+};
+
+AE_PLUGIN_ENTRY(const ae_backend_services *services)
+{
+    if (ae_plugin_accept(services) < 0)
+        return NULL;
+    /* In a program that links libev, our event_* references bind to libev's
+     * compatibility functions, which would take our struct events for its own. */
+    Dl_info info;
+    if (!dladdr((void *)event_base_new, &info) || !info.dli_fname) {
+        ae_core->set_error(AE_ENOTSUP, "libevent: cannot tell which library event_base_new resolves to");
+        return NULL;
+    }
+    if (!strstr(info.dli_fname, "libevent")) {
+        ae_core->set_error(AE_ENOTSUP,
+                           "libevent: event_base_new resolves to %s, not libevent (the program links libev, whose "
+                           "libev.so also defines libevent's names); this plugin cannot run in this process",
+                           info.dli_fname);
+        return NULL;
+    }
+    /* struct event's size and layout are compiled in: same major.minor only. */
+    if ((event_get_version_number() ^ LIBEVENT_VERSION_NUMBER) & 0xffff0000u) {
+        ae_core->set_error(AE_ENOTSUP, "libevent: built for libevent %s, running with %s", LIBEVENT_VERSION,
+                           event_get_version());
+        return NULL;
+    }
+    return &libevent_ops;
+}

@@ -1,0 +1,477 @@
+/* The libuv backend: one uv_poll_t per fd, one uv_timer_t to bound a wait,
+ * and one that drives the core's timers when the host program runs the loop.
+ * libuv's own timers, signal and process handles are not used: the core
+ * keeps timers, signals and children for every backend.
+ *
+ * libuv releases a handle only through uv_close, whose callback runs later
+ * in the loop, so every handle is malloc'd on its own and freed by its close
+ * callback: never in the core's fd table or in the backend state, which the
+ * core frees before an adopted loop runs again. */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#if defined(__linux__)
+#include <sys/epoll.h>
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || \
+    defined(__DragonFly__)
+#define LUV_KQUEUE 1
+#include <sys/event.h>
+#else
+#include <poll.h>
+#endif
+
+#include "../plugin.h"
+
+const ae_backend_services *ae_core;
+
+/* One per fd the core knows, made in fd_init; the core's fd_data holds the
+ * pointer. The handle is bound to the fd number by uv_poll_init, done when
+ * the fd is first watched, and stays bound until fd_fini closes it. */
+typedef struct luv_fd {
+    uv_poll_t poll; /* first: the close callback frees the whole struct */
+    int fd;
+    int events;       /* AE_READ|AE_WRITE the handle is started with, or 0 */
+    bool initialised; /* uv_poll_init done: only uv_close may end it */
+    bool dirty;       /* in the state's dirty list */
+} luv_fd;
+
+_Static_assert(offsetof(luv_fd, poll) == 0, "free_handle frees a luv_fd through its uv_poll_t");
+
+/* libuv registers a started handle with the kernel only when it next polls,
+ * and abort()s if that fails (the fd was closed in between). The handles
+ * started since the last poll are checked first, by a prepare handle, and a
+ * bad fd is reported with AE_ERROR instead of reaching libuv. */
+typedef struct luv_state {
+    uv_loop_t *uv;
+    ae_loop *loop;
+    bool owned;          /* made by init, not adopted: destroy closes and frees it */
+    bool waiting;        /* inside wait(): our uv_run, not the host's */
+    uv_timer_t *wake;    /* bounds wait() */
+    uv_timer_t *expire;  /* adopted: the core's next timer deadline */
+    uv_prepare_t *check; /* runs right before libuv polls */
+    luv_fd **dirty;      /* started since the last poll */
+    size_t ndirty, nfds, dirty_cap; /* dirty has room for nfds: every fd the core knows */
+} luv_state;
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+/* libuv's codes are negative errno values on Unix, so this takes both. */
+static int fd_error(int err, int fd, const char *what)
+{
+    switch (err) {
+    case UV_EBADF:
+        return ae_core->set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
+    case UV_ENOMEM:
+        return ae_core->set_error(AE_ENOMEM, "libuv: %s fd %d: out of memory", what, fd);
+    case UV_EEXIST:
+        return ae_core->set_error(AE_ESTATE, "libuv: fd %d already has another uv_poll_t on this loop (libuv allows one)",
+                                  fd);
+    case UV_EPERM:
+        return ae_core->set_error(AE_ENOTSUP, "libuv: cannot watch fd %d: the system's poller does not take this kind of "
+                                  "file (a regular file or a directory?)", fd);
+    default:
+        return ae_core->set_error(AE_ESYS, "libuv: %s fd %d: %s", what, fd, uv_strerror(err));
+    }
+}
+
+/* What uv_poll_init checks before it binds a handle to fd (libuv's
+ * uv__io_check_fd, not public): that the loop's poller accepts the fd, as
+ * libuv abort()s if it refuses a started handle's fd later. Returns 0 or a
+ * negative errno value. */
+static int poller_accepts(uv_loop_t *uv, int fd)
+{
+    int backend = uv_backend_fd(uv);
+#if defined(__linux__)
+    struct epoll_event e = {.events = EPOLLIN, .data.fd = -1};
+    if (epoll_ctl(backend, EPOLL_CTL_ADD, fd, &e) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    epoll_ctl(backend, EPOLL_CTL_DEL, fd, &e);
+#elif defined(LUV_KQUEUE)
+    struct kevent ev;
+    EV_SET(&ev, fd, EVFILT_READ, EV_ADD, 0, 0, 0);
+    if (kevent(backend, &ev, 1, NULL, 0, NULL) < 0)
+        return -errno;
+    EV_SET(&ev, fd, EVFILT_READ, EV_DELETE, 0, 0, 0);
+    kevent(backend, &ev, 1, NULL, 0, NULL);
+#else
+    /* libuv's poll(2) backends make this check; for the others it is the
+     * nearest portable one. */
+    (void)backend;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+    while ((n = poll(&p, 1, 0)) < 0 && (errno == EINTR || errno == EAGAIN))
+        ;
+    if (n < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+#endif
+    return 0;
+}
+
+/* As uv_poll_init does (documented libuv behaviour). */
+static int set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+static int uv_interest(int events)
+{
+    /* UV_DISCONNECT (a peer's shutdown) is asked for only with reading, as
+     * it is reported as readable: a writer alone would see it fire forever. */
+    return (events & AE_READ ? UV_READABLE | UV_DISCONNECT : 0) | (events & AE_WRITE ? UV_WRITABLE : 0);
+}
+
+static void check_cb(uv_prepare_t *check);
+
+static void mark_dirty(luv_state *s, luv_fd *f)
+{
+    if (f->dirty)
+        return;
+    f->dirty = true;
+    s->dirty[s->ndirty++] = f;
+    uv_prepare_start(s->check, check_cb); /* a no-op while started */
+}
+
+/* Also removes the fd from the kernel at once, by number: so it is done
+ * only while the handle is started, or just after libuv stopped it. */
+static void poll_stop(luv_fd *f)
+{
+    uv_poll_stop(&f->poll);
+    f->events = 0;
+}
+
+static void poll_cb(uv_poll_t *poll, int status, int uv_events);
+
+/* Starts the handle of f with events, from no interest or some. */
+static int poll_start(luv_state *s, luv_fd *f, int events)
+{
+    int rc = uv_poll_start(&f->poll, uv_interest(events), poll_cb);
+    if (rc < 0)
+        return rc;
+    f->events = events;
+    /* Even a change between two masks is a new registration at the next
+     * poll: uv_poll_start stops the handle first, which removes the fd from
+     * the kernel at once (EPOLL_CTL_DEL), and the poll adds it back. */
+    mark_dirty(s, f);
+    return 0;
+}
+
+static void poll_cb(uv_poll_t *poll, int status, int uv_events)
+{
+    luv_fd *f = (luv_fd *)poll;
+    luv_state *s = poll->data;
+    int revents;
+    if (status < 0) {
+        /* libuv reports POLLERR this way and stops the handle. The fd is
+         * valid still (a pipe without reader, a socket error): report what
+         * it is watched for, as poll(2) does, so that the next read or write
+         * returns the error, and keep watching, level-triggered. */
+        revents = f->events;
+        if (poller_accepts(s->uv, f->fd) < 0 || poll_start(s, f, f->events) < 0) {
+            poll_stop(f);
+            revents = AE_ERROR;
+        }
+    } else {
+        revents = (uv_events & (UV_READABLE | UV_DISCONNECT) ? AE_READ : 0) | (uv_events & UV_WRITABLE ? AE_WRITE : 0);
+        if (!revents)
+            return;
+    }
+    /* Nothing of s or f may be used after this: from the host's uv_run, a
+     * callback may free the anyevent loop. */
+    ae_core->io_ready(s->loop, f->fd, revents);
+}
+
+static void check_cb(uv_prepare_t *check)
+{
+    luv_state *s = check->data;
+    bool reported = false;
+    /* Callbacks run from here may start more handles: go until none is left. */
+    while (s->ndirty) {
+        luv_fd *f = s->dirty[--s->ndirty];
+        f->dirty = false;
+        /* One fcntl per changed fd: the full poller test (poller_accepts)
+         * was made when the fd got interest from none, in poll_ready. */
+        if (!f->events || fcntl(f->fd, F_GETFD) >= 0)
+            continue;
+        poll_stop(f);
+        reported = true;
+        ae_core->io_ready(s->loop, f->fd, AE_ERROR);
+        /* From the host's uv_run a callback may have freed the anyevent
+         * loop, and s with it; destroy then closed this handle, whose memory
+         * lasts until the end of this iteration. */
+        if (uv_is_closing((uv_handle_t *)check))
+            return;
+    }
+    uv_prepare_stop(check);
+    /* Our own wait returns with what it reported rather than blocking in
+     * the poll that follows; the host's uv_run goes on as it would. */
+    if (reported && s->waiting)
+        uv_stop(s->uv);
+}
+
+static void wake_cb(uv_timer_t *timer) { (void)timer; }
+
+static void expire_cb(uv_timer_t *timer) { ae_core->expire(timer->data); }
+
+/* ceil(seconds * 1000) for libuv's millisecond timers, so that a wait never
+ * ends before its timeout. */
+static uint64_t timeout_ms(double seconds)
+{
+    double ms = ceil(seconds * 1000);
+    return ms >= (double)UINT64_MAX ? UINT64_MAX : (uint64_t)ms;
+}
+
+/* The state's own handles. They are allocated apart from the state, which
+ * the core frees as soon as destroy returns, before their close callbacks
+ * run in an adopted loop. */
+static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv, bool adopted)
+{
+    uv_timer_t *wake = malloc(sizeof *wake);
+    uv_prepare_t *check = malloc(sizeof *check);
+    uv_timer_t *expire = adopted ? malloc(sizeof *expire) : NULL;
+    if (!wake || !check || (adopted && !expire)) {
+        free(wake);
+        free(check);
+        free(expire);
+        return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
+    }
+    s->uv = uv;
+    s->loop = loop;
+    /* The init functions of timers and prepare handles cannot fail. */
+    uv_timer_init(uv, wake);
+    s->wake = wake;
+    uv_prepare_init(uv, check);
+    check->data = s;
+    /* The fds it checks keep the loop alive; it alone must not. */
+    uv_unref((uv_handle_t *)check);
+    s->check = check;
+    if (expire) {
+        uv_timer_init(uv, expire);
+        expire->data = loop;
+        s->expire = expire;
+    }
+    return 0;
+}
+
+static int luv_init(ae_loop *loop, void *state)
+{
+    luv_state *s = state;
+    uv_loop_t *uv = malloc(sizeof *uv);
+    if (!uv)
+        return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
+    int rc = uv_loop_init(uv);
+    if (rc < 0) {
+        free(uv);
+        return ae_core->set_error(AE_ESYS, "libuv: uv_loop_init: %s", uv_strerror(rc));
+    }
+    if (watchers_open(loop, s, uv, false) < 0) {
+        uv_loop_close(uv); /* no handle was made */
+        free(uv);
+        return AE_ENOMEM;
+    }
+    s->owned = true;
+    return 0;
+}
+
+static int luv_adopt(ae_loop *loop, void *state, void *native)
+{
+    return watchers_open(loop, state, native, true);
+}
+
+static void note_closing(uv_handle_t *h, void *arg)
+{
+    if (uv_is_closing(h))
+        *(bool *)arg = true;
+}
+
+/* Close callbacks run at the end of a loop iteration: iterate until they
+ * have, then close and free the loop. */
+static void owned_loop_close(uv_loop_t *uv)
+{
+    while (uv_loop_close(uv) == UV_EBUSY) {
+        bool closing = false;
+        uv_walk(uv, note_closing, &closing);
+        if (!closing)
+            return; /* handles or requests others made through ae_loop_native() are open:
+                     * leak the loop rather than free it under them */
+        uv_run(uv, UV_RUN_NOWAIT);
+    }
+    free(uv);
+}
+
+static void luv_destroy(ae_loop *loop, void *state)
+{
+    (void)loop;
+    luv_state *s = state;
+    /* The fds' handles are closed (fd_fini): drop the list unread. */
+    s->ndirty = 0;
+    free(s->dirty);
+    uv_close((uv_handle_t *)s->wake, free_handle);
+    uv_close((uv_handle_t *)s->check, free_handle);
+    if (s->expire)
+        uv_close((uv_handle_t *)s->expire, free_handle);
+    /* An adopted loop is the host's: the close callbacks run when it next
+     * runs it, and free only the handles. */
+    if (s->owned)
+        owned_loop_close(s->uv);
+}
+
+/* The handle, and room in the dirty list for it, so that fd_update never
+ * allocates. */
+static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    (void)loop;
+    luv_state *s = state;
+    if (s->nfds == s->dirty_cap) {
+        size_t cap = s->dirty_cap ? 2 * s->dirty_cap : 64;
+        luv_fd **d = realloc(s->dirty, cap * sizeof *d);
+        if (!d)
+            return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
+        s->dirty = d;
+        s->dirty_cap = cap;
+    }
+    luv_fd *f = calloc(1, sizeof *f);
+    if (!f)
+        return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
+    f->fd = fd;
+    s->nfds++;
+    *(luv_fd **)fd_data = f;
+    return 0;
+}
+
+static void luv_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
+{
+    (void)loop;
+    (void)state;
+    (void)fd;
+    luv_fd *f = *(luv_fd **)fd_data;
+    if (f->initialised)
+        uv_close((uv_handle_t *)&f->poll, free_handle);
+    else
+        free(f);
+}
+
+/* Make the handle ready to start from no interest: bind it to fd the first
+ * time. Later the number may name another file than the one uv_poll_init
+ * saw (closed and reopened in between). The handle keeps only the number,
+ * and stopping it removed the old file from the kernel, so starting it
+ * registers the new one; but uv_poll_init cannot be repeated on a live
+ * handle, so what it did for the old file is done here for the new. */
+static int poll_ready(luv_state *s, luv_fd *f, int fd)
+{
+    if (!f->initialised) {
+        /* This also makes fd non-blocking: documented libuv behaviour. */
+        int rc = uv_poll_init(s->uv, &f->poll, fd);
+        if (rc < 0)
+            return fd_error(rc, fd, "uv_poll_init");
+        f->poll.data = s;
+        f->initialised = true;
+        return 0;
+    }
+    int rc = poller_accepts(s->uv, fd);
+    if (rc == 0)
+        rc = set_nonblocking(fd);
+    return rc < 0 ? fd_error(rc, fd, "watch") : 0;
+}
+
+static int luv_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
+{
+    (void)loop;
+    luv_state *s = state;
+    luv_fd *f = *(luv_fd **)fd_data;
+    if (new_events == 0) {
+        /* Never fails, also for a closed fd. A handle that poll_cb or
+         * check_cb stopped already is left alone. */
+        if (f->events)
+            poll_stop(f);
+        return 0;
+    }
+    /* f->events is 0 also if poll_cb or check_cb stopped the handle for a
+     * bad fd that the core could not be told about (the loop was being
+     * freed): start it as from no interest. */
+    if (old_events == 0 || f->events == 0) {
+        if (ae_plugin_fd_check(fd) < 0)
+            return AE_EBADF;
+        int rc = poll_ready(s, f, fd);
+        if (rc < 0)
+            return rc;
+    }
+    /* Only an fd another uv_poll_t has taken (a host's, in an adopted loop)
+     * fails here, before the handle is touched: the old interest stays. */
+    int rc = poll_start(s, f, new_events);
+    return rc < 0 ? fd_error(rc, fd, "uv_poll_start") : 0;
+}
+
+static int luv_wait(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    luv_state *s = state;
+    s->waiting = true;
+    if (timeout == 0) {
+        uv_run(s->uv, UV_RUN_NOWAIT);
+    } else {
+        if (timeout > 0) {
+            uv_update_time(s->uv); /* the deadline counts from now, not from libuv's cached time */
+            uv_timer_start(s->wake, wake_cb, timeout_ms(timeout), 0);
+        }
+        uv_run(s->uv, UV_RUN_ONCE);
+        uv_timer_stop(s->wake);
+    }
+    s->waiting = false;
+    return 0;
+}
+
+static void luv_timer_update(ae_loop *loop, void *state, double timeout)
+{
+    (void)loop;
+    luv_state *s = state;
+    if (timeout < 0) {
+        uv_timer_stop(s->expire);
+        return;
+    }
+    uv_update_time(s->uv);
+    uv_timer_start(s->expire, expire_cb, timeout_ms(timeout), 0); /* replaces an earlier start */
+}
+
+static void *luv_native(void *state) { return ((luv_state *)state)->uv; }
+
+static const ae_backend_ops libuv_ops = {
+    .abi_version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_ops),
+    .name = "libuv",
+    .state_size = sizeof(luv_state),
+    .fd_data_size = sizeof(luv_fd *),
+    .features = 0, /* uv_run must not be called recursively */
+    .init = luv_init,
+    .destroy = luv_destroy,
+    .fd_init = luv_fd_init,
+    .fd_fini = luv_fd_fini,
+    .fd_update = luv_fd_update,
+    .wait = luv_wait,
+    .native = luv_native,
+    .adopt = luv_adopt,
+    .timer_update = luv_timer_update,
+};
+
+AE_PLUGIN_ENTRY(const ae_backend_services *services)
+{
+    if (ae_plugin_accept(services) < 0)
+        return NULL;
+    if ((uv_version() >> 16) != UV_VERSION_MAJOR) {
+        ae_core->set_error(AE_ENOTSUP, "libuv: built for libuv %d.x, running with %s", UV_VERSION_MAJOR,
+                           uv_version_string());
+        return NULL;
+    }
+    return &libuv_ops;
+}
