@@ -98,8 +98,10 @@ typedef struct ae_backend_services {
     unsigned struct_size; /* sizeof(ae_backend_services) of the core */
 
     /* Report that fd is ready with revents (AE_READ, AE_WRITE, or AE_ERROR if
-     * the fd is no longer valid): runs the callbacks of its io watchers. */
-    void (*io_ready)(ae_loop *loop, int fd, int revents);
+     * the fd is no longer valid): runs the callbacks of its io watchers.
+     * Returns 0 if a callback freed the loop (possible only when the host
+     * runs the native loop): the backend's state is gone, touch nothing. */
+    int (*io_ready)(ae_loop *loop, int fd, int revents);
 
     /* The native timer armed by timer_update fired: run due timers (and idle
      * watchers), then re-arm through timer_update. */
@@ -124,7 +126,7 @@ typedef struct ae_backend_services {
 typedef const ae_backend_ops *(*ae_backend_entry_fn)(const ae_backend_services *services);
 
 /* The services, for built-in backends. */
-void ae_backend_io_ready(ae_loop *loop, int fd, int revents);
+int ae_backend_io_ready(ae_loop *loop, int fd, int revents);
 void ae_backend_expire(ae_loop *loop);
 int ae__set_error(int code, const char *fmt, ...)
 #if defined(__GNUC__)

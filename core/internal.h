@@ -133,6 +133,7 @@ struct ae_loop {
     bool free_requested;
     bool time_stale; /* the wait has returned but now is not refreshed yet */
     uint64_t dispatched; /* callbacks run; tells whether idle may run */
+    uint64_t expire_mark; /* adopted: dispatched at the end of the last expiry */
 
     /* Wake-up fd: signals, reaped children, other threads. */
     int wake_rfd, wake_wfd; /* one eventfd, or a pipe's two ends */

@@ -202,7 +202,7 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
     ae__cursor_pop(loop, &cur);
 }
 
-void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
+int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
 {
     /* Called by the host's own loop (adopted, nothing of ours running): the
      * loop time is refreshed for each such dispatch, and the loop stays
@@ -211,7 +211,7 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
     if (loop->time_stale || from_host)
         ae__time_refresh(loop);
     if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
-        return;
+        return 1;
     if (from_host)
         ae__loop_enter(loop);
     ae_fd *f = loop->fds[fd];
@@ -219,6 +219,10 @@ void ae_backend_io_ready(ae_loop *loop, int fd, int revents)
         fd_invalid(loop, fd, f);
     else
         fd_dispatch(loop, f, revents);
-    if (from_host)
-        ae__loop_leave(loop);
+    if (from_host) {
+        bool freeing = loop->free_requested;
+        ae__loop_leave(loop); /* frees the loop if a callback asked for it */
+        return !freeing;
+    }
+    return 1;
 }

@@ -330,10 +330,14 @@ void ae_backend_expire(ae_loop *loop)
         return; /* inside our own ae_run_once(), which runs the timers itself */
     ae__time_refresh(loop);
     ae__loop_enter(loop);
+    /* Idle only if no callback of ours ran since the last expiry (io the
+     * host dispatched) nor now: anyevent cannot see the host's own events. */
+    bool quiet = loop->dispatched == loop->expire_mark;
     uint64_t before = loop->dispatched;
     ae__timers_run(loop, loop->timer_seq);
-    if (loop->idle_count && loop->dispatched == before)
+    if (loop->idle_count && quiet && loop->dispatched == before)
         ae__idle_run(loop);
+    loop->expire_mark = loop->dispatched;
     ae__loop_leave(loop); /* re-arms the native timer */
 }
 

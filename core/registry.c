@@ -3,6 +3,7 @@
  * Built-in backends are always there; plugins are loaded on first mention and
  * remembered, with the reason when they cannot be used. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +27,10 @@ typedef struct backend_entry {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static backend_entry entries[MAX_BACKENDS];
 static size_t n_entries;
-static ae_backend_info infos[MAX_BACKENDS];
-static char names[512];
+/* What ae_backends() and ae_backend_names() hand out: per thread, so that
+ * another thread's call cannot rewrite it under the caller. */
+static _Thread_local ae_backend_info infos[MAX_BACKENDS];
+static _Thread_local char names[512];
 
 int ae__backend_check(const ae_backend_ops *ops)
 {
@@ -35,8 +38,9 @@ int ae__backend_check(const ae_backend_ops *ops)
     if (ops->abi_version < 1 || ops->abi_version > AE_BACKEND_ABI_VERSION)
         return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u", name,
                              ops->abi_version, AE_BACKEND_ABI_VERSION);
-    if (ops->struct_size < offsetof(ae_backend_ops, wait) + sizeof ops->wait || !ops->name || !ops->init ||
-        !ops->destroy || !ops->fd_update || !ops->wait)
+    /* Version 1 is the only one so far: its table must be whole. */
+    if (ops->struct_size < sizeof(ae_backend_ops) || !ops->name || !ops->init || !ops->destroy || !ops->fd_update ||
+        !ops->wait)
         return ae__set_error(AE_ENOTSUP, "backend '%s': incomplete operations table", name);
     if (ops->adopt && !ops->timer_update)
         return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
@@ -72,28 +76,53 @@ static void probe_all(void)
         entry_get(preference[i]);
 }
 
+static bool preferred(const char *name)
+{
+    for (size_t i = 0; i < N_PREFERENCE; i++)
+        if (strcmp(preference[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The entries in preference order, then the others in the order they were
+ * first asked for. Under registry_lock. */
+static size_t ordered(const backend_entry **out)
+{
+    size_t n = 0;
+    probe_all();
+    for (size_t i = 0; i < N_PREFERENCE; i++)
+        for (size_t j = 0; j < n_entries; j++)
+            if (strcmp(entries[j].name, preference[i]) == 0)
+                out[n++] = &entries[j];
+    for (size_t j = 0; j < n_entries; j++)
+        if (!preferred(entries[j].name))
+            out[n++] = &entries[j];
+    return n;
+}
+
 int ae_backends(const ae_backend_info **list)
 {
+    const backend_entry *order[MAX_BACKENDS];
     pthread_mutex_lock(&registry_lock);
-    probe_all();
-    for (size_t i = 0; i < n_entries; i++)
-        infos[i] = (ae_backend_info){entries[i].name, entries[i].ops != NULL, entries[i].detail};
-    int n = (int)n_entries;
+    size_t n = ordered(order);
+    for (size_t i = 0; i < n; i++)
+        infos[i] = (ae_backend_info){order[i]->name, order[i]->ops != NULL, order[i]->detail};
     pthread_mutex_unlock(&registry_lock);
     if (list)
         *list = infos;
-    return n;
+    return (int)n;
 }
 
 const char *ae_backend_names(void)
 {
+    const backend_entry *order[MAX_BACKENDS];
     pthread_mutex_lock(&registry_lock);
-    probe_all();
+    size_t n = ordered(order);
     size_t len = 0;
     names[0] = '\0';
-    for (size_t i = 0; i < n_entries; i++)
-        if (entries[i].ops && len < sizeof names)
-            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", entries[i].name);
+    for (size_t i = 0; i < n; i++)
+        if (order[i]->ops && len < sizeof names)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", order[i]->name);
     pthread_mutex_unlock(&registry_lock);
     return names;
 }

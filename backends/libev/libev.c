@@ -28,7 +28,7 @@ typedef struct evb_state {
     ev_prepare check; /* runs before libev registers changed fds */
     ev_idle nowait;   /* once check reported something: poll without blocking */
     evb_fd **dirty;   /* changed since the last poll */
-    size_t ndirty, nfds; /* dirty has room for nfds: every fd the core knows */
+    size_t ndirty, nfds, dirty_cap; /* dirty has room for nfds: every fd the core knows */
 } evb_state;
 
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
@@ -64,10 +64,11 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
         f->dirty = false;
         if (ev_is_active(&f->io) && fcntl(f->io.fd, F_GETFD) < 0) {
             ev_io_stop(ev, &f->io);
-            ae_core->io_ready(s->loop, f->io.fd, AE_ERROR);
-            /* A callback ran: this iteration must not block in the poll
+            /* A callback runs: this iteration must not block in the poll
              * (an active idle watcher makes libev poll with timeout 0). */
             ev_idle_start(ev, &s->nowait);
+            if (!ae_core->io_ready(s->loop, f->io.fd, AE_ERROR))
+                return; /* the loop was freed, and s with it */
         }
     }
     ev_prepare_stop(ev, w);
@@ -130,10 +131,14 @@ static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     (void)fd;
     (void)fd_data;
     evb_state *s = state;
-    evb_fd **d = realloc(s->dirty, (s->nfds + 1) * sizeof *d);
-    if (!d)
-        return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
-    s->dirty = d;
+    if (s->nfds == s->dirty_cap) {
+        size_t cap = s->dirty_cap ? 2 * s->dirty_cap : 64;
+        evb_fd **d = realloc(s->dirty, cap * sizeof *d);
+        if (!d)
+            return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
+        s->dirty = d;
+        s->dirty_cap = cap;
+    }
     s->nfds++;
     return 0;
 }

@@ -1,7 +1,7 @@
 /* The libevent backend: two struct events per fd (in the core's per-fd
  * memory), one timer to bound a wait, and one that drives the core's timers
  * when the host program runs the event_base. libevent's own signal events are
- * not used: see docs/architecture.md. */
+ * not used: see docs/backends.md. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -152,7 +152,8 @@ static int add_failed(int fd, const char *direction, int err)
 {
     if (fcntl(fd, F_GETFD) < 0)
         return ae_plugin_fd_check(fd);
-    return ae_core->set_error(err == ENOMEM ? AE_ENOMEM : AE_ESYS,
+    /* EPERM: the poller refuses this kind of file, as libuv's does. */
+    return ae_core->set_error(err == ENOMEM ? AE_ENOMEM : err == EPERM ? AE_ENOTSUP : AE_ESYS,
                               "libevent: cannot watch fd %d for %s: event_add: %s%s", fd, direction,
                               err ? strerror(err) : "failed",
                               err == EPERM ? " (epoll cannot watch regular files)" : "");

@@ -53,6 +53,7 @@ typedef struct luv_state {
     bool waiting;        /* inside wait(): our uv_run, not the host's */
     uv_timer_t *wake;    /* bounds wait() */
     uv_timer_t *expire;  /* adopted: the core's next timer deadline */
+    uv_idle_t *soon;     /* adopted: "as soon as possible", once per iteration */
     uv_prepare_t *check; /* runs right before libuv polls */
     luv_fd **dirty;      /* started since the last poll */
     size_t ndirty, nfds, dirty_cap; /* dirty has room for nfds: every fd the core knows */
@@ -206,11 +207,9 @@ static void check_cb(uv_prepare_t *check)
             continue;
         poll_stop(f);
         reported = true;
-        ae_core->io_ready(s->loop, f->fd, AE_ERROR);
-        /* From the host's uv_run a callback may have freed the anyevent
-         * loop, and s with it; destroy then closed this handle, whose memory
-         * lasts until the end of this iteration. */
-        if (uv_is_closing((uv_handle_t *)check))
+        /* From the host's uv_run a callback may free the anyevent loop, and
+         * s with it. */
+        if (!ae_core->io_ready(s->loop, f->fd, AE_ERROR))
             return;
     }
     uv_prepare_stop(check);
@@ -223,6 +222,12 @@ static void check_cb(uv_prepare_t *check)
 static void wake_cb(uv_timer_t *timer) { (void)timer; }
 
 static void expire_cb(uv_timer_t *timer) { ae_core->expire(timer->data); }
+
+static void soon_cb(uv_idle_t *idle)
+{
+    uv_idle_stop(idle);
+    ae_core->expire(idle->data);
+}
 
 /* ceil(seconds * 1000) for libuv's millisecond timers, so that a wait never
  * ends before its timeout. */
@@ -240,10 +245,12 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv, bool adopte
     uv_timer_t *wake = malloc(sizeof *wake);
     uv_prepare_t *check = malloc(sizeof *check);
     uv_timer_t *expire = adopted ? malloc(sizeof *expire) : NULL;
-    if (!wake || !check || (adopted && !expire)) {
+    uv_idle_t *soon = adopted ? malloc(sizeof *soon) : NULL;
+    if (!wake || !check || (adopted && (!expire || !soon))) {
         free(wake);
         free(check);
         free(expire);
+        free(soon);
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
     }
     s->uv = uv;
@@ -260,6 +267,9 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv, bool adopte
         uv_timer_init(uv, expire);
         expire->data = loop;
         s->expire = expire;
+        uv_idle_init(uv, soon);
+        soon->data = loop;
+        s->soon = soon;
     }
     return 0;
 }
@@ -319,8 +329,10 @@ static void luv_destroy(ae_loop *loop, void *state)
     free(s->dirty);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
-    if (s->expire)
+    if (s->expire) {
         uv_close((uv_handle_t *)s->expire, free_handle);
+        uv_close((uv_handle_t *)s->soon, free_handle);
+    }
     /* An adopted loop is the host's: the close callbacks run when it next
      * runs it, and free only the handles. */
     if (s->owned)
@@ -436,12 +448,19 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     luv_state *s = state;
-    if (timeout < 0) {
-        uv_timer_stop(s->expire);
+    uv_timer_stop(s->expire);
+    uv_idle_stop(s->soon);
+    if (timeout < 0)
+        return;
+    if (timeout == 0) {
+        /* Not a 0 ms timer: libuv 1.44 runs a timer re-armed to 0 from its
+         * own callback again in the same pass, never reaching the poll. An
+         * idle handle runs once per iteration and makes the poll not block. */
+        uv_idle_start(s->soon, soon_cb);
         return;
     }
     uv_update_time(s->uv);
-    uv_timer_start(s->expire, expire_cb, timeout_ms(timeout), 0); /* replaces an earlier start */
+    uv_timer_start(s->expire, expire_cb, timeout_ms(timeout), 0);
 }
 
 static void *luv_native(void *state) { return ((luv_state *)state)->uv; }

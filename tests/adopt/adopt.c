@@ -326,6 +326,90 @@ static void test_adopt_free_from_callback(void **state)
     host_loop_free(native);
 }
 
+static void on_closed_free_loop(ae_watcher *w, int revents, void *arg)
+{
+    assert_int_equal(revents, AE_ERROR);
+    (*(int *)arg)++;
+    ae_loop_free(ae_watcher_loop(w)); /* from inside the backend's fd check */
+}
+
+static void on_give_up(ae_watcher *w, void *arg)
+{
+    (void)arg;
+    ae_loop_free(ae_watcher_loop(w));
+}
+
+static void test_adopt_closed_fd_then_free(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int calls = 0;
+    ae_io(loop, p[0], AE_READ, on_closed_free_loop, &calls);
+    ae_timer(loop, 0.2, 0, on_give_up, NULL);
+    close(p[0]); /* before the host's loop registers it */
+    host_run(native);
+    /* libev and libuv check changed fds before polling; libevent registers
+     * at once and cannot see the close in a loop the host runs. */
+    assert_int_equal(calls, strcmp(host_backend(), "libevent") == 0 ? 0 : 1);
+    close(p[1]);
+    host_loop_free(native);
+}
+
+struct busy {
+    ae_watcher *io, *idle;
+    int io_calls, idle_calls, idle_while_io;
+};
+
+static void on_writable(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    ((struct busy *)arg)->io_calls++;
+}
+
+static void on_idle_count(ae_watcher *w, void *arg)
+{
+    struct busy *b = arg;
+    /* Before the host's loop has polled the fd at all, anyevent cannot know
+     * it is ready: only idle calls once io is flowing count. */
+    if (b->io && b->io_calls > 0)
+        b->idle_while_io++;
+    if (!b->io && ++b->idle_calls == 3) /* and it runs once io has stopped */
+        ae_watcher_free(w);
+}
+
+static void on_stop_io(ae_watcher *w, void *arg)
+{
+    struct busy *b = arg;
+    ae_watcher_free(b->io);
+    b->io = NULL;
+    ae_watcher_free(w);
+}
+
+static void test_adopt_idle_waits_for_io(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct busy b = {0};
+    b.io = ae_io(loop, p[1], AE_WRITE, on_writable, &b); /* always ready */
+    b.idle = ae_idle(loop, on_idle_count, &b);
+    ae_timer(loop, 0.05, 0, on_stop_io, &b);
+    host_run(native);
+    assert_true(b.io_calls > 0);
+    assert_int_equal(b.idle_while_io, 0); /* never while io kept coming */
+    assert_int_equal(b.idle_calls, 3);
+    ae_loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+    host_loop_free(native);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +420,8 @@ int main(void)
         T(test_adopt_recv_drives_native_loop),
         T(test_adopt_recv_inside_host_callback),
         T(test_adopt_free_from_callback),
+        T(test_adopt_closed_fd_then_free),
+        T(test_adopt_idle_waits_for_io),
 #undef T
     };
     char group[64];
