@@ -61,8 +61,11 @@ typedef struct ae_backend_ops {
 
     /* The combined interest in fd changes from old_events to new_events
      * (AE_READ|AE_WRITE bits; 0 means remove). fd_data is that fd's private
-     * memory. Must not call back into the core's dispatch. Going from 0 to
-     * any interest it must fail with AE_EBADF for an fd that is not open.
+     * memory. Must not call back into the core's dispatch. The core checked
+     * that the fd was open when its watcher was created; an fd closed since
+     * (the caller's error) must not crash the backend: fail here with
+     * AE_EBADF, or report it with AE_ERROR through io_ready when noticed. No
+     * system call the native library would not make for the same change.
      * Returns 0 or a negative AE_E* code (with a message); on failure the old
      * interest stays. Removing interest (new_events 0) must not fail for a
      * closed fd. A change between two non-zero masks should use the native

@@ -91,10 +91,10 @@ ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg)
         ae__set_error(AE_EINVAL, "ae_io: events %#x: only AE_READ and AE_WRITE can be watched", events);
         return NULL;
     }
-    /* The backend checks the fd when it first registers it; otherwise (a
-     * paused watcher, or the fd already registered) check here. */
-    bool registered = fd >= 0 && fd < loop->fds_cap && loop->fds[fd] && loop->fds[fd]->events;
-    if (fd < 0 || ((!events || registered) && fcntl(fd, F_GETFD) < 0)) {
+    /* Checked once, here: re-arming with ae_io_set() makes no system call
+     * the native library would not make; a backend reports an fd closed
+     * later with AE_ERROR when it notices. */
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
         ae__set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
         return NULL;
     }

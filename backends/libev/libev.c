@@ -149,8 +149,7 @@ static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     evb_fd *f = fd_data;
     ev_io *w = &f->io;
     if (old_events == 0) {
-        if (ae_plugin_fd_check(fd) < 0)
-            return AE_EBADF;
+        /* A closed fd is caught by check_cb before libev registers it. */
         ev_io_init(w, io_cb, fd, 0);
         w->data = loop;
     } else {

@@ -165,8 +165,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
     lev_state *s = state;
     lev_fd *f = fd_data;
-    if (f->events == 0 && new_events && ae_plugin_fd_check(fd) < 0)
-        return AE_EBADF;
+    /* A closed fd makes event_add fail: add_failed says AE_EBADF. */
     int added = new_events & ~f->events;
     int removed = f->events & ~new_events;
     /* Adding first: a failed add leaves the old interest as it was. */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #if defined(__linux__)
@@ -115,17 +116,6 @@ static int poller_accepts(uv_loop_t *uv, int fd)
     return 0;
 }
 
-/* As uv_poll_init does (documented libuv behaviour). */
-static int set_nonblocking(int fd)
-{
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0)
-        return -errno;
-    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
-}
-
 static int uv_interest(int events)
 {
     /* UV_DISCONNECT (a peer's shutdown) is asked for only with reading, as
@@ -201,9 +191,11 @@ static void check_cb(uv_prepare_t *check)
     while (s->ndirty) {
         luv_fd *f = s->dirty[--s->ndirty];
         f->dirty = false;
-        /* One fcntl per changed fd: the full poller test (poller_accepts)
-         * was made when the fd got interest from none, in poll_ready. */
-        if (!f->events || fcntl(f->fd, F_GETFD) >= 0)
+        /* One fstat per changed fd: libuv abort()s if epoll refuses the fd,
+         * closed (EBADF) or, its number reused, a regular file or directory
+         * (EPERM). */
+        struct stat st;
+        if (!f->events || (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
             continue;
         poll_stop(f);
         reported = true;
@@ -391,10 +383,10 @@ static int poll_ready(luv_state *s, luv_fd *f, int fd)
         f->initialised = true;
         return 0;
     }
-    int rc = poller_accepts(s->uv, fd);
-    if (rc == 0)
-        rc = set_nonblocking(fd);
-    return rc < 0 ? fd_error(rc, fd, "watch") : 0;
+    /* Bound already: the handle keeps only the number, and stopping it took
+     * the old file out of the kernel, so starting it registers whatever the
+     * number names now; check_cb vets that file before libuv polls it. */
+    return 0;
 }
 
 static int luv_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
@@ -413,8 +405,6 @@ static int luv_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
      * bad fd that the core could not be told about (the loop was being
      * freed): start it as from no interest. */
     if (old_events == 0 || f->events == 0) {
-        if (ae_plugin_fd_check(fd) < 0)
-            return AE_EBADF;
         int rc = poll_ready(s, f, fd);
         if (rc < 0)
             return rc;
