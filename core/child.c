@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "internal.h"
@@ -42,18 +43,53 @@ static void deliver(pid_t pid, int status)
     }
 }
 
+/* Under child_lock. */
+static bool pid_watched(pid_t pid)
+{
+    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext)
+        if (w->u.child.pid == pid)
+            return true;
+    return false;
+}
+
+/* Under child_lock: reap the watched children that exited. */
+static void reap_watched(void)
+{
+    int status;
+    /* Look at the exited children without reaping them (WNOWAIT): one
+     * system call per child in the usual case that they are all watched. */
+    for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0)
+            return; /* none has exited */
+        if (!pid_watched(info.si_pid))
+            break; /* other code's child: leave it, ask pid by pid */
+        if (waitpid(info.si_pid, &status, WNOHANG) <= 0)
+            return;
+        deliver(info.si_pid, status);
+    }
+    pid_t last = 0;
+    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext) {
+        pid_t pid = w->u.child.pid;
+        if (pid == last) /* watchers of one pid are usually next to each other */
+            continue;
+        last = pid;
+        if (waitpid(pid, &status, WNOHANG) > 0)
+            deliver(pid, status);
+    }
+}
+
 void ae__children_reap(void)
 {
     pthread_mutex_lock(&child_lock);
-    int status;
-    pid_t pid;
     if (child_any) {
+        int status;
+        pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
             deliver(pid, status);
     } else {
-        for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext)
-            if (w->u.child.pid > 0 && (pid = waitpid(w->u.child.pid, &status, WNOHANG)) > 0)
-                deliver(pid, status);
+        reap_watched();
     }
     pthread_mutex_unlock(&child_lock);
 }
@@ -90,9 +126,10 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
     pthread_mutex_unlock(&child_lock);
     ae__list_append(&loop->children, w);
     ae__watcher_activate(w);
-    /* The child may have exited already, with its SIGCHLD long gone. */
-    atomic_store(&loop->reap_requested, true);
-    ae__wake(loop);
+    /* The child may have exited already, with its SIGCHLD long gone: look
+     * at the next iteration (one wake-up for any number of new watchers). */
+    if (!atomic_exchange(&loop->reap_requested, true))
+        ae__wake(loop);
     return w;
 }
 
