@@ -2,7 +2,7 @@
 # Debian machine, and building a configuration.
 
 # Debian packages the build, the tests and the main job need.
-AE_PACKAGES=(meson ninja-build pkg-config gcc clang libcmocka-dev valgrind python3 libev-dev libevent-dev libuv1-dev)
+AE_PACKAGES=(meson ninja-build pkg-config gcc clang libcmocka-dev valgrind python3 libev-dev libevent-dev libuv1-dev gnuplot-nox)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
