@@ -3,7 +3,10 @@
 #ifndef AE_BACKENDS_PLUGIN_H
 #define AE_BACKENDS_PLUGIN_H
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
 
 #include "backend.h"
 
@@ -29,6 +32,51 @@ static inline int ae_plugin_fd_check(int fd)
     if (fcntl(fd, F_GETFD) < 0)
         return ae_core->set_error(AE_EBADF, "ae_io: fd %d is not open", fd);
     return 0;
+}
+
+/* The fds changed since a backend last polled, checked before the native
+ * library registers them (libev asserts, libuv aborts on a closed fd): one
+ * poll(2) for the whole batch, never one system call per fd. */
+typedef struct ae_plugin_batch {
+    void **items;        /* the backend's per-fd records, in batch order */
+    struct pollfd *pfds; /* their fds; revents POLLNVAL: closed */
+    size_t n, cap;
+} ae_plugin_batch;
+
+/* Room for one more fd (from fd_init, so that nothing allocates later). */
+static inline int ae_plugin_batch_reserve(ae_plugin_batch *b, size_t nfds)
+{
+    if (nfds <= b->cap)
+        return 0;
+    size_t cap = b->cap ? 2 * b->cap : 64;
+    while (cap < nfds)
+        cap *= 2;
+    void **items = realloc(b->items, cap * sizeof *items);
+    if (!items)
+        return -1;
+    b->items = items;
+    struct pollfd *pfds = realloc(b->pfds, cap * sizeof *pfds);
+    if (!pfds)
+        return -1;
+    b->pfds = pfds;
+    b->cap = cap;
+    return 0;
+}
+
+static inline void ae_plugin_batch_free(ae_plugin_batch *b)
+{
+    free(b->items);
+    free(b->pfds);
+}
+
+/* Polls the batch's fds without waiting: afterwards pfds[i].revents has
+ * POLLNVAL for each closed one. */
+static inline void ae_plugin_batch_poll(ae_plugin_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        b->pfds[i].events = 0, b->pfds[i].revents = 0;
+    while (poll(b->pfds, (nfds_t)b->n, 0) < 0 && errno == EINTR)
+        ;
 }
 
 #endif

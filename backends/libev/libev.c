@@ -27,8 +27,9 @@ typedef struct evb_state {
     ev_timer expire;  /* adopted: the core's next timer deadline */
     ev_prepare check; /* runs before libev registers changed fds */
     ev_idle nowait;   /* once check reported something: poll without blocking */
-    evb_fd **dirty;   /* changed since the last poll */
-    size_t ndirty, nfds, dirty_cap; /* dirty has room for nfds: every fd the core knows */
+    ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
+    ae_plugin_batch batch; /* being checked (room for nfds) */
+    size_t nfds;           /* every fd the core knows */
 } evb_state;
 
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
@@ -59,10 +60,22 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
     (void)revents;
     evb_state *s = w->data;
     /* Callbacks run from here may change more fds: go until none is left. */
-    while (s->ndirty) {
-        evb_fd *f = s->dirty[--s->ndirty];
-        f->dirty = false;
-        if (ev_is_active(&f->io) && fcntl(f->io.fd, F_GETFD) < 0) {
+    while (s->dirty.n) {
+        ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
+        s->batch = s->dirty;
+        s->dirty = t;
+        s->dirty.n = 0;
+        ae_plugin_batch *b = &s->batch;
+        for (size_t i = 0; i < b->n; i++) {
+            evb_fd *f = b->items[i];
+            f->dirty = false;
+            b->pfds[i].fd = f->io.fd;
+        }
+        ae_plugin_batch_poll(b);
+        for (size_t i = 0; i < b->n; i++) {
+            evb_fd *f = b->items[i];
+            if (!(b->pfds[i].revents & POLLNVAL) || !ev_is_active(&f->io) || f->io.fd != b->pfds[i].fd)
+                continue;
             ev_io_stop(ev, &f->io);
             /* A callback runs: this iteration must not block in the poll
              * (an active idle watcher makes libev poll with timeout 0). */
@@ -70,6 +83,7 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
             if (!ae_core->io_ready(s->loop, f->io.fd, AE_ERROR))
                 return; /* the loop was freed, and s with it */
         }
+        b->n = 0;
     }
     ev_prepare_stop(ev, w);
 }
@@ -121,7 +135,8 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_idle_stop(s->ev, &s->nowait);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
-    free(s->dirty);
+    ae_plugin_batch_free(&s->dirty);
+    ae_plugin_batch_free(&s->batch);
 }
 
 /* Room in the dirty list for one more fd, so that fd_update never allocates. */
@@ -131,14 +146,8 @@ static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     (void)fd;
     (void)fd_data;
     evb_state *s = state;
-    if (s->nfds == s->dirty_cap) {
-        size_t cap = s->dirty_cap ? 2 * s->dirty_cap : 64;
-        evb_fd **d = realloc(s->dirty, cap * sizeof *d);
-        if (!d)
-            return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
-        s->dirty = d;
-        s->dirty_cap = cap;
-    }
+    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0 || ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
+        return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
     s->nfds++;
     return 0;
 }
@@ -162,7 +171,7 @@ static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
         ev_io_start(s->ev, w);
         if (!f->dirty) {
             f->dirty = true;
-            s->dirty[s->ndirty++] = f;
+            s->dirty.items[s->dirty.n++] = f;
             if (!ev_is_active(&s->check))
                 ev_prepare_start(s->ev, &s->check);
         }

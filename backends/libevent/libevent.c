@@ -39,6 +39,8 @@ typedef struct lev_state {
     struct event wake;   /* bounds ae_run_once()'s wait */
     struct event expire; /* adopted: the core's next timer deadline */
     lev_fd *dirty;       /* given interest since the last wait */
+    ae_plugin_batch batch; /* room for every fd the core knows */
+    size_t nfds;
 } lev_state;
 
 static void io_cb(evutil_socket_t fd, short what, void *loop)
@@ -126,12 +128,16 @@ static void lev_destroy(ae_loop *loop, void *state)
     timers_fini(s);
     if (!s->adopted)
         event_base_free(s->base);
+    ae_plugin_batch_free(&s->batch);
 }
 
 static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     lev_state *s = state;
     lev_fd *f = fd_data;
+    if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
+        return ae_core->set_error(AE_ENOMEM, "libevent: out of memory");
+    s->nfds++;
     event_assign(&f->read, s->base, fd, EV_READ | EV_PERSIST, io_cb, loop);
     event_assign(&f->write, s->base, fd, EV_WRITE | EV_PERSIST, io_cb, loop);
     return 0;
@@ -198,14 +204,25 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
 static int report_closed(lev_state *s)
 {
     int reported = 0;
-    /* The callbacks run from here may change more fds: go until none is left. */
+    /* One poll(2) for the whole list; the callbacks run from here may
+     * change more fds: go until none is left. */
     while (s->dirty) {
-        lev_fd *f = s->dirty;
-        s->dirty = f->next_dirty;
-        f->next_dirty = NULL;
-        f->dirty = false;
-        int fd = (int)event_get_fd(&f->read);
-        if (f->events && fcntl(fd, F_GETFD) < 0) {
+        ae_plugin_batch *b = &s->batch;
+        b->n = 0;
+        while (s->dirty) {
+            lev_fd *f = s->dirty;
+            s->dirty = f->next_dirty;
+            f->next_dirty = NULL;
+            f->dirty = false;
+            b->items[b->n] = f;
+            b->pfds[b->n++].fd = (int)event_get_fd(&f->read);
+        }
+        ae_plugin_batch_poll(b);
+        for (size_t i = 0; i < b->n; i++) {
+            lev_fd *f = b->items[i];
+            int fd = b->pfds[i].fd;
+            if (!(b->pfds[i].revents & POLLNVAL) || !f->events)
+                continue;
             event_del(&f->read);
             event_del(&f->write);
             f->events = 0;
