@@ -59,6 +59,9 @@ long bench_rss_kb(void);
  * bench_unsupported() if that is impossible. */
 void bench_need_fds(long n);
 
+/* The median of v[0..n) (sorts v); n > 0. */
+double bench_median(double *v, long n);
+
 /* A pseudo-random sequence, the same in every worker: 0 <= r < bound. */
 unsigned long bench_random(unsigned long bound);
 

@@ -115,6 +115,18 @@ void bench_need_fds(long n)
     }
 }
 
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+double bench_median(double *v, long n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 unsigned long bench_random(unsigned long bound)
 {
     static unsigned long long x = 0x9E3779B97F4A7C15ull;

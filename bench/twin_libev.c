@@ -69,18 +69,6 @@ static struct ev_loop *new_loop(void)
     return loop;
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, long n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void write_all(int fd, const char *buf, long size)
 {
     while (size > 0) {
@@ -439,9 +427,9 @@ static void pipechain(const bench_args *a)
     free(pc.ios);
     free(pc.fds);
 
-    bench_metric("setup_us", median(setup, iters));
-    bench_metric("run_us", median(run, iters));
-    bench_metric("allocs_run", median(allocs, iters));
+    bench_metric("setup_us", bench_median(setup, iters));
+    bench_metric("run_us", bench_median(run, iters));
+    bench_metric("allocs_run", bench_median(allocs, iters));
     free(setup);
     free(run);
     free(allocs);

@@ -87,19 +87,6 @@ static void nonblocking(int fd)
         bench_fail("cannot make fd %d non-blocking", fd);
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, long n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ---- lifecycle ---- */
 
 static long lc_left; /* watchers whose callback has not run yet */
@@ -315,9 +302,9 @@ static void pipechain(const bench_args *a)
         run[it] = (t3 - t2) * 1e6;
         allocs[it] = (double)(allocs1 - allocs0);
     }
-    bench_metric("setup_us", median(setup, iters));
-    bench_metric("run_us", median(run, iters));
-    bench_metric("allocs_run", median(allocs, iters));
+    bench_metric("setup_us", bench_median(setup, iters));
+    bench_metric("run_us", bench_median(run, iters));
+    bench_metric("allocs_run", bench_median(allocs, iters));
 
     for (long i = 0; i < n; i++)
         event_del(&ev[i]);

@@ -107,18 +107,6 @@ static void need_positive(const char *what, long v)
 /* libuv's millisecond timeout for a delay in seconds: rounded up. */
 static uint64_t ms_of_us(unsigned long us) { return (us + 999) / 1000; }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, long n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ---- lifecycle ---- */
 
 static long called;
@@ -406,9 +394,9 @@ static void pipechain(const bench_args *a)
     free(h);
     free(pc.sv);
 
-    bench_metric("setup_us", median(setup, iters));
-    bench_metric("run_us", median(run, iters));
-    bench_metric("allocs_run", median(allocs, iters));
+    bench_metric("setup_us", bench_median(setup, iters));
+    bench_metric("run_us", bench_median(run, iters));
+    bench_metric("allocs_run", bench_median(allocs, iters));
     free(setup);
     free(run);
     free(allocs);

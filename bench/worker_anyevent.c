@@ -79,19 +79,6 @@ static void run_until(ae_loop *loop, const long *done, long target)
     }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Sorts v in place. */
-static double median(double *v, long n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
@@ -355,9 +342,9 @@ static void run_pipechain(ae_loop *loop, const bench_args *a)
         allocs_run[it] = (double)(allocs1 - allocs0);
     }
 
-    bench_metric("setup_us", median(setup_us, iters));
-    bench_metric("run_us", median(run_us, iters));
-    bench_metric("allocs_run", median(allocs_run, iters));
+    bench_metric("setup_us", bench_median(setup_us, iters));
+    bench_metric("run_us", bench_median(run_us, iters));
+    bench_metric("allocs_run", bench_median(allocs_run, iters));
 
     for (long i = 0; i < n; i++) {
         ae_watcher_free(w[i]); /* before its fd is closed */
