@@ -109,6 +109,8 @@ struct ae_loop {
     double armed_deadline; /* adopted: what timer_update was last asked for */
 
     double now_wall, now_mono;
+    double wall_offset; /* epoch minus monotonic time, as last measured */
+    double wall_synced; /* monotonic time of that measurement */
     size_t active; /* watchers that keep ae_run() going */
 
     ae_fd **fds;

@@ -28,12 +28,23 @@ double ae__mono(void) { return clock_seconds(CLOCK_MONOTONIC); }
 
 double ae_time(void) { return clock_seconds(CLOCK_REALTIME); }
 
-void ae__time_refresh(ae_loop *loop)
+/* One clock read per iteration: the wall time is the monotonic time plus an
+ * offset measured again once a second (as libev does), so a wall-clock
+ * change shows in ae_now() within a second, and at once after
+ * ae_now_update(). */
+static void time_refresh(ae_loop *loop, bool resync)
 {
-    loop->now_mono = ae__mono();
-    loop->now_wall = ae_time();
+    double mono = ae__mono();
+    if (resync || mono - loop->wall_synced >= 1.0) {
+        loop->wall_offset = ae_time() - mono;
+        loop->wall_synced = mono;
+    }
+    loop->now_mono = mono;
+    loop->now_wall = mono + loop->wall_offset;
     loop->time_stale = false;
 }
+
+void ae__time_refresh(ae_loop *loop) { time_refresh(loop, false); }
 
 double ae_now(ae_loop *loop)
 {
@@ -45,7 +56,7 @@ double ae_now(ae_loop *loop)
 void ae_now_update(ae_loop *loop)
 {
     if (ae__loop_ok(loop, "ae_now_update"))
-        ae__time_refresh(loop);
+        time_refresh(loop, true);
 }
 
 /* ---- checks -------------------------------------------------------------- */
@@ -266,7 +277,7 @@ static ae_loop *loop_create(const char *backend, void *native)
     loop->wake_rfd = loop->wake_wfd = -1;
     loop->armed_deadline = INFINITY;
     atomic_init(&loop->sig.wake_fd, -1);
-    ae__time_refresh(loop);
+    time_refresh(loop, true);
     if (ae__backend_open(loop, backend, native) < 0) {
         free(loop);
         return NULL;
