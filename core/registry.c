@@ -186,9 +186,13 @@ int ae__backend_open(ae_loop *loop, const char *name, void *native)
     for (size_t i = 0; i < N_PREFERENCE; i++) {
         const ae_backend_ops *ops = lookup(preference[i], detail, sizeof detail);
         if (ops && backend_start(loop, ops, NULL) == 0) {
-            if (ae__debug())
-                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n", ops->name,
-                        "libev,libuv,libevent,poll,select");
+            if (ae__debug()) {
+                char order[128];
+                size_t len = 0;
+                for (size_t j = 0; j < N_PREFERENCE; j++)
+                    len += (size_t)snprintf(order + len, sizeof order - len, "%s%s", j ? "," : "", preference[j]);
+                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n", ops->name, order);
+            }
             return 0;
         }
         if (ae__debug())
