@@ -35,8 +35,9 @@ static inline int ae_plugin_fd_check(int fd)
 }
 
 /* The fds changed since a backend last polled, checked before the native
- * library registers them (libev asserts, libuv aborts on a closed fd): one
- * poll(2) for the whole batch, never one system call per fd. */
+ * library registers them (libev asserts, libuv aborts on a closed fd). Room
+ * is reserved per fd in fd_init, so adding one never allocates;
+ * ae_plugin_batch_poll() checks them all with one poll(2). */
 typedef struct ae_plugin_batch {
     void **items;        /* the backend's per-fd records, in batch order */
     struct pollfd *pfds; /* their fds; revents POLLNVAL: closed */

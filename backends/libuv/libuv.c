@@ -56,8 +56,8 @@ typedef struct luv_state {
     uv_timer_t *expire;  /* adopted: the core's next timer deadline */
     uv_idle_t *soon;     /* adopted: "as soon as possible", once per iteration */
     uv_prepare_t *check; /* runs right before libuv polls */
-    luv_fd **dirty;      /* started since the last poll */
-    size_t ndirty, nfds, dirty_cap; /* dirty has room for nfds: every fd the core knows */
+    ae_plugin_batch dirty; /* started since the last poll; room for nfds */
+    size_t nfds;           /* every fd the core knows */
 } luv_state;
 
 static void free_handle(uv_handle_t *h) { free(h); }
@@ -130,7 +130,7 @@ static void mark_dirty(luv_state *s, luv_fd *f)
     if (f->dirty)
         return;
     f->dirty = true;
-    s->dirty[s->ndirty++] = f;
+    s->dirty.items[s->dirty.n++] = f;
     uv_prepare_start(s->check, check_cb); /* a no-op while started */
 }
 
@@ -188,8 +188,8 @@ static void check_cb(uv_prepare_t *check)
     luv_state *s = check->data;
     bool reported = false;
     /* Callbacks run from here may start more handles: go until none is left. */
-    while (s->ndirty) {
-        luv_fd *f = s->dirty[--s->ndirty];
+    while (s->dirty.n) {
+        luv_fd *f = s->dirty.items[--s->dirty.n];
         f->dirty = false;
         /* One fstat per changed fd: libuv abort()s if epoll refuses the fd,
          * closed (EBADF) or, its number reused, a regular file or directory
@@ -317,8 +317,7 @@ static void luv_destroy(ae_loop *loop, void *state)
     (void)loop;
     luv_state *s = state;
     /* The fds' handles are closed (fd_fini): drop the list unread. */
-    s->ndirty = 0;
-    free(s->dirty);
+    ae_plugin_batch_free(&s->dirty);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
     if (s->expire) {
@@ -337,14 +336,8 @@ static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
     luv_state *s = state;
-    if (s->nfds == s->dirty_cap) {
-        size_t cap = s->dirty_cap ? 2 * s->dirty_cap : 64;
-        luv_fd **d = realloc(s->dirty, cap * sizeof *d);
-        if (!d)
-            return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
-        s->dirty = d;
-        s->dirty_cap = cap;
-    }
+    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0)
+        return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
     luv_fd *f = calloc(1, sizeof *f);
     if (!f)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
