@@ -8,9 +8,9 @@
 #include <poll.h>
 #include <stdlib.h>
 
-#include "backend.h"
+#include "anyevent/backend.h"
 
-#define AE_PLUGIN_ENTRY __attribute__((visibility("default"))) const ae_backend_ops *anyevent_backend_entry
+
 
 /* The core's services; set once by the entry function. */
 extern const ae_backend_services *ae_core;
@@ -18,8 +18,7 @@ extern const ae_backend_services *ae_core;
 /* Keeps services if they are complete; 0, or -1 (error set if possible). */
 static inline int ae_plugin_accept(const ae_backend_services *services)
 {
-    if (!services || services->version < 1 ||
-        services->struct_size < offsetof(ae_backend_services, set_errno) + sizeof services->set_errno)
+    if (!services || services->version < 1 || !AE_BACKEND_SERVICES_HAS(services, child_ready))
         return -1;
     ae_core = services;
     return 0;

@@ -1,4 +1,6 @@
-/* Child watchers, generic on top of the core's SIGCHLD watching.
+/* Child watchers, generic on top of the core's SIGCHLD watching, or on a
+ * backend's native watching of one pid (child_start), which only says when to
+ * look: the reaping and the reports are the same either way.
  *
  * Reaping is process-wide: whichever loop sees SIGCHLD first reaps, under one
  * lock, only the pids that some watcher asks for (every child only if a pid 0
@@ -94,6 +96,56 @@ void ae__children_reap(void)
     pthread_mutex_unlock(&child_lock);
 }
 
+/* Sets up what tells the loop that w's child may have exited: the backend's
+ * native watch of the pid, or else the core's SIGCHLD watch. */
+static int child_watch(ae_watcher *w)
+{
+    ae_loop *loop = w->loop;
+    if (w->u.child.pid > 0 && loop->ops->child_start) {
+        int rc = loop->ops->child_start(loop, loop->backend_state, w->u.child.pid);
+        if (rc == 0) {
+            /* Reports arrive through the inbox and the wake-up fd. */
+            if ((rc = ae__wake_open(loop)) == 0 && (rc = ae__wake_use(loop, true)) == 0) {
+                w->u.child.native = true;
+                return 0;
+            }
+            loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
+        }
+        if (rc != AE_ENOTSUP)
+            return rc;
+    }
+    if (loop->child_sigchld == 0) {
+        int rc = ae__signal_watch(loop, SIGCHLD, false);
+        if (rc < 0)
+            return rc;
+    }
+    loop->child_sigchld++;
+    return 0;
+}
+
+static void child_unwatch(ae_watcher *w)
+{
+    ae_loop *loop = w->loop;
+    if (w->u.child.native) {
+        w->u.child.native = false;
+        loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
+        ae__wake_use(loop, false);
+    } else if (--loop->child_sigchld == 0) {
+        ae__signal_unwatch(loop, SIGCHLD, false);
+    }
+}
+
+void ae_backend_child_ready(ae_loop *loop, pid_t pid)
+{
+    (void)loop;
+    int status;
+    pthread_mutex_lock(&child_lock);
+    /* Reaped already if another loop's SIGCHLD got there first. */
+    if (pid > 0 && pid_watched(pid) && waitpid(pid, &status, WNOHANG) > 0)
+        deliver(pid, status);
+    pthread_mutex_unlock(&child_lock);
+}
+
 ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
 {
     if (!ae__loop_ok(loop, "ae_child"))
@@ -111,7 +163,7 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
         return NULL;
     w->cb.child = cb;
     w->u.child.pid = pid;
-    if (loop->child_count == 0 && ae__signal_watch(loop, SIGCHLD) < 0) {
+    if (child_watch(w) < 0) {
         free(w);
         return NULL;
     }
@@ -149,8 +201,8 @@ static void child_retire(ae_watcher *w)
         child_any--;
     pthread_mutex_unlock(&child_lock);
     ae__watcher_deactivate(w);
-    if (--loop->child_count == 0)
-        ae__signal_unwatch(loop, SIGCHLD);
+    loop->child_count--;
+    child_unwatch(w);
 }
 
 void ae__child_stop(ae_watcher *w)

@@ -57,6 +57,7 @@ struct ae_watcher {
         } sig;
         struct {
             pid_t pid;
+            bool native; /* the backend watches pid (child_start) */
             ae_watcher *gnext, *gprev; /* process-wide list of child watchers */
         } child;
     } u;
@@ -125,8 +126,10 @@ struct ae_loop {
     ae_list idle;
     size_t idle_count;
     ae_list signals[NSIG];
+    bool sig_native[NSIG]; /* the backend catches this signal for the loop */
     ae_list children;
     size_t child_count;
+    size_t child_sigchld; /* of which the core watches through SIGCHLD */
 
     ae_cursor *cursors;
     int run_depth;   /* nested ae_run() */
@@ -215,8 +218,8 @@ double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if n
 int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 
 /* signal.c */
-int ae__signal_watch(ae_loop *loop, int signum);
-void ae__signal_unwatch(ae_loop *loop, int signum);
+int ae__signal_watch(ae_loop *loop, int signum, bool native);
+void ae__signal_unwatch(ae_loop *loop, int signum, bool native);
 void ae__signal_stop(ae_watcher *w);
 void ae__signals_dispatch(ae_loop *loop);
 void ae__signal_loop_free(ae_loop *loop);

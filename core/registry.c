@@ -2,6 +2,7 @@
  * else ANYEVENT_BACKEND, else the first in the preference order that starts.
  * Built-in backends are always there; plugins are loaded on first mention and
  * remembered, with the reason when they cannot be used. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ static const char *const preference[] = {"libev", "libuv", "libevent", "poll", "
 #define MAX_BACKENDS 64
 
 typedef struct backend_entry {
-    char name[72];
+    char name[PATH_MAX];
     const ae_backend_ops *ops; /* NULL: cannot be used */
     char detail[1024];         /* where it came from, or why it cannot be used */
 } backend_entry;
@@ -32,6 +33,9 @@ static size_t n_entries;
 static _Thread_local ae_backend_info infos[MAX_BACKENDS];
 static _Thread_local char names[512];
 
+/* The size of the table as version 1 defined it. */
+#define V1_SIZE (offsetof(ae_backend_ops, child_stop) + sizeof(((ae_backend_ops *)0)->child_stop))
+
 int ae__backend_check(const ae_backend_ops *ops)
 {
     const char *name = ops->name ? ops->name : "?";
@@ -39,11 +43,12 @@ int ae__backend_check(const ae_backend_ops *ops)
         return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u", name,
                              ops->abi_version, AE_BACKEND_ABI_VERSION);
     /* Version 1 is the only one so far: its table must be whole. */
-    if (ops->struct_size < sizeof(ae_backend_ops) || !ops->name || !ops->init || !ops->destroy || !ops->fd_update ||
-        !ops->wait)
+    if (ops->struct_size < V1_SIZE || !ops->name || !ops->init || !ops->destroy || !ops->fd_update || !ops->wait)
         return ae__set_error(AE_ENOTSUP, "backend '%s': incomplete operations table", name);
     if (ops->adopt && !ops->timer_update)
         return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
+    if (!ops->signal_start != !ops->signal_stop || !ops->child_start != !ops->child_stop)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': a native start without its stop, or the reverse", name);
     return 0;
 }
 
@@ -160,7 +165,7 @@ int ae__backend_open(ae_loop *loop, const char *name, void *native)
 {
     const char *why = "named by the caller";
     if (!native && (!name || !*name)) {
-        const char *env = getenv("ANYEVENT_BACKEND");
+        const char *env = secure_getenv("ANYEVENT_BACKEND");
         if (env && *env) {
             name = env;
             why = "named by ANYEVENT_BACKEND";

@@ -2,7 +2,13 @@
  * it watches: one handler, installed with the first watcher of a signal (in
  * any loop) and replaced by the saved disposition when the last goes. The
  * handler only sets atomic flags and writes to the wake-up fd of each loop
- * that watches the signal, so it is async-signal-safe. */
+ * that watches the signal, so it is async-signal-safe.
+ *
+ * A backend with native signals (signal_start) catches a signal for its loop
+ * itself and reports it through ae_backend_signal_ready(), which delivers it
+ * the same way, to every loop. Where both handlers want one signal, the one
+ * installed last catches it for all; when the backend lets go of a signal
+ * other loops still watch, ours is put back. */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -37,7 +43,29 @@ static void sig_handler(int signum)
     errno = saved_errno;
 }
 
-int ae__signal_watch(ae_loop *loop, int signum)
+/* Whether our handler is the one installed for signum now. */
+static bool handler_is_ours(int signum)
+{
+    struct sigaction cur;
+    return sigaction(signum, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == sig_handler;
+}
+
+/* Under sig_lock: install our handler for signum, keeping what was there. */
+static int handler_install(int signum)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sig_handler;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(signum, &sa, &sig_saved[signum]) < 0)
+        return ae__set_errno("ae_signal: sigaction");
+    return 0;
+}
+
+/* native: the backend catches signum for this loop (signal_start said so),
+ * so only the delivery to the loop is set up here, no handler. */
+int ae__signal_watch(ae_loop *loop, int signum, bool native)
 {
     int rc = ae__wake_open(loop);
     if (rc == 0)
@@ -52,33 +80,56 @@ int ae__signal_watch(ae_loop *loop, int signum)
     }
     /* Flag first, handler second: a signal right after the sigaction is seen. */
     atomic_fetch_add(&loop->sig.watching[signum], 1);
-    if (sig_refs[signum] == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = sig_handler;
-        sa.sa_flags = SA_RESTART;
-        sigfillset(&sa.sa_mask);
-        if (sigaction(signum, &sa, &sig_saved[signum]) < 0) {
-            rc = ae__set_errno("ae_signal: sigaction");
+    if (!native) {
+        if (sig_refs[signum] == 0 && (rc = handler_install(signum)) < 0) {
             atomic_fetch_sub(&loop->sig.watching[signum], 1);
             pthread_mutex_unlock(&sig_lock);
             ae__wake_use(loop, false);
             return rc;
         }
+        sig_refs[signum]++;
     }
-    sig_refs[signum]++;
     pthread_mutex_unlock(&sig_lock);
     return 0;
 }
 
-void ae__signal_unwatch(ae_loop *loop, int signum)
+void ae__signal_unwatch(ae_loop *loop, int signum, bool native)
 {
     pthread_mutex_lock(&sig_lock);
     atomic_fetch_sub(&loop->sig.watching[signum], 1);
-    if (--sig_refs[signum] == 0)
+    /* A backend that installed its own handler over ours owns the
+     * disposition now: leave it to that backend to restore. */
+    if (!native && --sig_refs[signum] == 0 && handler_is_ours(signum))
         sigaction(signum, &sig_saved[signum], NULL);
     pthread_mutex_unlock(&sig_lock);
     ae__wake_use(loop, false);
+}
+
+/* A backend stopped its native watch of signum, and may have reset the
+ * disposition under loops that still need ours: take it back, keeping what
+ * the backend left as the disposition to restore at the end. */
+static void handler_reclaim(int signum)
+{
+    pthread_mutex_lock(&sig_lock);
+    if (sig_refs[signum] > 0 && !handler_is_ours(signum))
+        handler_install(signum);
+    pthread_mutex_unlock(&sig_lock);
+}
+
+void ae_backend_signal_ready(ae_loop *loop, int signum)
+{
+    (void)loop;
+    if (signum > 0 && signum < NSIG)
+        sig_handler(signum); /* the same delivery, to every loop watching signum */
+}
+
+static void signal_native_stop(ae_loop *loop, int signum)
+{
+    if (!loop->sig_native[signum])
+        return;
+    loop->sig_native[signum] = false;
+    loop->ops->signal_stop(loop, loop->backend_state, signum);
+    handler_reclaim(signum);
 }
 
 ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
@@ -108,7 +159,18 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
         return NULL;
     w->cb.signal = cb;
     w->u.sig.signum = signum;
-    if (ae__signal_watch(loop, signum) < 0) {
+    /* The loop's first watcher of signum asks the backend to catch it. */
+    if (!loop->signals[signum].head && loop->ops->signal_start) {
+        int rc = loop->ops->signal_start(loop, loop->backend_state, signum);
+        if (rc < 0 && rc != AE_ENOTSUP) {
+            free(w);
+            return NULL;
+        }
+        loop->sig_native[signum] = rc == 0;
+    }
+    if (ae__signal_watch(loop, signum, loop->sig_native[signum]) < 0) {
+        if (!loop->signals[signum].head)
+            signal_native_stop(loop, signum);
         free(w);
         return NULL;
     }
@@ -119,9 +181,12 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
 
 void ae__signal_stop(ae_watcher *w)
 {
+    ae_loop *loop = w->loop;
     int signum = w->u.sig.signum;
-    ae__list_unlink(w->loop, &w->loop->signals[signum], w);
-    ae__signal_unwatch(w->loop, signum);
+    ae__list_unlink(loop, &loop->signals[signum], w);
+    ae__signal_unwatch(loop, signum, loop->sig_native[signum]);
+    if (!loop->signals[signum].head)
+        signal_native_stop(loop, signum);
 }
 
 void ae__signals_dispatch(ae_loop *loop)
@@ -131,7 +196,7 @@ void ae__signals_dispatch(ae_loop *loop)
     for (int s = 1; s < NSIG && !loop->free_requested; s++) {
         if (!atomic_exchange(&loop->sig.pending[s], false))
             continue;
-        if (s == SIGCHLD && loop->child_count)
+        if (s == SIGCHLD && loop->child_sigchld)
             ae__children_reap();
         ae_cursor cur;
         ae__cursor_push(loop, &cur, loop->signals[s].head);

@@ -228,7 +228,7 @@ static const ae_backend_ops libev_ops = {
     .timer_update = evb_timer_update,
 };
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;

@@ -301,7 +301,7 @@ static const ae_backend_ops libevent_ops = {
     .timer_update = lev_timer_update,
 };
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;

@@ -466,7 +466,7 @@ static const ae_backend_ops libuv_ops = {
     .timer_update = luv_timer_update,
 };
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;

@@ -47,7 +47,7 @@ static const ae_backend_ops ops = {
     .wait = no_wait,
 };
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;

@@ -3,7 +3,7 @@
 
 const ae_backend_services *ae_core;
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) == 0)
         ae_core->set_error(AE_ENOTSUP, "refuses: this machine has no frobnicator");

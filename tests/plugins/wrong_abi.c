@@ -17,7 +17,7 @@ static const ae_backend_ops ops = {
     .init = never_init,
 };
 
-AE_PLUGIN_ENTRY(const ae_backend_services *services)
+AE_BACKEND_ENTRY(services)
 {
     (void)services;
     return &ops;

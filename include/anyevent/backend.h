@@ -1,0 +1,225 @@
+/*
+ * anyevent/backend.h: the backend plugin ABI.
+ *
+ * A backend makes anyevent run on one event loop implementation (epoll, libev,
+ * GLib, a game engine's reactor). It is a shared module named
+ * anyevent-NAME.so that exports one function, anyevent_backend_entry(), which
+ * returns a table of operations (ae_backend_ops). The core keeps every watcher,
+ * the timer heap, the ordering rules and the emulation of signal, child and
+ * idle watchers; a backend only has to
+ *   - watch file descriptors (fd_update),
+ *   - wait, with a timeout, for one of them to become ready (wait), which is
+ *     also how the core's timers are served,
+ * and, to run inside a loop the host program owns (ae_loop_adopt), arm one
+ * native timer (timer_update). Everything else is optional. The user API is
+ * in <anyevent.h>; docs/plugin-guide.md walks through a whole backend.
+ *
+ * Versioning (after sqlite3_vfs.iVersion): both tables start with a version
+ * and their size. Fields are only ever appended; a field added in version N
+ * is read only when the other side's version is at least N and its size
+ * covers the field. A backend built for version 1 keeps working with every
+ * later core.
+ *
+ * Threads: a loop belongs to one thread at a time; every operation on a loop
+ * is called on that thread, never from a signal handler. A backend's global
+ * state (if any) is the backend's to guard; per-loop state needs no lock.
+ *
+ * Memory: the core allocates and frees the per-loop state (state_size bytes)
+ * and each fd's private bytes (fd_data_size); both are zeroed, suitably
+ * aligned for any type, and never move, so a native watcher may live in them.
+ * Whatever else a backend allocates, it frees in fd_fini or destroy.
+ *
+ * Errors: an operation that can fail returns 0 or a negative AE_E* code from
+ * <anyevent.h>, after recording a message with the set_error or set_errno
+ * service; the core passes both on to the user.
+ *
+ * Reentrancy: no operation may call a user callback, nor the io_ready,
+ * expire, signal_ready or child_ready services, except wait() (and the native
+ * loop's own callbacks when the host runs it).
+ */
+#ifndef ANYEVENT_BACKEND_H
+#define ANYEVENT_BACKEND_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "../anyevent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI version this header describes. */
+#define AE_BACKEND_ABI_VERSION 1
+
+/* ae_backend_ops.features */
+#define AE_BACKEND_F_REENTRANT 1u /* wait() may be called again from a callback it dispatched */
+
+typedef struct ae_backend_ops {
+    /* ---- version 1 ---- */
+    unsigned abi_version; /* AE_BACKEND_ABI_VERSION the backend was built against */
+    unsigned struct_size; /* sizeof(ae_backend_ops) the backend was built with */
+    const char *name;     /* what ae_loop_backend() says: "epoll", "libev"; static storage */
+    size_t state_size;    /* bytes of per-loop state the core allocates for the backend */
+    size_t fd_data_size;  /* bytes of per-fd state the core allocates (may be 0) */
+    unsigned features;    /* AE_BACKEND_F_* */
+
+    /* Required. Set up state for a loop the backend creates and owns
+     * (ae_loop_new). May allocate and open fds (close-on-exec). Returns 0,
+     * or a negative code: the core then frees state without calling destroy. */
+    int (*init)(ae_loop *loop, void *state);
+
+    /* Required. Release everything init or adopt, fd_init and the native
+     * hooks acquired. Before it, every fd has had fd_update to 0 and fd_fini,
+     * every native signal and child watch has been stopped. For an adopted
+     * loop the native loop itself stays alive and usable by the host. */
+    void (*destroy)(ae_loop *loop, void *state);
+
+    /* Optional (NULL: nothing to do). The core meets fd for the first time in
+     * this loop, before any fd_update for it. Reserve here whatever fd_update
+     * will need, so that fd_update (and with it ae_io_set) never allocates.
+     * Returns 0 or a negative code (the user's ae_io then fails with it). */
+    int (*fd_init)(ae_loop *loop, void *state, int fd, void *fd_data);
+
+    /* Optional. The core forgets fd (the loop is being freed): release what
+     * fd_init reserved. The interest is already 0. */
+    void (*fd_fini)(ae_loop *loop, void *state, int fd, void *fd_data);
+
+    /* Required. The combined interest of all the loop's io watchers on fd
+     * changes from old_events to new_events (AE_READ|AE_WRITE bits, 0: none).
+     * The core combines the watchers of one fd, so a backend sees one
+     * registration per fd. Use the native in-place change between two
+     * non-zero masks (an epoll_ctl MOD, not DEL and ADD), and no system call
+     * the native library would not make.
+     * The core checked that fd was open when its first watcher was created.
+     * If it was closed since (the user's error), do not crash: fail with
+     * AE_EBADF, or report AE_ERROR through io_ready once it is noticed.
+     * Removing interest (new_events 0) must not fail, even for a closed fd.
+     * Returns 0, or a negative code with the old interest left in place. */
+    int (*fd_update)(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events);
+
+    /* Required. Wait at most timeout seconds (< 0: without limit; 0: poll
+     * without blocking) and report every ready fd with the io_ready service
+     * (and native signals and children, if the backend has them). The core
+     * computes timeout from its timer heap, so this is also how a backend
+     * serves timers; round it up, never down, to the clock's resolution.
+     * Return early on EINTR (returning 0). Returns the number of fds reported
+     * (0 if unknown), or a negative code on failure. Without
+     * AE_BACKEND_F_REENTRANT the core never calls it from inside a callback
+     * it dispatched. */
+    int (*wait)(ae_loop *loop, void *state, double timeout);
+
+    /* Optional. The native loop underneath (struct ev_loop *, uv_loop_t *),
+     * for ae_loop_native(); NULL if there is none. */
+    void *(*native)(void *state);
+
+    /* Optional. Set up state around a native loop the host program owns and
+     * runs itself (ae_loop_adopt). Then wait() is never called: readiness is
+     * reported from the native loop's own callbacks, and timers through
+     * timer_update. Requires timer_update. Returns 0 or a negative code. */
+    int (*adopt)(ae_loop *loop, void *state, void *native);
+
+    /* Adopted loops only (required with adopt). Arm the backend's one native
+     * timer to call the expire service after timeout seconds (0: at the next
+     * iteration of the native loop; < 0: disarm). Replaces any earlier
+     * arming. Must not allocate. */
+    void (*timer_update)(ae_loop *loop, void *state, double timeout);
+
+    /* Optional native signals (NULL: the core emulates them). Called when
+     * the loop's first watcher of signum starts. Return 0 if the backend will
+     * from now on call signal_ready(loop, signum), from wait() or the native
+     * loop's callbacks, each time signum arrives; or AE_ENOTSUP to let the
+     * core emulate this one (any other negative code fails the user's call).
+     * The backend may install its own process-wide handler: the core keeps
+     * its own handler working beside it for other loops (see
+     * docs/plugin-guide.md, "Who owns a signal"). */
+    int (*signal_start)(ae_loop *loop, void *state, int signum);
+
+    /* With signal_start: the loop's last watcher of signum stops. */
+    void (*signal_stop)(ae_loop *loop, void *state, int signum);
+
+    /* Optional native child watching (NULL: the core emulates it with
+     * SIGCHLD). Called when the loop starts watching child pid (> 0; a watcher
+     * of any child always uses the core's emulation). Return 0 if the backend
+     * will call child_ready(loop, pid) once pid may have exited (a pidfd
+     * became readable, say), or AE_ENOTSUP to let the core emulate it. The
+     * backend must not reap pid itself: the core reaps it and reports its
+     * status to every watcher of pid in every loop. */
+    int (*child_start)(ae_loop *loop, void *state, pid_t pid);
+
+    /* With child_start: the loop stops watching pid (it reported, or its
+     * watchers were freed). */
+    void (*child_stop)(ae_loop *loop, void *state, pid_t pid);
+} ae_backend_ops;
+
+/* What the core offers a backend. A plugin gets this table from its entry
+ * function and calls only through it (a program may link the core
+ * statically, leaving no symbols for the plugin to bind to). */
+typedef struct ae_backend_services {
+    /* ---- version 1 ---- */
+    unsigned version;     /* AE_BACKEND_ABI_VERSION of the core */
+    unsigned struct_size; /* sizeof(ae_backend_services) of the core */
+
+    /* Dispatch: fd is ready with revents (AE_READ, AE_WRITE, or AE_ERROR if
+     * the fd turned out to be invalid). Runs the callbacks of fd's io
+     * watchers, which may change any registration, this fd's included, or
+     * free the loop. Returns 1, or 0 if a callback freed the loop (possible
+     * only when the host runs the native loop): the backend's state is gone,
+     * touch nothing of it and return. */
+    int (*io_ready)(ae_loop *loop, int fd, int revents);
+
+    /* Adopted loops: the native timer armed by timer_update fired. Runs the
+     * due timers (and idle watchers) and re-arms through timer_update. */
+    void (*expire)(ae_loop *loop);
+
+    /* Record the calling thread's error message; returns code. */
+    int (*set_error)(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
+
+    /* The same for a failed system call, from errno (AE_ENOMEM, AE_EBADF or
+     * AE_ESYS); what names the call. Returns the code. */
+    int (*set_errno)(const char *what);
+
+    /* The loop's time (ae_now()): seconds since the epoch as of the last
+     * iteration. */
+    double (*now)(ae_loop *loop);
+
+    /* A natively watched signal arrived (see signal_start). Marks it for
+     * every loop that watches signum; the callbacks run after wait() returns. */
+    void (*signal_ready)(ae_loop *loop, int signum);
+
+    /* A natively watched child may have exited (see child_start): the core
+     * reaps pid if it has, and reports it to every watcher of pid. */
+    void (*child_ready)(ae_loop *loop, pid_t pid);
+} ae_backend_services;
+
+/* The entry point every plugin exports under this name: keep services (if
+ * its version and size are enough for the backend) and return the backend's
+ * operations table, which must stay valid for the life of the process; or
+ * return NULL after services->set_error() if it cannot run here (a missing
+ * kernel feature, say). Called once, when the plugin is loaded. */
+#define AE_BACKEND_ENTRY_SYMBOL "anyevent_backend_entry"
+typedef const ae_backend_ops *(*ae_backend_entry_fn)(const ae_backend_services *services);
+
+/* Declares the entry function with the visibility it needs:
+ *   AE_BACKEND_ENTRY(services) { ... return &my_ops; } */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define AE_BACKEND_ENTRY(services)                                                                            \
+    __attribute__((visibility("default"))) const ae_backend_ops *anyevent_backend_entry(                      \
+        const ae_backend_services *services)
+#else
+#define AE_BACKEND_ENTRY(services) const ae_backend_ops *anyevent_backend_entry(const ae_backend_services *services)
+#endif
+
+/* Whether a services table of the core offers the field named member. */
+#define AE_BACKEND_SERVICES_HAS(services, member)                                                             \
+    ((services)->struct_size >= offsetof(ae_backend_services, member) + sizeof((services)->member))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ANYEVENT_BACKEND_H */
