@@ -102,7 +102,9 @@ static int child_watch(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
     if (w->u.child.pid > 0 && loop->ops->child_start) {
-        int rc = loop->ops->child_start(loop, loop->backend_state, w->u.child.pid);
+        int rc = ae__loop_fork_check(loop);
+        if (rc == 0)
+            rc = loop->ops->child_start(loop, loop->backend_state, w->u.child.pid);
         if (rc == 0) {
             /* Reports arrive through the inbox and the wake-up fd. */
             if ((rc = ae__wake_open(loop)) == 0 && (rc = ae__wake_use(loop, true)) == 0) {

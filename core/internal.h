@@ -107,6 +107,7 @@ struct ae_loop {
     const ae_backend_ops *ops;
     void *backend_state;
     bool adopted;          /* the host program runs the native loop */
+    unsigned fork_gen;     /* the fork generation the loop's kernel state belongs to */
     double armed_deadline; /* adopted: what timer_update was last asked for */
 
     double now_wall, now_mono;
@@ -182,8 +183,12 @@ bool ae__debug(void);
 /* registry.c */
 int ae__backend_open(ae_loop *loop, const char *name, void *native); /* sets ops and state */
 int ae__backend_check(const ae_backend_ops *ops);
+const char *ae__host_library(void); /* "libev", "libuv" or NULL */
+void *ae__backend_default_native(const char *name);
 
 /* loop.c */
+extern atomic_uint ae__fork_generation; /* incremented in the child of each fork() */
+int ae__loop_fork_check(ae_loop *loop);
 double ae__mono(void);
 void ae__time_refresh(ae_loop *loop);
 void ae__loop_enter(ae_loop *loop);
@@ -209,6 +214,7 @@ void ae__cursor_pop(ae_loop *loop, ae_cursor *c);
 /* io.c */
 void ae__io_stop(ae_watcher *w);
 void ae__fds_free(ae_loop *loop);
+int ae__fds_reannounce(ae_loop *loop); /* fd_update from 0 for every fd with interest */
 int ae__io_set_events(ae_watcher *w, int events);
 int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 

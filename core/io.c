@@ -55,7 +55,11 @@ static int fd_sync(ae_loop *loop, int fd, ae_fd *f)
     int events = fd_interest(f);
     if (events == f->events)
         return 0;
-    int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
+    /* In a child of fork(), the parent's kernel state must not be changed. */
+    int rc = ae__loop_fork_check(loop);
+    if (rc < 0)
+        return rc;
+    rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
     if (rc == 0)
         f->events = events;
     return rc;
@@ -147,6 +151,19 @@ void ae__io_stop(ae_watcher *w)
      * closed fd has nothing registered for it any more. */
     if (fd_sync(loop, fd, f) < 0)
         f->events = fd_interest(f);
+}
+
+int ae__fds_reannounce(ae_loop *loop)
+{
+    for (int fd = 0; fd < loop->fds_cap; fd++) {
+        ae_fd *f = loop->fds[fd];
+        if (f && f->events) {
+            int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, 0, f->events);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 void ae__fds_free(ae_loop *loop)

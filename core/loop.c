@@ -265,6 +265,49 @@ static void wake_close(ae_loop *loop)
     loop->wake_rfd = loop->wake_wfd = -1;
 }
 
+/* ---- fork ------------------------------------------------------------------- */
+
+/* Counts the fork()s this process descends from, so that each loop notices
+ * at its next iteration that it runs in a child, with one atomic load. */
+atomic_uint ae__fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_child(void) { atomic_fetch_add_explicit(&ae__fork_generation, 1, memory_order_relaxed); }
+static void atfork_register(void) { pthread_atfork(NULL, NULL, atfork_child); }
+
+int ae_loop_fork(ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_loop_fork"))
+        return AE_EINVAL;
+    loop->fork_gen = atomic_load_explicit(&ae__fork_generation, memory_order_relaxed);
+    if (!loop->adopted && loop->ops->fork) {
+        int rc = loop->ops->fork(loop, loop->backend_state);
+        if (rc == 1)
+            rc = ae__fds_reannounce(loop);
+        if (rc < 0)
+            return rc;
+    }
+    /* The wake-up eventfd is shared with the parent: a write to it would wake
+     * the wrong process. Open our own and register it as the old one was. */
+    if (loop->wake_watcher) {
+        wake_close(loop);
+        int rc = ae__wake_open(loop);
+        if (rc == 0 && loop->wake_users)
+            rc = ae__io_set_events(loop->wake_watcher, AE_READ);
+        if (rc < 0)
+            return rc;
+        ae__wake(loop); /* a signal caught since the fork woke the parent, not us */
+    }
+    return 0;
+}
+
+int ae__loop_fork_check(ae_loop *loop)
+{
+    if (loop->fork_gen == atomic_load_explicit(&ae__fork_generation, memory_order_relaxed))
+        return 0;
+    return ae_loop_fork(loop);
+}
+
 /* ---- loops ------------------------------------------------------------------- */
 
 static ae_loop *loop_create(const char *backend, void *native)
@@ -277,6 +320,8 @@ static ae_loop *loop_create(const char *backend, void *native)
     loop->wake_rfd = loop->wake_wfd = -1;
     loop->armed_deadline = INFINITY;
     atomic_init(&loop->sig.wake_fd, -1);
+    pthread_once(&atfork_once, atfork_register);
+    loop->fork_gen = atomic_load_explicit(&ae__fork_generation, memory_order_relaxed);
     time_refresh(loop, true);
     if (ae__backend_open(loop, backend, native) < 0) {
         free(loop);
@@ -355,11 +400,27 @@ void ae_backend_expire(ae_loop *loop)
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static ae_loop *default_loop;
 
+/* In a program that uses libev or libuv itself, the default loop is that
+ * library's default loop, adopted, so that the host's ev_run or uv_run runs
+ * every watcher of a library that knows only ae_loop_default(). */
+static ae_loop *default_create(void)
+{
+    const char *host = ae__host_library();
+    const char *env = secure_getenv("ANYEVENT_BACKEND");
+    if (!host || (env && *env && strcmp(env, host) != 0))
+        return ae_loop_new(NULL);
+    void *native = ae__backend_default_native(host);
+    ae_loop *loop = native ? loop_create(host, native) : NULL;
+    if (loop && ae__debug())
+        fprintf(stderr, "anyevent: default loop: %s's own default loop, adopted (the program uses %s)\n", host, host);
+    return loop;
+}
+
 ae_loop *ae_loop_default(void)
 {
     pthread_mutex_lock(&default_lock);
     if (!default_loop)
-        default_loop = ae_loop_new(NULL);
+        default_loop = default_create();
     ae_loop *loop = default_loop;
     pthread_mutex_unlock(&default_lock);
     return loop;
@@ -367,6 +428,9 @@ ae_loop *ae_loop_default(void)
 
 static void loop_destroy(ae_loop *loop)
 {
+    /* Freeing an inherited loop in a child of fork() must not unregister
+     * the parent's fds from kernel state the two share. */
+    ae__loop_fork_check(loop);
     pthread_mutex_lock(&default_lock);
     if (default_loop == loop)
         default_loop = NULL;
@@ -449,13 +513,16 @@ static double wait_timeout(ae_loop *loop, int flags)
 
 static int run_once(ae_loop *loop, int flags)
 {
+    int rc = ae__loop_fork_check(loop);
+    if (rc < 0)
+        return rc;
     if (loop->active == 0 && !(flags & AE_NOWAIT))
         return 0;
     uint64_t before = loop->dispatched;
     uint64_t timer_limit = loop->timer_seq;
     double timeout = wait_timeout(loop, flags);
     loop->time_stale = true;
-    int rc = loop->ops->wait(loop, loop->backend_state, timeout);
+    rc = loop->ops->wait(loop, loop->backend_state, timeout);
     if (loop->time_stale)
         ae__time_refresh(loop);
     if (rc < 0)

@@ -2,6 +2,7 @@
  * else ANYEVENT_BACKEND, else the first in the preference order that starts.
  * Built-in backends are always there; plugins are loaded on first mention and
  * remembered, with the reason when they cannot be used. */
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -34,7 +35,7 @@ static _Thread_local ae_backend_info infos[MAX_BACKENDS];
 static _Thread_local char names[512];
 
 /* The size of the table as version 1 defined it. */
-#define V1_SIZE (offsetof(ae_backend_ops, child_stop) + sizeof(((ae_backend_ops *)0)->child_stop))
+#define V1_SIZE (offsetof(ae_backend_ops, default_native) + sizeof(((ae_backend_ops *)0)->default_native))
 
 int ae__backend_check(const ae_backend_ops *ops)
 {
@@ -49,6 +50,8 @@ int ae__backend_check(const ae_backend_ops *ops)
         return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
     if (!ops->signal_start != !ops->signal_stop || !ops->child_start != !ops->child_stop)
         return ae__set_error(AE_ENOTSUP, "backend '%s': a native start without its stop, or the reverse", name);
+    if (ops->default_native && !ops->adopt)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': default_native without adopt", name);
     return 0;
 }
 
@@ -161,6 +164,36 @@ static const ae_backend_ops *lookup(const char *name, char *detail, size_t size)
     return ops;
 }
 
+/* The event library the program itself uses, if any: its symbols are in the
+ * global scope because the program links it. Plugins are loaded RTLD_LOCAL,
+ * so their own libev or libuv never shows here. */
+const char *ae__host_library(void)
+{
+    if (dlsym(RTLD_DEFAULT, "ev_default_loop"))
+        return "libev";
+    if (dlsym(RTLD_DEFAULT, "uv_default_loop"))
+        return "libuv";
+    return NULL;
+}
+
+void *ae__backend_default_native(const char *name)
+{
+    char detail[1024];
+    const ae_backend_ops *ops = lookup(name, detail, sizeof detail);
+    if (!ops) {
+        ae__set_error(AE_ENOENT, "backend '%s': %s", name, detail);
+        return NULL;
+    }
+    if (!ops->default_native) {
+        ae__set_error(AE_ENOTSUP, "backend '%s' has no default loop", name);
+        return NULL;
+    }
+    void *native = ops->default_native();
+    if (!native)
+        ae__set_error(AE_ESYS, "backend '%s': its default loop could not be created", name);
+    return native;
+}
+
 int ae__backend_open(ae_loop *loop, const char *name, void *native)
 {
     const char *why = "named by the caller";
@@ -187,6 +220,21 @@ int ae__backend_open(ae_loop *loop, const char *name, void *native)
         if (ae__debug())
             fprintf(stderr, "anyevent: backend %s (%s%s)\n", ops->name, why, native ? ", adopting a native loop" : "");
         return 0;
+    }
+    /* The program's own event library first: then a library on anyevent
+     * and the program share one kind of loop. */
+    const char *host = ae__host_library();
+    if (host) {
+        const ae_backend_ops *ops = lookup(host, detail, sizeof detail);
+        if (ops && backend_start(loop, ops, NULL) == 0) {
+            if (ae__debug())
+                fprintf(stderr, "anyevent: backend %s (the program uses %s: found in its global symbols)\n",
+                        ops->name, host);
+            return 0;
+        }
+        if (ae__debug())
+            fprintf(stderr, "anyevent: backend %s (used by the program) skipped: %s\n", host,
+                    ops ? ae_last_error() : detail);
     }
     for (size_t i = 0; i < N_PREFERENCE; i++) {
         const ae_backend_ops *ops = lookup(preference[i], detail, sizeof detail);

@@ -161,7 +161,9 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
     w->u.sig.signum = signum;
     /* The loop's first watcher of signum asks the backend to catch it. */
     if (!loop->signals[signum].head && loop->ops->signal_start) {
-        int rc = loop->ops->signal_start(loop, loop->backend_state, signum);
+        int rc = ae__loop_fork_check(loop);
+        if (rc == 0)
+            rc = loop->ops->signal_start(loop, loop->backend_state, signum);
         if (rc < 0 && rc != AE_ENOTSUP) {
             free(w);
             return NULL;

@@ -89,7 +89,11 @@ AE_EXPORT int ae_last_error_code(void);
  * plugin folder, then the build tree's when this library runs from it. An
  * unknown or unavailable name fails with AE_ENOENT and a message that says
  * why (not found where, the dlopen message, an ABI mismatch) and lists the
- * available ones. With ANYEVENT_DEBUG=1 the choice and its reason, and every
+ * available ones. An absolute path to a plugin file ("/x/anyevent-NAME.so")
+ * loads that file. Without a name and without ANYEVENT_BACKEND, a program
+ * that already uses libev or libuv (their symbols are in its global scope:
+ * it links them) gets that library's backend first, libev before libuv.
+ * With ANYEVENT_DEBUG=1 the choice and the rule that made it, and every
  * backend skipped, are printed on stderr. Returns NULL on failure. */
 AE_EXPORT ae_loop *ae_loop_new(const char *backend);
 
@@ -108,8 +112,26 @@ AE_EXPORT void *ae_loop_native(ae_loop *loop);
 
 /* The process-wide default loop, created on first use (as by
  * ae_loop_new(NULL)); thread-safe. Returns NULL if it cannot be created.
- * ae_loop_free() on it is allowed; the next call creates a new one. */
+ * ae_loop_free() on it is allowed; the next call creates a new one.
+ * In a program that already uses libev or libuv (see ae_loop_new), the
+ * default loop adopts that library's own default loop (ev_default_loop(0),
+ * uv_default_loop()) unless ANYEVENT_BACKEND names another backend: a library
+ * that only calls ae_loop_default() then runs inside the host's ev_run or
+ * uv_run without the host calling anyevent at all. libevent has no default
+ * loop: there the host calls ae_loop_adopt(). */
 AE_EXPORT ae_loop *ae_loop_default(void);
+
+/* Make the loop usable in the child process after fork(). Every loop does
+ * this by itself at its next ae_run(), ae_run_once() or ae_cv_recv() after a
+ * fork() made through the C library, so the call is needed only after a raw
+ * clone(), or for an adopted loop, whose host re-initializes its native loop
+ * itself (ev_loop_fork(), event_reinit(), uv_loop_fork()) and then calls
+ * this, which renews only anyevent's own fds. The parent's loops are not
+ * affected by anything the child does. Child watchers of the parent's
+ * children never fire in the child (they are not its children). Returns 0,
+ * or a negative code if the backend could not re-create its state (the loop
+ * is then unusable in the child; free it). */
+AE_EXPORT int ae_loop_fork(ae_loop *loop);
 
 /* Stop and free every watcher and condvar still on the loop, then the loop.
  * No callback runs; pointers to those watchers and condvars are invalid

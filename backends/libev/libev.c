@@ -211,6 +211,17 @@ static void evb_timer_update(ae_loop *loop, void *state, double timeout)
 
 static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
 
+/* libev re-creates its kernel state (epoll fd, eventfd) and re-registers
+ * every started watcher at the start of the next ev_run. */
+static int evb_fork(ae_loop *loop, void *state)
+{
+    (void)loop;
+    ev_loop_fork(((evb_state *)state)->ev);
+    return 0;
+}
+
+static void *evb_default_native(void) { return ev_default_loop(0); }
+
 static const ae_backend_ops libev_ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
@@ -226,6 +237,8 @@ static const ae_backend_ops libev_ops = {
     .native = evb_native,
     .adopt = evb_adopt,
     .timer_update = evb_timer_update,
+    .fork = evb_fork,
+    .default_native = evb_default_native,
 };
 
 AE_BACKEND_ENTRY(services)

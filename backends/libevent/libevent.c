@@ -283,6 +283,15 @@ static void lev_timer_update(ae_loop *loop, void *state, double timeout)
 
 static void *lev_native(void *state) { return ((lev_state *)state)->base; }
 
+/* event_reinit re-creates the base's kernel state and re-adds every event. */
+static int lev_fork(ae_loop *loop, void *state)
+{
+    (void)loop;
+    if (event_reinit(((lev_state *)state)->base) < 0)
+        return ae_core->set_error(AE_ESYS, "libevent: event_reinit failed after fork");
+    return 0;
+}
+
 static const ae_backend_ops libevent_ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
@@ -299,6 +308,7 @@ static const ae_backend_ops libevent_ops = {
     .native = lev_native,
     .adopt = lev_adopt,
     .timer_update = lev_timer_update,
+    .fork = lev_fork,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -448,6 +448,19 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
 
 static void *luv_native(void *state) { return ((luv_state *)state)->uv; }
 
+/* uv_loop_fork re-creates the loop's kernel state; every active poll handle
+ * is registered again at the next poll. */
+static int luv_fork(ae_loop *loop, void *state)
+{
+    (void)loop;
+    int rc = uv_loop_fork(((luv_state *)state)->uv);
+    if (rc != 0)
+        return ae_core->set_error(AE_ESYS, "libuv: uv_loop_fork: %s", uv_strerror(rc));
+    return 0;
+}
+
+static void *luv_default_native(void) { return uv_default_loop(); }
+
 static const ae_backend_ops libuv_ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
@@ -464,6 +477,8 @@ static const ae_backend_ops libuv_ops = {
     .native = luv_native,
     .adopt = luv_adopt,
     .timer_update = luv_timer_update,
+    .fork = luv_fork,
+    .default_native = luv_default_native,
 };
 
 AE_BACKEND_ENTRY(services)

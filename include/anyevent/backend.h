@@ -150,6 +150,25 @@ typedef struct ae_backend_ops {
     /* With child_start: the loop stops watching pid (it reported, or its
      * watchers were freed). */
     void (*child_stop)(ae_loop *loop, void *state, pid_t pid);
+
+    /* Optional: the child side of fork(). Called in the child process for
+     * each loop (ae_loop_fork(), or automatically at the loop's next
+     * iteration after a fork() through the C library), before any other
+     * operation. Replace every kernel object the child shares with the
+     * parent (an epoll fd: changing it would change the parent's
+     * registrations) without touching the shared one beyond closing the
+     * child's descriptor. Return 1 to have the core announce every fd with
+     * interest again (fd_update from 0 to its events, with fd_data as it
+     * was: reset in fork what must not survive), 0 if the registrations are
+     * already in place, or a negative code. NULL: the backend shares nothing
+     * with the parent (poll, select). */
+    int (*fork)(ae_loop *loop, void *state);
+
+    /* Optional: the native library's process-wide default loop
+     * (ev_default_loop(0), uv_default_loop()), for ae_loop_default() in a
+     * program that already uses this library; NULL when it has none. The
+     * core adopts it (adopt must be set). */
+    void *(*default_native)(void);
 } ae_backend_ops;
 
 /* What the core offers a backend. A plugin gets this table from its entry
