@@ -407,6 +407,42 @@ static void test_context_free(void **state)
     assert_int_equal(inside.disconnect_status, REDIS_OK);
 }
 
+#if HIREDIS_MAJOR >= 1
+static void on_timeout_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct one_shot *s = privdata;
+    if (r)
+        s->replies++;
+    else
+        s->null_replies++;
+}
+
+/* hiredis >= 1.0 only: its command timeout runs on the integration's timer.
+ * A command the server holds (BLPOP on an empty list) times out: its
+ * callback gets NULL, the context disconnects with an error. */
+static void test_command_timeout(void **state)
+{
+    struct test *t = *state;
+    struct one_shot s = {0};
+    redisAsyncContext *ac = redisAsyncConnectUnix(t->srv.socket);
+    assert_non_null(ac);
+    ac->data = &s;
+    assert_int_equal(redisAsyncSetDisconnectCallback(ac, on_free_disconnect), REDIS_OK);
+    assert_int_equal(ae_hiredis_attach(ac, t->loop), 0);
+    assert_int_equal(redisAsyncSetTimeout(ac, (struct timeval){0, 100000}), REDIS_OK);
+    assert_int_equal(redisAsyncCommand(ac, on_timeout_reply, &s, "BLPOP ae:never 0"), REDIS_OK);
+    double start = ae_time();
+    run_loop(t);
+    double took = ae_time() - start;
+    assert_int_equal(s.replies, 0);
+    assert_int_equal(s.null_replies, 1);
+    assert_int_equal(s.disconnects, 1);
+    assert_int_equal(s.disconnect_status, REDIS_ERR);
+    assert_true(took >= 0.099 && took < 5);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 #ifdef AE_HIREDIS_TEST_HOST
@@ -434,6 +470,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_server_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_free, setup, teardown),
+#if HIREDIS_MAJOR >= 1
+        cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
+#endif
     };
     char group[64];
     snprintf(group, sizeof group, "hiredis-%s%s", backend,
