@@ -4,8 +4,9 @@
  * Runs the workloads of docs/benchmarks.md on every anyevent backend and on
  * each backend's native reference (its library used directly: libev, libuv,
  * libevent; for the built-in poll and select loops, libevent forced to its
- * poll or select method), interleaved run by run, several repetitions, and
- * reports the medians and their ratio. Each run is a worker process of its
+ * poll or select method; for the example epoll plugin, libev forced to
+ * epoll), interleaved run by run, several repetitions, and reports the
+ * medians and their ratio. Each run is a worker process of its
  * own (ae-bench-anyevent, ae-bench-libev, ...), found beside this program.
  */
 #include <ctype.h>
@@ -46,7 +47,7 @@ static void usage(FILE *f)
             "usage: ae-bench [--quick] [--reps N] [--workloads LIST] [--backends LIST]\n"
             "                [--csv | --json] [--plot FILE.png|FILE.svg]\n"
             "  workloads: lifecycle,pipechain,timers,pingpong,condvar,idle (default: all)\n"
-            "  backends:  anyevent backends, e.g. libev,libuv,libevent,poll,select (default: every one that works)\n"
+            "  backends:  anyevent backends, e.g. libev,libuv,libevent,epoll,poll,select (default: every one that works)\n"
             "  --quick:   smaller sizes and 3 repetitions, under a minute\n"
             "The table goes to stdout; progress to stderr.\n");
 }
@@ -259,13 +260,14 @@ static void print_json(void)
 
 /* ---- running the cases ------------------------------------------------------------ */
 
-static const char *const all_backends[] = {"libev", "libuv", "libevent", "poll", "select"};
+static const char *const all_backends[] = {"libev", "libuv", "libevent", "epoll", "poll", "select"};
 #define N_BACKENDS (sizeof all_backends / sizeof all_backends[0])
 static const char *backends[N_BACKENDS];
 static int n_backends;
 
 /* The native reference of each backend: its own library, or, for the
- * built-in loops, libevent forced to the same system call. */
+ * built-in loops, libevent forced to the same system call; for the example
+ * epoll plugin, libev forced to its epoll method. */
 static void native_of(const char *backend, const char **impl, const char **env, const char **label)
 {
     *env = NULL;
@@ -276,6 +278,12 @@ static void native_of(const char *backend, const char **impl, const char **env, 
             bool poll = !strcmp(backend, "poll");
             *env = poll ? "EVENT_NOEPOLL=1" : "EVENT_NOEPOLL=1 EVENT_NOPOLL=1";
             *label = poll ? "libevent(poll)" : "libevent(select)";
+        }
+    } else if (!strcmp(backend, "epoll")) {
+        if (in_list(AE_BENCH_WORKERS, "libev")) {
+            *impl = "libev";
+            *env = "LIBEV_FLAGS=4"; /* EVBACKEND_EPOLL */
+            *label = "libev(epoll)";
         }
     } else if (in_list(AE_BENCH_WORKERS, backend)) {
         *impl = backend;
