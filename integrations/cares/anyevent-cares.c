@@ -1,0 +1,251 @@
+/*
+ * anyevent-cares: c-ares sockets on io watchers, c-ares timeouts on one timer.
+ * See anyevent-cares.h for the contract.
+ */
+#include "anyevent-cares.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One open c-ares socket and the io watcher that watches it. */
+struct ae_cares_socket {
+    struct ae_cares_socket *next;
+    ae_cares *owner;
+    ares_socket_t fd;
+    ae_watcher *io;
+};
+
+struct ae_cares {
+    ae_loop *loop;
+    ares_channel channel;
+    int channel_ready;   /* ares_init_options() succeeded */
+    ae_watcher *timer;   /* runs c-ares' timeouts; re-armed, never re-created */
+    struct ae_cares_socket *sockets;
+    int socket_count;
+    char error[256];
+};
+
+/* Remember the first failure (the one worth reading); why: anyevent's
+ * message for it, or NULL. */
+static void note_error(ae_cares *c, const char *what, ares_socket_t fd, const char *why)
+{
+    if (c->error[0])
+        return;
+    if (fd == ARES_SOCKET_BAD)
+        snprintf(c->error, sizeof c->error, "ae_cares: %s: %s", what, why);
+    else
+        snprintf(c->error, sizeof c->error, "ae_cares: %s for c-ares socket %d%s%s",
+                 what, (int)fd, why ? ": " : "", why ? why : "");
+}
+
+static struct ae_cares_socket *find_socket(ae_cares *c, ares_socket_t fd)
+{
+    for (struct ae_cares_socket *s = c->sockets; s; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
+static void on_socket_ready(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    struct ae_cares_socket *s = arg;
+    /* c-ares may close this socket (and so free s and w) while processing. */
+    ae_cares *c = s->owner;
+    ares_socket_t fd = s->fd;
+    /* AE_ERROR (the fd was closed under c-ares) goes in as readable: the
+     * read fails and c-ares drops the connection. */
+    ares_socket_t readable = (revents & (AE_READ | AE_ERROR)) ? fd : ARES_SOCKET_BAD;
+    ares_socket_t writable = (revents & AE_WRITE) ? fd : ARES_SOCKET_BAD;
+    ares_process_fd(c->channel, readable, writable);
+    ae_cares_reschedule(c);
+}
+
+static void on_timeout(ae_watcher *w, void *arg)
+{
+    (void)w;
+    ae_cares *c = arg;
+    ares_process_fd(c->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    ae_cares_reschedule(c);
+}
+
+static struct ae_cares_socket *add_socket(ae_cares *c, ares_socket_t fd, int events)
+{
+    struct ae_cares_socket *s = malloc(sizeof *s);
+    if (!s) {
+        note_error(c, "out of memory", fd, NULL);
+        return NULL;
+    }
+    s->owner = c;
+    s->fd = fd;
+    s->io = ae_io(c->loop, (int)fd, events, on_socket_ready, s);
+    if (!s->io) {
+        note_error(c, "cannot watch", fd, ae_last_error());
+        free(s);
+        return NULL;
+    }
+    s->next = c->sockets;
+    c->sockets = s;
+    c->socket_count++;
+    return s;
+}
+
+static void remove_socket(ae_cares *c, struct ae_cares_socket *gone)
+{
+    for (struct ae_cares_socket **p = &c->sockets; *p; p = &(*p)->next) {
+        if (*p == gone) {
+            *p = gone->next;
+            break;
+        }
+    }
+    ae_watcher_free(gone->io);
+    free(gone);
+    c->socket_count--;
+}
+
+/* c-ares opened a socket (connected, not yet used): watch it now, so that a
+ * socket anyevent cannot watch is refused here and c-ares treats it as a
+ * failed connection, instead of queries that silently never complete. */
+static int on_socket_created(ares_socket_t fd, int type, void *arg)
+{
+    (void)type;
+    ae_cares *c = arg;
+    struct ae_cares_socket *stale = find_socket(c, fd);
+    if (stale) /* closed without a state callback (another c-ares version) */
+        remove_socket(c, stale);
+    /* c-ares always wants to read an open socket; it says so next. */
+    return add_socket(c, fd, AE_READ) ? 0 : -1;
+}
+
+static void on_socket_state(void *arg, ares_socket_t fd, int readable, int writable)
+{
+    ae_cares *c = arg;
+    struct ae_cares_socket *s = find_socket(c, fd);
+    int events = (readable ? AE_READ : 0) | (writable ? AE_WRITE : 0);
+    if (!events) { /* c-ares is about to close it */
+        if (s)
+            remove_socket(c, s);
+        return;
+    }
+    if (!s) { /* a c-ares that did not call the create callback first */
+        add_socket(c, fd, events);
+        return;
+    }
+    if (ae_io_set(s->io, events) < 0)
+        note_error(c, "cannot change the io watcher", fd, ae_last_error());
+}
+
+int ae_cares_new(ae_loop *loop, const struct ares_options *opts, int optmask, ae_cares **out)
+{
+    if (out)
+        *out = NULL;
+    if (!loop || !out || (optmask && !opts) || (optmask & ARES_OPT_SOCK_STATE_CB))
+        return ARES_EBADFLAGS;
+    ae_cares *c = calloc(1, sizeof *c);
+    if (!c)
+        return ARES_ENOMEM;
+    c->loop = loop;
+    /* Fires once, at the first iteration, unless a query re-arms it first:
+     * then it is the channel's timer for good. Made here so that failing to
+     * make it is reported now, not at the first query. */
+    c->timer = ae_timer(loop, 0, 0, on_timeout, c);
+    if (!c->timer) {
+        free(c);
+        return ARES_ENOMEM;
+    }
+    struct ares_options all;
+    if (opts)
+        all = *opts;
+    else
+        memset(&all, 0, sizeof all);
+    all.sock_state_cb = on_socket_state;
+    all.sock_state_cb_data = c;
+    int status = ares_init_options(&c->channel, &all, optmask | ARES_OPT_SOCK_STATE_CB);
+    if (status != ARES_SUCCESS) {
+        ae_watcher_free(c->timer);
+        free(c);
+        return status;
+    }
+    c->channel_ready = 1;
+    ares_set_socket_callback(c->channel, on_socket_created, c);
+    *out = c;
+    return ARES_SUCCESS;
+}
+
+ares_channel ae_cares_channel(const ae_cares *c) { return c->channel; }
+
+void ae_cares_reschedule(ae_cares *c)
+{
+    struct timeval tv;
+    struct timeval *next = ares_timeout(c->channel, NULL, &tv);
+    int rc = 0;
+    if (next) {
+        rc = ae_timer_set(c->timer, (double)next->tv_sec + next->tv_usec / 1e6, 0);
+    } else if (ae_watcher_active(c->timer)) {
+        /* No query left, and a timer cannot be paused in place: let it fire
+         * at once (a no-op for c-ares), after which it is inactive and no
+         * longer keeps ae_run() or the host's loop going. */
+        rc = ae_timer_set(c->timer, 0, 0);
+    }
+    if (rc < 0)
+        note_error(c, "cannot re-arm the timer", ARES_SOCKET_BAD, ae_last_error());
+}
+
+void ae_cares_gethostbyname(ae_cares *c, const char *name, int family,
+                            ares_host_callback callback, void *arg)
+{
+    ares_gethostbyname(c->channel, name, family, callback, arg);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_getaddrinfo(ae_cares *c, const char *node, const char *service,
+                          const struct ares_addrinfo_hints *hints,
+                          ares_addrinfo_callback callback, void *arg)
+{
+    ares_getaddrinfo(c->channel, node, service, hints, callback, arg);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_query(ae_cares *c, const char *name, int dnsclass, int type,
+                    ares_callback callback, void *arg)
+{
+    ares_query(c->channel, name, dnsclass, type, callback, arg);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_search(ae_cares *c, const char *name, int dnsclass, int type,
+                     ares_callback callback, void *arg)
+{
+    ares_search(c->channel, name, dnsclass, type, callback, arg);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_send(ae_cares *c, const unsigned char *qbuf, int qlen,
+                   ares_callback callback, void *arg)
+{
+    ares_send(c->channel, qbuf, qlen, callback, arg);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_cancel(ae_cares *c)
+{
+    ares_cancel(c->channel);
+    ae_cares_reschedule(c);
+}
+
+void ae_cares_free(ae_cares *c)
+{
+    if (!c)
+        return;
+    if (c->channel_ready)
+        ares_destroy(c->channel); /* callbacks, then a state callback per socket */
+    while (c->sockets)            /* whatever c-ares did not report closed */
+        remove_socket(c, c->sockets);
+    ae_watcher_free(c->timer);
+    free(c);
+}
+
+int ae_cares_sockets(const ae_cares *c) { return c->socket_count; }
+
+const char *ae_cares_error(const ae_cares *c) { return c->error; }
