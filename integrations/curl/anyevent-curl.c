@@ -254,8 +254,9 @@ ae_curl *ae_curl_attach(ae_loop *loop, CURLM *multi, ae_curl_done_cb done, void 
     ac->multi = multi;
     ac->done = done;
     ac->arg = arg;
-    /* The one timer, made once. It first fires right away, ignored, unless
-     * libcurl asks for a timeout before. */
+    /* The one timer, made once. It first fires in the loop's next
+     * iteration, so easy handles added before attaching start then. */
+    ac->timeout_wanted = 1;
     ac->timer = ae_timer(loop, 0, 0, on_timer, ac);
     if (!ac->timer) {
         free(ac);

@@ -40,8 +40,10 @@ typedef struct ae_curl ae_curl;
 typedef void (*ae_curl_done_cb)(ae_curl *ac, CURL *easy, CURLcode result, void *arg);
 
 /* Drive multi from loop: sets the multi's socket and timer callbacks (and
- * their data pointers) to the integration's own. Attach before adding easy
- * handles, and leave those four options alone while attached. Transfers then
+ * their data pointers) to the integration's own; leave those four options
+ * alone while attached. Easy handles may be added before or after attaching,
+ * but the multi must not have been driven by other means (curl_multi_perform,
+ * another socket callback) while they were in it. Transfers then
  * progress whenever the loop runs (ae_run(), or the host's own loop for an
  * adopted one), and a loop with nothing else to do returns once every
  * transfer has finished. A multi is attached to at most one loop at a time.

@@ -307,6 +307,33 @@ static void test_fetch_chain_from_done_callback(void **state)
     harness_close(&h);
 }
 
+/* Easy handles added before attaching start in the loop's first iteration. */
+static void test_handles_added_before_attach(void **state)
+{
+    (void)state;
+    struct harness h;
+    harness_open(&h);
+    struct run r = {0};
+    r.multi = multi_new();
+    enum { COUNT = 10 };
+    struct transfer ts[COUNT];
+    memset(ts, 0, sizeof ts);
+    for (unsigned i = 0; i < COUNT; i++) {
+        transfer_file(&ts[i], i);
+        assert_int_equal(curl_multi_add_handle(r.multi, ts[i].easy), CURLM_OK);
+    }
+    r.ac = ae_curl_attach(h.loop, r.multi, on_done, &r);
+    assert_non_null(r.ac);
+    harness_run(&h);
+    assert_int_equal(r.done, COUNT);
+    for (unsigned i = 0; i < COUNT; i++)
+        transfer_check_body(&ts[i]);
+    assert_null(ae_curl_error(r.ac));
+    ae_curl_detach(r.ac);
+    transfers_free(&r, ts, COUNT);
+    harness_close(&h);
+}
+
 /* A TCP listener that never accepts: connections complete in the kernel's
  * backlog, and requests are never answered. */
 static int silent_listener(int *port)
@@ -522,6 +549,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_attach_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_all_concurrently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_chain_from_done_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handles_added_before_attach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_from_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_mid_transfer, setup, teardown),
