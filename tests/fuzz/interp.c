@@ -323,7 +323,9 @@ static void cv_action(interp *ip, int lane, const fz_action *a)
 {
     lane_state *l = &ip->lanes[lane];
     cv_obj *c = &l->cvs[a->slot % FZ_CVS];
-    if (a->op == FZ_CV_NEW) {
+    if (a->op != FZ_CV_NEW && !c->cv)
+        c = &l->cvs[(a->slot + 1) % FZ_CVS]; /* the other one, if it exists */
+    if (a->op == FZ_CV_NEW || !c->cv) {
         if (c->cv)
             return;
         c->cv = ae_cv_new(ip->loop);
@@ -335,8 +337,6 @@ static void cv_action(interp *ip, int lane, const fz_action *a)
         emit(ip, lane, "cv_new c%d", c->serial);
         return;
     }
-    if (!c->cv)
-        return;
     int rc;
     switch (a->op) {
     case FZ_CV_SEND:
@@ -444,20 +444,35 @@ static void create_watcher(interp *ip, int lane, obj *o, const fz_action *a)
     emit(ip, lane, "%s -> w%d", what, o->serial);
 }
 
+/* The slot an action is about: from the action's slot on, the first that
+ * is empty (to create) or holds a watcher of a kind in kinds (a bit mask of
+ * 1 << enum obj_kind), so that few actions miss their target. NULL if none. */
+static obj *pick_slot(lane_state *l, int start, bool empty, unsigned kinds)
+{
+    for (int i = 0; i < FZ_SLOTS; i++) {
+        obj *o = &l->slots[(start + i) % FZ_SLOTS];
+        if (empty ? !o->w : o->w && (kinds >> o->kind & 1))
+            return o;
+    }
+    return NULL;
+}
+
+#define ANY_KIND (~0u)
+
 static void do_action(interp *ip, int lane, const fz_action *a)
 {
     lane_state *l = &ip->lanes[lane];
-    obj *o = &l->slots[a->slot % FZ_SLOTS];
+    obj *o;
     switch (a->op) {
     case FZ_TIMER:
     case FZ_IDLE:
     case FZ_IO:
     case FZ_SOURCE:
-        if (!o->w)
+        if ((o = pick_slot(l, a->slot, true, 0)))
             create_watcher(ip, lane, o, a);
         return;
     case FZ_FREE:
-        if (o->w) {
+        if ((o = pick_slot(l, a->slot, false, ANY_KIND))) {
             ae_watcher *w = o->w;
             o->w = NULL;
             emit(ip, lane, "free w%d", o->serial);
@@ -465,12 +480,12 @@ static void do_action(interp *ip, int lane, const fz_action *a)
         }
         return;
     case FZ_IO_SET:
-        if (o->w && o->kind == OBJ_IO)
+        if ((o = pick_slot(l, a->slot, false, 1u << OBJ_IO)))
             emit(ip, lane, "io_set w%d %d = %s", o->serial, a->arg & l->events,
                  code_name(ae_io_set(o->w, a->arg & l->events)));
         return;
     case FZ_TIMER_SET:
-        if (o->w && o->kind == OBJ_TIMER) {
+        if ((o = pick_slot(l, a->slot, false, 1u << OBJ_TIMER))) {
             double after, interval;
             fz_timer_times(a->arg, &after, &interval);
             emit(ip, lane, "timer_set w%d %g %g = %s", o->serial, after, interval,
@@ -478,7 +493,7 @@ static void do_action(interp *ip, int lane, const fz_action *a)
         }
         return;
     case FZ_ACTIVE:
-        if (o->w)
+        if ((o = pick_slot(l, a->slot, false, ANY_KIND)))
             emit(ip, lane, "active w%d = %d", o->serial, ae_watcher_active(o->w));
         return;
     case FZ_FD_WRITE:
@@ -607,6 +622,8 @@ static void do_step(interp *ip, const fz_step *st)
         return;
     case FZ_TOP_RECV: {
         int slot = st->arg % FZ_CVS;
+        if (!ip->lanes[st->lane].cvs[slot].cv)
+            slot = (slot + 1) % FZ_CVS;
         cv_obj *c = &ip->lanes[st->lane].cvs[slot];
         if (!c->cv)
             return;
