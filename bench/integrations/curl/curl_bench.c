@@ -115,9 +115,12 @@ static void round_done(struct round *r, CURL *easy, CURLcode result)
 
 static void round_finish(struct round *r, CURLM *multi)
 {
-    if (r->done != r->n || r->failed)
+    if (r->done != r->n || r->failed) {
         fprintf(stderr, "ae-bench-curl: %ld of %ld fetches done, %ld failed\n", r->done, r->n,
-                r->failed), nginx_stop(&server), exit(1);
+                r->failed);
+        nginx_stop(&server);
+        exit(1);
+    }
     curl_multi_cleanup(multi);
 }
 
@@ -188,7 +191,7 @@ static long parse_long(const char *s, const char *name)
 int main(int argc, char **argv)
 {
     struct options o = {getenv("ANYEVENT_BACKEND"), 1000, 16, 15};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -207,7 +210,6 @@ int main(int argc, char **argv)
             o.reps = parse_long(v, "--reps");
         else
             die("unknown option %s", a);
-        i++;
     }
     if (NGINX_PATH[0] == '\0')
         die("%s", "nginx was not found when configuring");
