@@ -21,6 +21,7 @@ struct ae_cares {
     ares_channel channel;
     int channel_ready;   /* ares_init_options() succeeded */
     ae_watcher *timer;   /* runs c-ares' timeouts; re-armed, never re-created */
+    int process_soon;    /* the timer is armed to fire in the next iteration */
     struct ae_cares_socket *sockets;
     int socket_count;
     char error[256];
@@ -66,6 +67,7 @@ static void on_timeout(ae_watcher *w, void *arg)
 {
     (void)w;
     ae_cares *c = arg;
+    c->process_soon = 0;
     ares_process_fd(c->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     ae_cares_reschedule(c);
 }
@@ -180,6 +182,7 @@ void ae_cares_reschedule(ae_cares *c)
     struct timeval tv;
     struct timeval *next = ares_timeout(c->channel, NULL, &tv);
     int rc = 0;
+    c->process_soon = 0;
     if (next) {
         rc = ae_timer_set(c->timer, (double)next->tv_sec + next->tv_usec / 1e6, 0);
     } else if (ae_watcher_active(c->timer)) {
@@ -192,11 +195,24 @@ void ae_cares_reschedule(ae_cares *c)
         note_error(c, "cannot re-arm the timer", ARES_SOCKET_BAD, ae_last_error());
 }
 
+/* After a query is started: let the timer run c-ares in the next iteration,
+ * which then re-arms it exactly. Constant time, where ares_timeout() walks
+ * every pending query: n queries started in a row would cost n^2. */
+static void schedule_soon(ae_cares *c)
+{
+    if (c->process_soon)
+        return;
+    if (ae_timer_set(c->timer, 0, 0) < 0)
+        note_error(c, "cannot re-arm the timer", ARES_SOCKET_BAD, ae_last_error());
+    else
+        c->process_soon = 1;
+}
+
 void ae_cares_gethostbyname(ae_cares *c, const char *name, int family,
                             ares_host_callback callback, void *arg)
 {
     ares_gethostbyname(c->channel, name, family, callback, arg);
-    ae_cares_reschedule(c);
+    schedule_soon(c);
 }
 
 void ae_cares_getaddrinfo(ae_cares *c, const char *node, const char *service,
@@ -204,28 +220,28 @@ void ae_cares_getaddrinfo(ae_cares *c, const char *node, const char *service,
                           ares_addrinfo_callback callback, void *arg)
 {
     ares_getaddrinfo(c->channel, node, service, hints, callback, arg);
-    ae_cares_reschedule(c);
+    schedule_soon(c);
 }
 
 void ae_cares_query(ae_cares *c, const char *name, int dnsclass, int type,
                     ares_callback callback, void *arg)
 {
     ares_query(c->channel, name, dnsclass, type, callback, arg);
-    ae_cares_reschedule(c);
+    schedule_soon(c);
 }
 
 void ae_cares_search(ae_cares *c, const char *name, int dnsclass, int type,
                      ares_callback callback, void *arg)
 {
     ares_search(c->channel, name, dnsclass, type, callback, arg);
-    ae_cares_reschedule(c);
+    schedule_soon(c);
 }
 
 void ae_cares_send(ae_cares *c, const unsigned char *qbuf, int qlen,
                    ares_callback callback, void *arg)
 {
     ares_send(c->channel, qbuf, qlen, callback, arg);
-    ae_cares_reschedule(c);
+    schedule_soon(c);
 }
 
 void ae_cares_cancel(ae_cares *c)

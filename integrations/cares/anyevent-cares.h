@@ -12,8 +12,9 @@
  *    Readiness runs ares_process_fd().
  *  - One timer per channel runs ares_process_fd() with no socket, which is
  *    how c-ares times queries out and retries them. It is re-armed with
- *    ae_timer_set() from ares_timeout() after every processing step and
- *    after every query the ae_cares_* functions below start.
+ *    ae_timer_set() from ares_timeout() after every processing step; a
+ *    query started by the ae_cares_* functions below arms it for the next
+ *    iteration, which then re-arms it from ares_timeout().
  *
  * Nothing is allocated per event: one record and one watcher per socket, one
  * timer per channel. docs/integrations/c-ares.md is the long form.
@@ -57,14 +58,18 @@ ares_channel ae_cares_channel(const ae_cares *c);
 
 /* Re-arm the channel's timer from ares_timeout(): at the channel's next
  * timeout, or, when no query is pending, so that the timer stops holding the
- * loop (ae_run() returns once no query and no socket is left). Cheap;
- * never allocates. */
+ * loop (ae_run() returns once no query and no socket is left). Never
+ * allocates, but ares_timeout() walks every pending query: after starting
+ * many queries with c-ares directly, call it once, after the last. */
 void ae_cares_reschedule(ae_cares *c);
 
 /* ares_gethostbyname(), ares_getaddrinfo(), ares_query(), ares_search() and
- * ares_send() on the channel, then ae_cares_reschedule(). Same arguments and
- * callbacks as the c-ares functions; the callbacks run from the loop (or at
- * once, from inside the call, when c-ares can answer without the network). */
+ * ares_send() on the channel, then the channel's timer is armed to fire in
+ * the next iteration, where it re-arms itself from ares_timeout(): constant
+ * time per query, so starting thousands at once stays linear. Same arguments
+ * and callbacks as the c-ares functions; the callbacks run from the loop (or
+ * at once, from inside the call, when c-ares can answer without the
+ * network). */
 void ae_cares_gethostbyname(ae_cares *c, const char *name, int family,
                             ares_host_callback callback, void *arg);
 void ae_cares_getaddrinfo(ae_cares *c, const char *node, const char *service,
