@@ -1,7 +1,8 @@
 /*
  * The conformance suite: every point of the contract in docs/api.md, run
- * against one backend, named as the first argument. `meson test` runs it once
- * per backend; every backend must pass it unchanged.
+ * against one backend. Every backend must pass it unchanged. These are only
+ * the checks: tools/ae-conformance/runner.c runs them, each in a process of
+ * its own (`ae-conformance BACKEND`; `meson test` runs it once per backend).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +27,11 @@
 #include <cmocka.h>
 
 #include "anyevent.h"
+#include "conformance.h"
 
-static const char *backend;
-static char self_path[4096]; /* this program, to run it again (not /proc/self/exe: under valgrind that is valgrind) */
+static const char *backend;      /* what the checks give ae_loop_new(): a name or a plugin file's path */
+static const char *backend_name; /* what the backend calls itself: ae_loop_backend() */
+static const char *self_path;    /* this program, to run it again with --debug-probe */
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -51,8 +54,21 @@ static ae_loop *new_loop(void)
     ae_loop *loop = ae_loop_new(backend);
     if (!loop)
         fail_msg("ae_loop_new(%s): %s", backend, ae_last_error());
-    assert_string_equal(ae_loop_backend(loop), backend);
+    assert_string_equal(ae_loop_backend(loop), backend_name);
     return loop;
+}
+
+/* ae_io() that must succeed: otherwise the check fails, at the caller's
+ * line, with the core's message, which says what the backend refused. */
+#define io_watcher(loop, fd, events, cb, arg) io_watcher_at(loop, fd, events, cb, arg, __FILE__, __LINE__)
+static ae_watcher *io_watcher_at(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg, const char *file, int line)
+{
+    ae_watcher *w = ae_io(loop, fd, events, cb, arg);
+    if (!w) {
+        print_error("ERROR: ae_io(fd %d, events %d): %s\n", fd, events, ae_last_error());
+        _fail(file, line);
+    }
+    return w;
 }
 
 static void make_pipe(int p[2])
@@ -63,22 +79,6 @@ static void make_pipe(int p[2])
 static void write_byte(int fd)
 {
     assert_int_equal(write(fd, "x", 1), 1);
-}
-
-/* Every test gets a hang guard: SIGALRM's default action ends the process,
- * and meson reports the test as failed. */
-static int setup(void **state)
-{
-    (void)state;
-    alarm(60);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    return 0;
 }
 
 /* Runs at most n iterations until *flag is set. */
@@ -145,7 +145,7 @@ static void test_loop_env_backend(void **state)
     assert_int_equal(setenv("ANYEVENT_BACKEND", backend, 1), 0);
     ae_loop *loop = ae_loop_new(NULL);
     assert_non_null(loop);
-    assert_string_equal(ae_loop_backend(loop), backend);
+    assert_string_equal(ae_loop_backend(loop), backend_name);
     ae_loop_free(loop);
     assert_int_equal(setenv("ANYEVENT_BACKEND", "no-such-loop", 1), 0);
     assert_null(ae_loop_new(NULL));
@@ -161,7 +161,7 @@ static void test_loop_default(void **state)
     ae_loop *a = ae_loop_default();
     assert_non_null(a);
     assert_ptr_equal(a, ae_loop_default());
-    assert_string_equal(ae_loop_backend(a), backend);
+    assert_string_equal(ae_loop_backend(a), backend_name);
     ae_loop_free(a);
     ae_loop *b = ae_loop_default();
     assert_non_null(b);
@@ -169,7 +169,7 @@ static void test_loop_default(void **state)
     unsetenv("ANYEVENT_BACKEND");
 }
 
-/* Runs this program again as `conformance --debug-probe` with the given
+/* Runs this program again as `ae-conformance --debug-probe` with the given
  * environment and returns what it printed on stderr. A fresh process, since
  * ANYEVENT_DEBUG is read once per process. */
 static void debug_probe(const char *backend_env, char *out, size_t size)
@@ -187,7 +187,7 @@ static void debug_probe(const char *backend_env, char *out, size_t size)
             setenv("ANYEVENT_BACKEND", backend_env, 1);
         else
             unsetenv("ANYEVENT_BACKEND");
-        execl(self_path, "conformance", "--debug-probe", (char *)NULL);
+        execl(self_path, "ae-conformance", "--debug-probe", (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -212,7 +212,7 @@ static void test_loop_debug_says_why(void **state)
     char out[2048];
     debug_probe(backend, out, sizeof out);
     char want[128];
-    snprintf(want, sizeof want, "anyevent: backend %s (named by ANYEVENT_BACKEND)", backend);
+    snprintf(want, sizeof want, "anyevent: backend %s (named by ANYEVENT_BACKEND)", backend_name);
     assert_non_null(strstr(out, want));
     debug_probe(NULL, out, sizeof out);
     assert_non_null(strstr(out, "(first that works in the order"));
@@ -267,8 +267,8 @@ static void test_io_read_write_independent(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct io_rec r = {0}, wr = {0};
-    ae_watcher *rw = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r);
-    ae_watcher *ww = ae_io(loop, sv[0], AE_WRITE, cb_io_rec, &wr);
+    ae_watcher *rw = io_watcher(loop, sv[0], AE_READ, cb_io_rec, &r);
+    ae_watcher *ww = io_watcher(loop, sv[0], AE_WRITE, cb_io_rec, &wr);
     assert_non_null(rw);
     assert_non_null(ww);
     assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
@@ -295,7 +295,7 @@ static void test_io_level_triggered(void **state)
     make_pipe(p);
     write_byte(p[1]);
     int n = 0;
-    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_count_io, &n);
+    ae_watcher *w = io_watcher(loop, p[0], AE_READ, cb_count_io, &n);
     for (int i = 0; i < 3; i++)
         assert_int_equal(ae_run_once(loop, 0), 1);
     assert_int_equal(n, 3); /* never read, so ready every iteration */
@@ -323,7 +323,7 @@ static void test_io_bad_fd(void **state)
     assert_int_equal(ae_last_error_code(), AE_EBADF);
     /* Closed while another watcher still has it registered. */
     make_pipe(p);
-    ae_watcher *held = ae_io(loop, p[0], AE_READ, cb_count_io, NULL);
+    ae_watcher *held = io_watcher(loop, p[0], AE_READ, cb_count_io, NULL);
     assert_non_null(held);
     close(p[0]);
     assert_null(ae_io(loop, p[0], AE_READ, cb_count_io, NULL));
@@ -349,9 +349,9 @@ static void test_io_two_watchers_one_fd(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct io_rec r1 = {0}, r2 = {0}, w1 = {0};
-    ae_watcher *a = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r1);
-    ae_watcher *b = ae_io(loop, sv[0], AE_READ, cb_io_rec, &r2);
-    ae_watcher *c = ae_io(loop, sv[0], AE_WRITE, cb_io_rec, &w1);
+    ae_watcher *a = io_watcher(loop, sv[0], AE_READ, cb_io_rec, &r1);
+    ae_watcher *b = io_watcher(loop, sv[0], AE_READ, cb_io_rec, &r2);
+    ae_watcher *c = io_watcher(loop, sv[0], AE_WRITE, cb_io_rec, &w1);
     write_byte(sv[1]);
     assert_int_equal(ae_run_once(loop, 0), 1);
     assert_int_equal(r1.calls, 1);
@@ -384,7 +384,7 @@ static void test_io_set_pause_resume(void **state)
     make_pipe(p);
     write_byte(p[1]);
     int n = 0;
-    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_count_io, &n);
+    ae_watcher *w = io_watcher(loop, p[0], AE_READ, cb_count_io, &n);
     assert_int_equal(ae_watcher_active(w), 1);
     assert_int_equal(ae_io_set(w, 0), 0);
     assert_int_equal(ae_watcher_active(w), 0);
@@ -413,7 +413,7 @@ static void test_io_paused_at_creation(void **state)
     make_pipe(p);
     write_byte(p[1]);
     int n = 0;
-    ae_watcher *w = ae_io(loop, p[0], 0, cb_count_io, &n);
+    ae_watcher *w = io_watcher(loop, p[0], 0, cb_count_io, &n);
     assert_non_null(w);
     assert_int_equal(ae_watcher_active(w), 0);
     assert_int_equal(ae_run(loop), 0);
@@ -431,7 +431,7 @@ static void test_io_closed_while_watched(void **state)
     int p[2];
     make_pipe(p);
     struct io_rec r = {0};
-    ae_watcher *w = ae_io(loop, p[0], AE_READ, cb_io_rec, &r);
+    ae_watcher *w = io_watcher(loop, p[0], AE_READ, cb_io_rec, &r);
     int guard_fired = 0;
     ae_watcher *guard = ae_timer(loop, 5, 0, cb_count_timer, &guard_fired);
     close(p[0]);
@@ -507,7 +507,7 @@ static void test_io_10000_fds(void **state)
             int fd = fds[i][e];
             args[nw] = (struct many_arg){&m, fd};
             ae_watcher *w = ae_io(loop, fd, e ? AE_WRITE : AE_READ, cb_many, &args[nw]);
-            if (!w && strcmp(backend, "select") == 0 && fd >= FD_SETSIZE) {
+            if (!w && strcmp(backend_name, "select") == 0 && fd >= FD_SETSIZE) {
                 /* select cannot go past FD_SETSIZE: a clear error, not a crash. */
                 assert_int_equal(ae_last_error_code(), AE_ELIMIT);
                 assert_non_null(strstr(ae_last_error(), "FD_SETSIZE"));
@@ -562,7 +562,7 @@ static void test_free_self_in_callback(void **state)
     make_pipe(p);
     write_byte(p[1]);
     int n = 0;
-    ae_io(loop, p[0], AE_READ, cb_io_free_self, &n);
+    io_watcher(loop, p[0], AE_READ, cb_io_free_self, &n);
     assert_int_equal(ae_run(loop), 0); /* its only watcher freed itself */
     assert_int_equal(n, 1);
     close(p[0]);
@@ -619,9 +619,9 @@ static void test_free_all_in_callback(void **state)
     struct kill_all k = {0};
     /* Two readers on one fd, two timers due together, two watchers of one
      * signal, an idle: whichever runs first frees them all. */
-    k.ws[k.n++] = ae_io(loop, p[0], AE_READ, cb_kill_io, &k);
-    k.ws[k.n++] = ae_io(loop, p[0], AE_READ, cb_kill_io, &k);
-    k.ws[k.n++] = ae_io(loop, p[1], AE_WRITE, cb_kill_io, &k);
+    k.ws[k.n++] = io_watcher(loop, p[0], AE_READ, cb_kill_io, &k);
+    k.ws[k.n++] = io_watcher(loop, p[0], AE_READ, cb_kill_io, &k);
+    k.ws[k.n++] = io_watcher(loop, p[1], AE_WRITE, cb_kill_io, &k);
     k.ws[k.n++] = ae_timer(loop, 0, 0, cb_kill_timer, &k);
     k.ws[k.n++] = ae_timer(loop, 0, 0, cb_kill_timer, &k);
     k.ws[k.n++] = ae_signal(loop, SIGUSR1, cb_kill_signal, &k);
@@ -678,8 +678,8 @@ static void test_free_other_in_callback(void **state)
     make_pipe(p);
     write_byte(p[1]);
     struct pair_ctx d = {0};
-    ae_io(loop, p[0], AE_READ, cb_io_free_other, &d);
-    d.other = ae_io(loop, p[0], AE_READ, cb_fail_io, "freed reader");
+    io_watcher(loop, p[0], AE_READ, cb_io_free_other, &d);
+    d.other = io_watcher(loop, p[0], AE_READ, cb_fail_io, "freed reader");
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(d.first_calls, 1);
 
@@ -715,8 +715,8 @@ static void test_free_other_fd_same_iteration(void **state)
     write_byte(p[1]);
     write_byte(q[1]);
     struct cross c = {0};
-    c.w[0] = ae_io(loop, p[0], AE_READ, cb_cross, &c);
-    c.w[1] = ae_io(loop, q[0], AE_READ, cb_cross, &c);
+    c.w[0] = io_watcher(loop, p[0], AE_READ, cb_cross, &c);
+    c.w[1] = io_watcher(loop, q[0], AE_READ, cb_cross, &c);
     /* Both fds are ready in one wait; the first callback frees both. */
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(c.calls, 1);
@@ -782,7 +782,7 @@ static void cb_reuse(ae_watcher *w, int revents, void *arg)
         r->fresh[0] = old;
     }
     r->p[other][0] = -1;
-    r->fresh_w = ae_io(r->loop, r->fresh[0], AE_READ, cb_fail_io, "stale readiness of a reused fd");
+    r->fresh_w = io_watcher(r->loop, r->fresh[0], AE_READ, cb_fail_io, "stale readiness of a reused fd");
     assert_non_null(r->fresh_w);
     ae_watcher_free(w);
     r->w[a->i] = NULL;
@@ -799,7 +799,7 @@ static void test_io_reused_fd_in_same_iteration(void **state)
         r.args[i] = (struct reuse_arg){&r, i};
     }
     for (int i = 0; i < 2; i++)
-        r.w[i] = ae_io(loop, r.p[i][0], AE_READ, cb_reuse, &r.args[i]);
+        r.w[i] = io_watcher(loop, r.p[i][0], AE_READ, cb_reuse, &r.args[i]);
     /* Both are ready in the same wait. */
     assert_int_equal(ae_run_once(loop, 0), 1);
     assert_int_equal(r.calls, 1);
@@ -1007,7 +1007,7 @@ static void test_timer_after_zero_from_io_callback(void **state)
     make_pipe(p);
     write_byte(p[1]);
     struct zero_ctx z = {.loop = loop};
-    ae_io(loop, p[0], AE_READ, cb_io_arm_zero, &z);
+    io_watcher(loop, p[0], AE_READ, cb_io_arm_zero, &z);
     assert_int_equal(ae_run_once(loop, 0), 1);
     assert_int_equal(z.outer, 1);
     assert_int_equal(z.inner, 0); /* armed by a callback: next iteration */
@@ -1640,7 +1640,7 @@ static void test_idle_only_when_nothing_else(void **state)
     for (int i = 0; i < 5; i++)
         write_byte(p[1]);
     struct idle_ctx c = {.fd = p[0]};
-    c.io = ae_io(loop, p[0], AE_READ, cb_idle_reader, &c);
+    c.io = io_watcher(loop, p[0], AE_READ, cb_idle_reader, &c);
     c.idle = ae_idle(loop, cb_idle_check, &c);
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(c.bytes_read, 5);
@@ -1873,7 +1873,7 @@ static void test_run_returns_when_nothing_active(void **state)
     int p[2];
     make_pipe(p);
     ae_watcher *t = ae_timer(loop, 0.001, 0, cb_count_timer, &n);
-    ae_watcher *io = ae_io(loop, p[0], 0, cb_count_io, &n);
+    ae_watcher *io = io_watcher(loop, p[0], 0, cb_count_io, &n);
     struct child_rec r = {0};
     ae_watcher *c = ae_child(loop, spawn_exit(0, 0), cb_child, &r);
     assert_int_equal(ae_run(loop), 0);
@@ -1968,8 +1968,8 @@ static void test_loop_free_with_live_watchers(void **state)
     ae_timer(loop, 0, 0, cb_count_timer, &n); /* fires, then stays ours */
     assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
     assert_int_equal(n, 1);
-    ae_io(loop, p[0], AE_READ, cb_fail_io, "io");
-    ae_io(loop, p[1], 0, cb_fail_io, "paused io");
+    io_watcher(loop, p[0], AE_READ, cb_fail_io, "io");
+    io_watcher(loop, p[1], 0, cb_fail_io, "paused io");
     ae_timer(loop, 0, 0, cb_fail_timer, "timer");
     ae_signal(loop, SIGUSR2, cb_sig, NULL);
     pid_t child = spawn_exit(0, 30);
@@ -2016,8 +2016,8 @@ static void test_loop_free_in_io_callback(void **state)
     write_byte(q[1]);
     int n = 0;
     /* Both fds are ready in one wait: only the first callback runs. */
-    ae_io(loop, p[0], AE_READ, cb_io_free_loop, &n);
-    ae_io(loop, q[0], AE_READ, cb_io_free_loop, &n);
+    io_watcher(loop, p[0], AE_READ, cb_io_free_loop, &n);
+    io_watcher(loop, q[0], AE_READ, cb_io_free_loop, &n);
     assert_int_equal(ae_run_once(loop, 0), 0);
     assert_int_equal(n, 1);
     close(p[0]);
@@ -2062,83 +2062,90 @@ static void test_time(void **state)
     ae_loop_free(loop);
 }
 
-int main(int argc, char **argv)
-{
-    if (argc > 1 && strcmp(argv[1], "--debug-probe") == 0) {
-        ae_loop *loop = ae_loop_new(NULL);
-        ae_loop_free(loop);
-        return 0;
-    }
-    if (!realpath(argv[0], self_path))
-        snprintf(self_path, sizeof self_path, "%s", argv[0]);
-    backend = argc > 1 ? argv[1] : "poll";
-    unsetenv("ANYEVENT_BACKEND");
-    const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
-        T(test_loop_backend_name),
-        T(test_loop_unknown_backend),
-        T(test_loop_env_backend),
-        T(test_loop_default),
-        T(test_loop_debug_says_why),
-        T(test_errors_named),
-        T(test_io_read_write_independent),
-        T(test_io_level_triggered),
-        T(test_io_bad_fd),
-        T(test_io_two_watchers_one_fd),
-        T(test_io_set_pause_resume),
-        T(test_io_paused_at_creation),
-        T(test_io_closed_while_watched),
-        T(test_io_reused_fd_in_same_iteration),
-        T(test_io_10000_fds),
-        T(test_free_self_in_callback),
-        T(test_free_all_in_callback),
-        T(test_free_other_in_callback),
-        T(test_free_other_fd_same_iteration),
-        T(test_free_repeating_timer_in_callback),
-        T(test_timer_not_early),
-        T(test_timer_repeat_no_drift),
-        T(test_timer_behind_keeps_phase),
-        T(test_timer_equal_deadlines_in_order),
-        T(test_timer_after_zero_next_iteration),
-        T(test_timer_after_zero_from_io_callback),
-        T(test_timer_tiny_interval),
-        T(test_timer_bad_times),
-        T(test_timer_oneshot_inactive_and_rearm),
-        T(test_timer_repeat_to_oneshot),
-        T(test_timer_100000_in_order),
-        T(test_timer_1000000),
-        T(test_signal_basic),
-        T(test_signal_several_watchers_and_loops),
-        T(test_signal_disposition_restored),
-        T(test_signal_bad),
-        T(test_signal_storm),
-        T(test_child_status),
-        T(test_child_killed_status),
-        T(test_child_any),
-        T(test_child_exited_before_watcher),
-        T(test_child_unwatched_not_reaped),
-        T(test_child_every_watcher_every_loop),
-        T(test_child_200_at_once),
-        T(test_child_bad),
-        T(test_idle_only_when_nothing_else),
-        T(test_idle_keeps_running),
-        T(test_cv_send_wakes_recv),
-        T(test_cv_begin_end),
-        T(test_cv_croak),
-        T(test_cv_ready_returns_at_once),
-        T(test_cv_recv_deadlock),
-        T(test_cv_recv_inside_callback),
-        T(test_cv_free_in_callback),
-        T(test_run_returns_when_nothing_active),
-        T(test_break_innermost),
-        T(test_break_without_run),
-        T(test_loop_free_with_live_watchers),
-        T(test_loop_free_in_callback),
-        T(test_loop_free_in_io_callback),
-        T(test_time),
+/* ---- what the runner sees ------------------------------------------------------------ */
+
+#define T(name) cmocka_unit_test(name)
+static const struct CMUnitTest checks[] = {
+    T(test_loop_backend_name),
+    T(test_loop_unknown_backend),
+    T(test_loop_env_backend),
+    T(test_loop_default),
+    T(test_loop_debug_says_why),
+    T(test_errors_named),
+    T(test_io_read_write_independent),
+    T(test_io_level_triggered),
+    T(test_io_bad_fd),
+    T(test_io_two_watchers_one_fd),
+    T(test_io_set_pause_resume),
+    T(test_io_paused_at_creation),
+    T(test_io_closed_while_watched),
+    T(test_io_reused_fd_in_same_iteration),
+    T(test_io_10000_fds),
+    T(test_free_self_in_callback),
+    T(test_free_all_in_callback),
+    T(test_free_other_in_callback),
+    T(test_free_other_fd_same_iteration),
+    T(test_free_repeating_timer_in_callback),
+    T(test_timer_not_early),
+    T(test_timer_repeat_no_drift),
+    T(test_timer_behind_keeps_phase),
+    T(test_timer_equal_deadlines_in_order),
+    T(test_timer_after_zero_next_iteration),
+    T(test_timer_after_zero_from_io_callback),
+    T(test_timer_tiny_interval),
+    T(test_timer_bad_times),
+    T(test_timer_oneshot_inactive_and_rearm),
+    T(test_timer_repeat_to_oneshot),
+    T(test_timer_100000_in_order),
+    T(test_timer_1000000),
+    T(test_signal_basic),
+    T(test_signal_several_watchers_and_loops),
+    T(test_signal_disposition_restored),
+    T(test_signal_bad),
+    T(test_signal_storm),
+    T(test_child_status),
+    T(test_child_killed_status),
+    T(test_child_any),
+    T(test_child_exited_before_watcher),
+    T(test_child_unwatched_not_reaped),
+    T(test_child_every_watcher_every_loop),
+    T(test_child_200_at_once),
+    T(test_child_bad),
+    T(test_idle_only_when_nothing_else),
+    T(test_idle_keeps_running),
+    T(test_cv_send_wakes_recv),
+    T(test_cv_begin_end),
+    T(test_cv_croak),
+    T(test_cv_ready_returns_at_once),
+    T(test_cv_recv_deadlock),
+    T(test_cv_recv_inside_callback),
+    T(test_cv_free_in_callback),
+    T(test_run_returns_when_nothing_active),
+    T(test_break_innermost),
+    T(test_break_without_run),
+    T(test_loop_free_with_live_watchers),
+    T(test_loop_free_in_callback),
+    T(test_loop_free_in_io_callback),
+    T(test_time),
+};
 #undef T
-    };
-    char group[64];
-    snprintf(group, sizeof group, "conformance[%s]", backend);
-    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+
+const struct CMUnitTest *conformance_checks(size_t *count)
+{
+    *count = sizeof checks / sizeof checks[0];
+    return checks;
+}
+
+void conformance_configure(const char *given, const char *own_name, const char *self)
+{
+    backend = given;
+    backend_name = own_name;
+    self_path = self;
+}
+
+int conformance_debug_probe(void)
+{
+    ae_loop *loop = ae_loop_new(NULL);
+    ae_loop_free(loop);
+    return 0;
 }

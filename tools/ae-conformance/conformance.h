@@ -1,0 +1,30 @@
+/*
+ * The conformance suite's checks (tests/conformance.c) as the runner
+ * (runner.c) sees them: one table of cmocka tests, and what they test.
+ */
+#ifndef AE_CONFORMANCE_H
+#define AE_CONFORMANCE_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+/* Every check of the suite, in its order; *count gets how many. */
+const struct CMUnitTest *conformance_checks(size_t *count);
+
+/* What the checks test, set before any runs: given is what they pass to
+ * ae_loop_new() (a backend name, or the absolute path of a plugin file),
+ * own_name what that backend calls itself (ae_loop_backend()), self the
+ * absolute path of this program, which some checks run again as
+ * `self --debug-probe`. The strings must outlive the checks. */
+void conformance_configure(const char *given, const char *own_name, const char *self);
+
+/* What `ae-conformance --debug-probe` does: create and free one loop, with
+ * the backend ANYEVENT_BACKEND names, so that a check can read what
+ * ANYEVENT_DEBUG=1 prints for a fresh process. Returns the exit status. */
+int conformance_debug_probe(void);
+
+#endif /* AE_CONFORMANCE_H */
