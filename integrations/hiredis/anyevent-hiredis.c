@@ -2,8 +2,15 @@
  * hiredis's event hooks on anyevent: one io watcher per context, made once
  * and switched with ae_io_set(); with hiredis >= 1.0 one timer for its
  * timeouts, re-armed with ae_timer_set(). hiredis calls addRead on every
- * read and addWrite on every command, so the hooks compare with the interest
- * already set and call into anyevent only when it changes.
+ * read and addWrite on every command, so the hooks only note the interest
+ * wanted, and anyevent is called when the interest applied must change.
+ *
+ * Inside the watcher's callback the change waits until the callback ends:
+ * commands sent from reply callbacks are written right away, in the same
+ * callback, and write interest is only taken (and dropped again in a later
+ * iteration) when the socket could not take everything. A pipelined client
+ * then changes no interest at all in most iterations, where a direct
+ * adapter pays two epoll_ctl per iteration to turn write interest on and off.
  */
 #include "anyevent-hiredis.h"
 
@@ -23,6 +30,8 @@ struct ae_hiredis {
     ae_loop *loop;
     ae_watcher *io;
     int events; /* the interest last given to io */
+    int want;   /* the interest hiredis asked for */
+    int depth;  /* on_io calls running (a reply callback may run the loop) */
     /* While on_io runs: points at its local flag, which on_cleanup sets, so
      * on_io does not touch the context or this struct once they are gone. */
     int *freed;
@@ -43,15 +52,23 @@ static void fail_context(struct ae_hiredis *h, const char *what)
     snprintf(c->errstr, sizeof c->errstr, "anyevent-hiredis: %s: %s", what, ae_last_error());
 }
 
-static void set_events(struct ae_hiredis *h, int events)
+static void apply_events(struct ae_hiredis *h)
 {
-    if (events == h->events)
+    if (h->want == h->events)
         return;
-    if (ae_io_set(h->io, events) < 0) {
+    if (ae_io_set(h->io, h->want) < 0) {
         fail_context(h, "ae_io_set");
         return;
     }
-    h->events = events;
+    h->events = h->want;
+}
+
+/* A hook's change: applied now, or when on_io ends if it is running. */
+static void want_events(struct ae_hiredis *h, int events)
+{
+    h->want = events;
+    if (!h->depth)
+        apply_events(h);
 }
 
 static void on_io(ae_watcher *w, int revents, void *arg)
@@ -62,42 +79,50 @@ static void on_io(ae_watcher *w, int revents, void *arg)
     int freed = 0;
     int *outer = h->freed; /* set if a reply callback runs the loop again */
     h->freed = &freed;
+    h->depth++;
     /* AE_ERROR (the fd was closed behind hiredis's back): the read fails,
      * and hiredis disconnects with the error. */
     if (revents & (AE_READ | AE_ERROR))
         redisAsyncHandleRead(ac);
-    if (!freed && (revents & AE_WRITE) && (h->events & AE_WRITE))
-        redisAsyncHandleWrite(ac);
+    if (!freed && (h->want & AE_WRITE)) {
+        /* Ready for writing, or commands were sent from the replies just
+         * handled: write them now rather than in the next iteration. */
+        int added_now = !(h->events & AE_WRITE) && (ac->c.flags & REDIS_CONNECTED);
+        if ((revents & AE_WRITE) || added_now)
+            redisAsyncHandleWrite(ac);
+    }
     if (freed) {
         if (outer)
             *outer = 1;
         return;
     }
     h->freed = outer;
+    h->depth--;
+    apply_events(h);
 }
 
 static void add_read(void *privdata)
 {
     struct ae_hiredis *h = privdata;
-    set_events(h, h->events | AE_READ);
+    want_events(h, h->want | AE_READ);
 }
 
 static void del_read(void *privdata)
 {
     struct ae_hiredis *h = privdata;
-    set_events(h, h->events & ~AE_READ);
+    want_events(h, h->want & ~AE_READ);
 }
 
 static void add_write(void *privdata)
 {
     struct ae_hiredis *h = privdata;
-    set_events(h, h->events | AE_WRITE);
+    want_events(h, h->want | AE_WRITE);
 }
 
 static void del_write(void *privdata)
 {
     struct ae_hiredis *h = privdata;
-    set_events(h, h->events & ~AE_WRITE);
+    want_events(h, h->want & ~AE_WRITE);
 }
 
 #if AE_HIREDIS_TIMER

@@ -14,7 +14,9 @@
  * repetitions, and the ratio to hiredis's own adapter.
  *
  *   ae-bench-hiredis-libev [--clients N] [--commands N] [--window N]
- *                          [--reps N] [--server PATH]
+ *                          [--reps N] [--server PATH] [--only MODE]
+ *
+ * --only runs one mode (for profiling it alone: perf, strace -c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,6 +46,7 @@ struct options {
     long window;   /* outstanding per client */
     int reps;
     const char *server;
+    int only; /* a mode, or -1 for all */
 };
 
 struct client {
@@ -203,13 +206,15 @@ static long parse_long(const char *s, long min, long max, const char *what)
 
 int main(int argc, char **argv)
 {
-    struct options o = {4, 50000, 100, 9, getenv("AE_TEST_REDIS_SERVER")};
+    struct options o = {4, 50000, 100, 9, getenv("AE_TEST_REDIS_SERVER"), -1};
     if (!o.server || !*o.server)
         o.server = AE_REDIS_SERVER;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val)
-            die("usage: %s [--clients N] [--commands N] [--window N] [--reps N] [--server PATH]", argv[0]);
+            die("usage: %s [--clients N] [--commands N] [--window N] [--reps N] [--server PATH] "
+                "[--only hiredis|adopted|anyevent]",
+                argv[0]);
         if (strcmp(arg, "--clients") == 0)
             o.clients = (int)parse_long(val, 1, MAX_CLIENTS, arg);
         else if (strcmp(arg, "--commands") == 0)
@@ -220,6 +225,13 @@ int main(int argc, char **argv)
             o.reps = (int)parse_long(val, 1, MAX_REPS, arg);
         else if (strcmp(arg, "--server") == 0)
             o.server = val;
+        else if (strcmp(arg, "--only") == 0) {
+            for (int m = 0; m < MODES; m++)
+                if (strcmp(val, mode_names[m]) == 0)
+                    o.only = m;
+            if (o.only < 0)
+                die("unknown mode %s", val);
+        }
         else
             die("unknown option %s", arg);
         i++;
@@ -232,10 +244,11 @@ int main(int argc, char **argv)
 
     static double cpu[MODES][MAX_REPS], wall[MODES][MAX_REPS];
     double warm;
-    for (int m = 0; m < MODES; m++) /* warm-up: page in code, let the server settle */
+    int first = o.only < 0 ? 0 : o.only, last = o.only < 0 ? MODES - 1 : o.only;
+    for (int m = first; m <= last; m++) /* warm-up: page in code, let the server settle */
         run_once(&o, &srv, (enum mode)m, &warm);
     for (int r = 0; r < o.reps; r++)
-        for (int m = 0; m < MODES; m++) /* interleaved: drift hits every mode alike */
+        for (int m = first; m <= last; m++) /* interleaved: drift hits every mode alike */
             cpu[m][r] = run_once(&o, &srv, (enum mode)m, &wall[m][r]);
     redis_server_stop(&srv);
 
@@ -243,10 +256,11 @@ int main(int argc, char **argv)
     printf("hiredis %d.%d on %s: %d clients x %ld pipelined commands (window %ld), %d reps, medians\n",
            HIREDIS_MAJOR, HIREDIS_MINOR, host_backend(), o.clients, o.commands, o.window, o.reps);
     printf("%-10s %16s %16s %12s\n", "mode", "cpu us/1k cmds", "wall us/1k cmds", "cpu ratio");
+    /* The ratio is to the first mode shown: hiredis's own adapter unless --only. */
     double base = 0;
-    for (int m = 0; m < MODES; m++) {
+    for (int m = first; m <= last; m++) {
         double c = median(cpu[m], o.reps) / total * 1e9, w = median(wall[m], o.reps) / total * 1e9;
-        if (m == MODE_HIREDIS)
+        if (m == first)
             base = c;
         printf("%-10s %16.1f %16.1f %12.3f\n", mode_names[m], c, w, c / base);
     }

@@ -30,7 +30,7 @@
 
 enum {
     CLIENTS = 4,
-    COMMANDS = 15000, /* per client: 60,000 in all */
+    COMMANDS = 10000, /* per client: 40,000 in all */
     WINDOW = 1000,    /* commands outstanding per client */
     KILL_AFTER = 1000 /* replies to client 0 before the server is killed */
 };
@@ -56,6 +56,7 @@ struct test {
     ae_loop *loop;
     void *native; /* the host's loop, with AE_HIREDIS_TEST_HOST */
     ae_watcher *guard;
+    redisAsyncContext *other; /* a test's own context, freed by the guard */
     struct client clients[CLIENTS];
     int live;
     int kill_mode, killed, timed_out;
@@ -250,6 +251,8 @@ static void on_guard(ae_watcher *w, void *arg)
     for (int i = 0; i < CLIENTS; i++)
         if (t->clients[i].ac)
             redisAsyncFree(t->clients[i].ac);
+    if (t->other)
+        redisAsyncFree(t->other);
 }
 
 static void connect_client(struct test *t, struct client *c, int id)
@@ -407,6 +410,96 @@ static void test_context_free(void **state)
     assert_int_equal(inside.disconnect_status, REDIS_OK);
 }
 
+/* Values far larger than a socket buffer: writes and reads take many
+ * iterations. The SETs are sent from a reply callback, so their first write
+ * is tried at once and the rest waits for write readiness. */
+enum { BIG_VALUES = 4, BIG_SIZE = 512 << 10 };
+
+struct big {
+    char *value[BIG_VALUES];
+    int set_ok, get_ok, disconnects, disconnect_status;
+    struct test *t;
+};
+
+static void on_big_get(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct big *b = ac->data;
+    int i = (int)(intptr_t)privdata;
+    const redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != BIG_SIZE ||
+        memcmp(reply->str, b->value[i], BIG_SIZE) != 0) {
+        record_failure(b->t, "GET big %d: wrong or no reply", i);
+        return;
+    }
+    if (++b->get_ok == BIG_VALUES)
+        redisAsyncDisconnect(ac);
+}
+
+static void on_big_set(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct big *b = ac->data;
+    const redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_STATUS)
+        record_failure(b->t, "SET big %d: wrong or no reply", (int)(intptr_t)privdata);
+    else
+        b->set_ok++;
+}
+
+static void on_big_start(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)privdata;
+    struct big *b = ac->data;
+    if (!r) {
+        record_failure(b->t, "PING: no reply: %s", ac->errstr);
+        return;
+    }
+    for (int i = 0; i < BIG_VALUES; i++) {
+        void *tag = (void *)(intptr_t)i;
+        if (redisAsyncCommand(ac, on_big_set, tag, "SET big:%d %b", i, b->value[i], (size_t)BIG_SIZE) != REDIS_OK ||
+            redisAsyncCommand(ac, on_big_get, tag, "GET big:%d", i) != REDIS_OK)
+            record_failure(b->t, "redisAsyncCommand big %d: %s", i, ac->errstr);
+    }
+}
+
+static void on_big_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct big *b = ac->data;
+    b->disconnects++;
+    b->disconnect_status = status;
+    b->t->other = NULL;
+    ae_watcher_free(b->t->guard);
+    b->t->guard = NULL;
+}
+
+static void test_large_values(void **state)
+{
+    struct test *t = *state;
+    struct big b = {.t = t};
+    for (int i = 0; i < BIG_VALUES; i++) {
+        b.value[i] = malloc(BIG_SIZE);
+        assert_non_null(b.value[i]);
+        for (int k = 0; k < BIG_SIZE; k++)
+            b.value[i][k] = (char)('a' + (k * 7 + i) % 26);
+    }
+    redisAsyncContext *ac = redisAsyncConnectUnix(t->srv.socket);
+    assert_non_null(ac);
+    ac->data = &b;
+    assert_int_equal(redisAsyncSetDisconnectCallback(ac, on_big_disconnect), REDIS_OK);
+    assert_int_equal(ae_hiredis_attach(ac, t->loop), 0);
+    assert_int_equal(redisAsyncCommand(ac, on_big_start, NULL, "PING"), REDIS_OK);
+    t->other = ac;
+    t->guard = ae_timer(t->loop, GUARD_SECONDS, 0, on_guard, t);
+    assert_non_null(t->guard);
+    run_loop(t);
+    for (int i = 0; i < BIG_VALUES; i++)
+        free(b.value[i]);
+    assert_no_failure(t);
+    assert_int_equal(b.set_ok, BIG_VALUES);
+    assert_int_equal(b.get_ok, BIG_VALUES);
+    assert_int_equal(b.disconnects, 1);
+    assert_int_equal(b.disconnect_status, REDIS_OK);
+}
+
 #if HIREDIS_MAJOR >= 1
 static void on_timeout_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -470,6 +563,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_server_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_values, setup, teardown),
 #if HIREDIS_MAJOR >= 1
         cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
 #endif
