@@ -336,9 +336,11 @@ static int rebuild(ep_state *s)
             s->changed[s->nchanged++] = f;
         }
     }
-    for (size_t i = 0; i < s->nchildren; i++)
-        if (s->children[i].pid && add_pidfd(s, i) < 0)
-            return AE_ESYS;
+    for (size_t i = 0; i < s->nchildren; i++) {
+        int rc = s->children[i].pid ? add_pidfd(s, i) : 0;
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -382,9 +384,11 @@ static int ep_fork(ae_loop *loop, void *state)
     s->nchanged = 0;
     s->nrefused = 0;
     s->refused_next = 0;
-    for (size_t i = 0; i < s->nchildren; i++)
-        if (s->children[i].pid && add_pidfd(s, i) < 0)
-            return AE_ESYS;
+    for (size_t i = 0; i < s->nchildren; i++) {
+        int rc = s->children[i].pid ? add_pidfd(s, i) : 0;
+        if (rc < 0)
+            return rc;
+    }
     return 1;
 }
 
