@@ -11,8 +11,11 @@
  *
  * The first seed is --seed-start, else the environment variable
  * AE_DIFFFUZZ_SEED_START, else 1. --seed S runs just S (with --verbose the
- * full traces are printed). Exit status: 0 all equal, 1 a difference, 2 a
- * usage or setup error.
+ * full traces are printed). --both-directions lets io watchers on sockets ask
+ * for reading and writing at once. --corpus DIR writes each seed's program
+ * bytes into DIR/seed-S (a starting corpus for the libFuzzer harness) and
+ * runs nothing. Exit status: 0 all equal, 1 a difference, 2 a usage or setup
+ * error.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -27,7 +30,7 @@
 
 static int usage(void)
 {
-    fputs("usage: ae-difffuzz [--seeds N] [--seed-start S] [--seed S] [--both-directions] [--verbose] BACKEND...\n", stderr);
+    fputs("usage: ae-difffuzz [--seeds N] [--seed-start S] [--seed S] [--both-directions] [--verbose] BACKEND...\n       ae-difffuzz --corpus DIR [--seeds N] [--seed-start S]\n", stderr);
     return 2;
 }
 
@@ -44,10 +47,32 @@ static int parse_u64(const char *text, uint64_t *value)
     return 0;
 }
 
+/* The program bytes of each seed, one file each. */
+static int write_corpus(const char *dir, uint64_t start, uint64_t seeds)
+{
+    uint8_t bytes[512];
+    for (uint64_t seed = start; seed - start < seeds; seed++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/seed-%" PRIu64, dir, seed);
+        size_t size = fz_program_size(seed);
+        fz_program_bytes(seed, bytes, size);
+        FILE *f = fopen(path, "wb");
+        bool written = f && fwrite(bytes, 1, size, f) == size;
+        if (f && fclose(f) != 0)
+            written = false;
+        if (!written) {
+            fprintf(stderr, "ae-difffuzz: cannot write %s: %s\n", path, strerror(errno));
+            return 2;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seeds = 100, start = 1;
     bool verbose = false, both_directions = false;
+    const char *corpus = NULL;
     const char *env = getenv("AE_DIFFFUZZ_SEED_START");
     if (env && *env && parse_u64(env, &start) < 0)
         return 2;
@@ -65,6 +90,8 @@ int main(int argc, char **argv)
             seeds = 1;
         } else if (!strcmp(argv[i], "--both-directions")) {
             both_directions = true;
+        } else if (!strcmp(argv[i], "--corpus") && i + 1 < argc) {
+            corpus = argv[++i];
         } else if (!strcmp(argv[i], "--verbose")) {
             verbose = true;
         } else if (argv[i][0] == '-') {
@@ -74,6 +101,8 @@ int main(int argc, char **argv)
             break;
         }
     }
+    if (corpus)
+        return write_corpus(corpus, start, seeds);
     int nbackends = argc - first_backend;
     if (nbackends < 2) {
         fputs("ae-difffuzz: name at least two backends to compare\n", stderr);
