@@ -349,6 +349,12 @@ int main(int argc, char **argv)
             exit_code = 1;
         } else {
             printf("responder:     %s\n", responder.stats + strlen("stats "));
+            long drops = responder_stat(&responder, "kernel_drops");
+            if (drops > 0)
+                fprintf(stderr, "domain-check: the kernel dropped %ld queries on their way to the "
+                                "responder (full receive buffer, rcvbuf=%ld): c-ares had to time out "
+                                "and retry. Raise net.core.rmem_max, or run as root.\n",
+                        drops, responder_stat(&responder, "rcvbuf"));
         }
     }
     return exit_code;
