@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -463,6 +465,78 @@ static void test_query_search_and_getaddrinfo(void **state)
     stop_responder(f);
 }
 
+/* Occupy every free fd below FD_SETSIZE + 8, so that the next socket c-ares
+ * opens is numbered past select()'s limit. Returns how many were taken
+ * (each a dup of fd 0, listed in taken), or -1 if the fd limit is too low. */
+static int fill_low_fds(int *taken, int room)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
+        return -1;
+    if (lim.rlim_cur < FD_SETSIZE + 64) {
+        if (lim.rlim_max < FD_SETSIZE + 64)
+            return -1;
+        lim.rlim_cur = FD_SETSIZE + 64;
+        if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
+            return -1;
+    }
+    int n = 0;
+    for (;;) {
+        int fd = dup(0);
+        if (fd < 0 || n == room) {
+            if (fd >= 0)
+                close(fd);
+            while (n > 0)
+                close(taken[--n]);
+            return -1;
+        }
+        taken[n++] = fd;
+        if (fd >= FD_SETSIZE + 8)
+            return n;
+    }
+}
+
+/* A socket anyevent cannot watch (select past FD_SETSIZE) is refused when
+ * c-ares opens it: the lookup fails at once instead of never completing, and
+ * ae_cares_error() says why. Every other backend watches it. */
+static void test_socket_past_fd_setsize(void **state)
+{
+    struct fixture *f = *state;
+    const char *const args[] = {"--number-address", NULL};
+    start_responder(f, args);
+    make_channel(f, 2000, 2);
+    struct lookup *l = make_lookups(f, 1);
+    l[0].index = 1024;
+    enum { ROOM = FD_SETSIZE + 16 };
+    int *taken = malloc(ROOM * sizeof *taken);
+    assert_non_null(taken);
+    int n = fill_low_fds(taken, ROOM);
+    if (n < 0) {
+        free(taken);
+        skip(); /* cannot get an fd that high here (e.g. under valgrind) */
+    }
+    double t0 = ae_time();
+    lookup_host(f, &l[0], "high");
+    drive(f);
+    double elapsed = ae_time() - t0;
+    while (n > 0)
+        close(taken[--n]);
+    free(taken);
+    assert_int_equal(l[0].done, 1);
+    if (strcmp(backend_name, "select") == 0) {
+        assert_int_equal(l[0].status, ARES_ECONNREFUSED);
+        assert_true(elapsed < 1.0); /* not after the timeouts */
+        assert_non_null(strstr(ae_cares_error(f->cares), "cannot watch"));
+        print_message("%s\n", ae_cares_error(f->cares));
+    } else {
+        assert_int_equal(l[0].status, ARES_SUCCESS);
+        assert_numbered_address(&l[0]);
+        assert_string_equal(ae_cares_error(f->cares), "");
+    }
+    assert_int_equal(ae_cares_sockets(f->cares), 0);
+    stop_responder(f);
+}
+
 int main(int argc, char **argv)
 {
 #ifdef AE_CARES_TEST_HOST
@@ -503,6 +577,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cancel_with_queries_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_queries_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_search_and_getaddrinfo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_past_fd_setsize, setup, teardown),
     };
     int failed = _cmocka_run_group_tests(group, tests, sizeof tests / sizeof tests[0], NULL, NULL);
     ares_library_cleanup();
