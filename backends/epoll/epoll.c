@@ -24,6 +24,7 @@
 #endif
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -504,10 +505,22 @@ static int ep_wait(ae_loop *loop, void *state, double timeout)
  * loop. Where the kernel has no pidfd_open (before 5.3) child_start answers
  * AE_ENOTSUP and the core emulates, pid by pid. */
 
+/* Set once the kernel (or valgrind, which does not know the call) said
+ * ENOSYS: every later child goes to the core's emulation without asking
+ * again. Process-wide, and loops may run on several threads: atomic. */
+static atomic_bool pidfd_missing;
+
 static int pidfd_open_compat(pid_t pid)
 {
 #ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0); /* the fd is close-on-exec */
+    if (atomic_load_explicit(&pidfd_missing, memory_order_relaxed)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0); /* the fd is close-on-exec */
+    if (fd < 0 && errno == ENOSYS)
+        atomic_store_explicit(&pidfd_missing, true, memory_order_relaxed);
+    return fd;
 #else
     (void)pid;
     errno = ENOSYS;
