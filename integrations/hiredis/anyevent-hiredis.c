@@ -80,8 +80,10 @@ static void on_io(ae_watcher *w, int revents, void *arg)
     int *outer = h->freed; /* set if a reply callback runs the loop again */
     h->freed = &freed;
     h->depth++;
-    /* AE_ERROR (the fd was closed behind hiredis's back): the read fails,
-     * and hiredis disconnects with the error. */
+    /* AE_ERROR (the fd was closed behind hiredis's back): anyevent paused
+     * the watcher; the read fails, and hiredis disconnects with the error. */
+    if (revents & AE_ERROR)
+        h->events = 0;
     if (revents & (AE_READ | AE_ERROR))
         redisAsyncHandleRead(ac);
     if (!freed && (h->want & AE_WRITE)) {

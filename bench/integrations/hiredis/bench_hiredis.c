@@ -209,7 +209,7 @@ int main(int argc, char **argv)
     struct options o = {4, 50000, 100, 9, getenv("AE_TEST_REDIS_SERVER"), -1};
     if (!o.server || !*o.server)
         o.server = AE_REDIS_SERVER;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* options, each with a value */
         const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val)
             die("usage: %s [--clients N] [--commands N] [--window N] [--reps N] [--server PATH] "
@@ -234,7 +234,6 @@ int main(int argc, char **argv)
         }
         else
             die("unknown option %s", arg);
-        i++;
     }
     signal(SIGPIPE, SIG_IGN);
     struct redis_server srv;
