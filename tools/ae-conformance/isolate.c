@@ -30,17 +30,22 @@ static const int ending_signals[] = {SIGINT, SIGTERM, SIGHUP};
 
 /* The running child's process group, for the signal handler. */
 static volatile sig_atomic_t running_group;
+static struct sigaction default_action; /* SIG_DFL, set up before the handler can run */
 
+/* Ends the running check's group, then this process, by the same signal. */
 static void end_with_child(int signum)
 {
     if (running_group > 0)
         kill(-(pid_t)running_group, SIGKILL);
-    signal(signum, SIG_DFL);
-    raise(signum);
+    sigaction(signum, &default_action, NULL);
+    raise(signum); /* blocked until this handler returns, then fatal */
 }
 
 int isolate_init(void)
 {
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = end_with_child;

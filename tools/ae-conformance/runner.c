@@ -214,7 +214,9 @@ static int probe_backend(const char *given, const char *shown, char *own_name, s
     int rc = 0;
     const char *name = strstr(run.output, "backend ");
     const char *error = strstr(run.output, "error ");
-    if (run.end == ISOLATED_EXITED && run.code == 0 && name && (name == run.output || name[-1] == '\n')) {
+    /* Loaded and started once the name is printed, whatever the exit (a
+     * leak at exit is for the checks to report). */
+    if (name && (name == run.output || name[-1] == '\n')) {
         name += 8;
         snprintf(own_name, size, "%.*s", (int)strcspn(name, "\n"), name);
     } else if (run.end == ISOLATED_EXITED && error && (error == run.output || error[-1] == '\n')) {
@@ -244,6 +246,10 @@ static int run_check(void *arg)
 {
     const one_check *c = arg;
     const struct CMUnitTest one[1] = {*c->test};
+    /* Both would change what verdict.c reads: another output format, or
+     * abort() on a failed assertion. */
+    unsetenv("CMOCKA_MESSAGE_OUTPUT");
+    unsetenv("CMOCKA_TEST_ABORT");
     cmocka_set_message_output(CM_OUTPUT_SUBUNIT);
     return cmocka_run_group_tests_name(c->group, one, NULL, NULL) == 0 ? 0 : 1;
 }
