@@ -92,8 +92,9 @@ static void add_message_line(check_verdict *v, const char *line, size_t len, cha
     add(v, line, len);
 }
 
-/* The first line of a memory checker's or sanitizer's report in the output,
- * shortened into buf; NULL if there is none. */
+/* The first line of a sanitizer's report in the output, shortened into buf;
+ * NULL if there is none. (valgrind writes its reports on a descriptor of its
+ * own, not into the check's pipe.) */
 static const char *diagnostic(const isolated_run *run, char *buf, size_t size)
 {
     const char *line = run->output;
@@ -108,20 +109,6 @@ static const char *diagnostic(const isolated_run *run, char *buf, size_t size)
             found = memmem(line, len, "ERROR: ", 7) + 7;
         } else if (runtime) {
             found = line; /* UBSan: "FILE:LINE:COL: runtime error: ..." */
-        } else if (len > 4 && line[0] == '=' && line[1] == '=') {
-            /* valgrind: "==123== Invalid read of size 4" (blank "==123== " lines skipped) */
-            const char *c = line + 2;
-            while (c < line + len && *c >= '0' && *c <= '9')
-                c++;
-            if (c + 2 < line + len && c[0] == '=' && c[1] == '=') {
-                c += 2;
-                while (c < line + len && *c == ' ')
-                    c++;
-                if (c < line + len) {
-                    snprintf(buf, size, "valgrind: %.*s", (int)(line + len - c), c);
-                    return buf;
-                }
-            }
         }
         if (found) {
             size_t n = (size_t)(line + len - found);

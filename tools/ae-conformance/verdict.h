@@ -1,7 +1,7 @@
 /*
  * Judging one check from how its process ended and what it printed: passed,
  * or failed with a one-line reason (the failed assertion's message, the
- * signal that ended it, the deadline it missed, a memory checker's report).
+ * signal that ended it, the deadline it missed, a sanitizer's report).
  */
 #ifndef AE_CONFORMANCE_VERDICT_H
 #define AE_CONFORMANCE_VERDICT_H
