@@ -56,6 +56,7 @@ struct slot {
     bool armed;          /* timer: will fire (a one-shot that has not fired yet, or repeating) */
     bool repeating;      /* timer */
     bool fired_in_drain; /* timer */
+    double due;          /* timer: ae_now() at arming plus the delay, for the statistics only */
     int signum;          /* signal */
     bool expect_signal;  /* signal: raised since this watcher was last called */
     int spawn;           /* child: index in spawns[] */
@@ -94,7 +95,7 @@ struct churn {
     ae_watcher *heartbeat;
     /* what happened, printed at the end */
     long created[K_COUNT], freed[K_COUNT], calls[K_COUNT];
-    long freed_self, freed_other, rearmed, toggled, bytes_written, raised, released;
+    long freed_self, freed_other, freed_ready, rearmed, toggled, bytes_written, raised, released;
     long heartbeat_calls;
     long steps_callbacks; /* callbacks before the drain */
     int max_live;
@@ -243,6 +244,7 @@ static double random_delay(void)
 static void timer_arm_values(struct slot *s, double *after, double *interval)
 {
     *after = random_delay();
+    s->due = ae_now(C->loop) + *after;
     s->repeating = stress_rng_below(&C->rng, 4) == 0;
     *interval = s->repeating ? (500 + stress_rng_below(&C->rng, 2500)) * 1e-6 : 0;
     s->armed = true;
@@ -303,9 +305,31 @@ static void create_random(void)
     C->created[kind]++;
 }
 
+/* Whether the watcher has an event waiting for it now, so that freeing it
+ * drops a call the loop was about to make (statistics only). */
+static bool ready_now(const struct slot *s)
+{
+    switch (s->kind) {
+    case K_READ:
+        return s->events && C->pipe_bytes[s->pipe] > 0;
+    case K_WRITE:
+        return s->events != 0;
+    case K_TIMER:
+        return s->armed && s->due <= ae_now(C->loop);
+    case K_SIGNAL:
+        return s->expect_signal;
+    case K_CHILD:
+        return s->expect_child;
+    default:
+        return false;
+    }
+}
+
 static void free_slot(int idx)
 {
     struct slot *s = &C->slots[idx];
+    if (ready_now(s))
+        C->freed_ready++;
     ae_watcher_free(s->w);
     if (s->kind == K_CHILD_ANY)
         C->n_any--;
@@ -647,9 +671,11 @@ void test_churn_random_steps(void **state)
     for (int k = 0; k < K_COUNT; k++)
         printf("churn: %-9s created %7ld, freed %7ld, callbacks %8ld\n", kind_names[k], C->created[k], C->freed[k],
                C->calls[k]);
-    printf("churn: freed the running watcher %ld times, another %ld times; %ld timer re-arms, %ld io pauses/resumes, "
+    printf("churn: freed the running watcher %ld times, another %ld times, %ld with an event waiting for it; "
+           "%ld timer re-arms, %ld io pauses/resumes, "
            "%ld bytes written, %ld signals raised, %ld children let go\n",
-           C->freed_self, C->freed_other, C->rearmed, C->toggled, C->bytes_written, C->raised, C->released);
+           C->freed_self, C->freed_other, C->freed_ready, C->rearmed, C->toggled, C->bytes_written, C->raised,
+           C->released);
 
     while (C->n_live > 0)
         free_slot(C->live[C->n_live - 1]);

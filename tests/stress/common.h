@@ -17,8 +17,8 @@ extern const char *stress_backend;
 
 /* Read STRESS_SCALE and STRESS_SEED and print what will be used. Call once,
  * first. STRESS_SCALE (a number in (0, 1], default 1) shrinks every size;
- * under valgrind without STRESS_SCALE it is 0.01, said on stdout, because the
- * full sizes would take far longer than the suite's time-out. STRESS_SEED
+ * under valgrind without STRESS_SCALE it is 0.1, said on stdout, because the
+ * full sizes take minutes per backend there. STRESS_SEED
  * (an unsigned integer) fixes the random seed, else it is taken from the
  * clock and the pid and printed so that a failure can be repeated. */
 void stress_init(void);

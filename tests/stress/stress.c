@@ -11,7 +11,7 @@
  *  - 1,000 child processes exiting at once, watched pid by pid and by one
  *    any-child watcher: every status reported exactly once;
  *  - a storm of 100,000 signals from another process: the watcher runs after
- *    the last one;
+ *    the last one, which is made to arrive in the middle of a dispatch;
  *  - a million random steps of creating and freeing watchers from inside
  *    callbacks (churn.c).
  *
@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -575,23 +576,58 @@ static void test_children_any(void **state)
 
 /* ---- a storm of 100,000 signals ----------------------------------------- */
 
-/* Shared with the sender: it stores the number of the signal it is about to
- * send before each kill(). */
+/*
+ * The sender sends total - 1 SIGUSR1 as fast as it can, storing the number
+ * of each before sending it. The last one is made to arrive at the worst
+ * moment: inside the SIGUSR1 callback, when the loop has already taken the
+ * signal's pending flag for this dispatch. The callback that first sees
+ * total - 1 blocks SIGUSR1 and tells the sender, which sends the last one
+ * (it stays pending) and says so; the callback then unblocks SIGUSR1, and the
+ * handler of that last delivery runs right there. The contract says a
+ * delivery is never lost, so the loop owes one more callback: the test waits
+ * for it, and fails on the guard if it never comes. Then one SIGUSR2.
+ */
 struct storm_shared {
-    volatile long sent;
+    volatile long sent;        /* the number of the signal being sent */
+    volatile int parent_ready; /* the parent blocks SIGUSR1: send the last one */
+    volatile int last_sent;    /* kill() of the last one has returned */
     volatile int kill_errno;
 };
 
 struct storm {
     struct storm_shared *shared;
     long total;
-    long calls;      /* SIGUSR1 callbacks */
-    long max_seen;   /* the highest "sent" a SIGUSR1 callback saw */
-    long usr2_calls; /* the one SIGUSR2 sent after the storm */
+    long calls;       /* SIGUSR1 callbacks */
+    long max_seen;    /* the highest "sent" a SIGUSR1 callback saw */
+    bool last_inside; /* the last delivery was handled inside a callback */
+    bool last_was_pending;
+    long calls_at_last;
+    long usr2_calls;
     long usr2_seen;
     bool sender_done;
     int sender_status;
 };
+
+static void storm_take_last_inside(struct storm *s)
+{
+    sigset_t usr1, old, pending;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &usr1, &old), 0);
+    s->shared->parent_ready = 1;
+    __sync_synchronize();
+    double deadline = stress_mono() + 30;
+    while (!s->shared->last_sent && stress_mono() < deadline)
+        sched_yield();
+    if (!s->shared->last_sent)
+        fail_msg("the sender did not send the last signal within 30 s");
+    assert_int_equal(sigpending(&pending), 0);
+    s->last_was_pending = sigismember(&pending, SIGUSR1) == 1;
+    s->calls_at_last = s->calls;
+    s->last_inside = true;
+    /* The handler of the last delivery runs before this returns. */
+    assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+}
 
 static void cb_storm_usr1(ae_watcher *w, int signum, void *arg)
 {
@@ -603,6 +639,8 @@ static void cb_storm_usr1(ae_watcher *w, int signum, void *arg)
     long seen = s->shared->sent;
     if (seen > s->max_seen)
         s->max_seen = seen;
+    if (!s->last_inside && seen >= s->total - 1)
+        storm_take_last_inside(s);
 }
 
 static void cb_storm_usr2(ae_watcher *w, int signum, void *arg)
@@ -627,25 +665,50 @@ static void cb_storm_sender(ae_watcher *w, pid_t pid, int status, void *arg)
 static bool storm_done(void *ctx)
 {
     struct storm *s = ctx;
-    return s->max_seen == s->total && s->usr2_calls > 0 && s->sender_done;
+    return s->last_inside && s->calls > s->calls_at_last && s->usr2_calls > 0 && s->sender_done;
 }
 
 static void storm_describe(void *ctx, char *buf, size_t len)
 {
     struct storm *s = ctx;
-    snprintf(buf, len, "sender at %ld of %ld, SIGUSR1 callbacks %ld, latest saw %ld, SIGUSR2 callbacks %ld, sender %s",
-             (long)s->shared->sent, s->total, s->calls, s->max_seen, s->usr2_calls,
-             s->sender_done ? "ended" : "running");
+    snprintf(buf, len,
+             "sender at %ld of %ld, SIGUSR1 callbacks %ld, latest saw %ld, last one %s, SIGUSR2 callbacks %ld, "
+             "sender %s",
+             (long)s->shared->sent, s->total, s->calls, s->max_seen,
+             !s->last_inside ? "not sent yet"
+                             : s->calls > s->calls_at_last ? "seen" : "LOST: no callback after its delivery",
+             s->usr2_calls, s->sender_done ? "ended" : "running");
 }
 
-/*
- * Why this catches a lost last signal: the sender stores i, then sends
- * signal i. A callback that runs after the handler of the last signal reads
- * total; a callback that ran before it read less, unless it ran in the few
- * instructions between the store and the delivery. The wait below ends only
- * once a callback has read total, so a lost last delivery (the loop asleep
- * with the signal handled but never dispatched) fails on the guard.
- */
+/* The sender, in the forked child: only kill() and shared memory. */
+static void storm_send(struct storm_shared *sh, pid_t parent, long total)
+{
+    int code = 0;
+    for (long i = 1; i < total && code == 0; i++) {
+        sh->sent = i;
+        __sync_synchronize();
+        if (kill(parent, SIGUSR1) < 0)
+            code = 1;
+    }
+    double deadline = stress_mono() + 30;
+    while (code == 0 && !sh->parent_ready)
+        if (stress_mono() > deadline)
+            code = 3;
+    if (code == 0) {
+        sh->sent = total;
+        __sync_synchronize();
+        if (kill(parent, SIGUSR1) < 0)
+            code = 1;
+        __sync_synchronize();
+        sh->last_sent = 1;
+    }
+    if (code == 0 && kill(parent, SIGUSR2) < 0)
+        code = 2;
+    if (code == 1 || code == 2)
+        sh->kill_errno = errno;
+    stress_exec_exit(code);
+}
+
 static void test_signal_storm(void **state)
 {
     (void)state;
@@ -653,46 +716,35 @@ static void test_signal_storm(void **state)
     struct storm s = {.total = stress_scaled(100000, 100)};
     s.shared = mmap(NULL, sizeof *s.shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(s.shared != MAP_FAILED);
-    s.shared->sent = 0;
-    s.shared->kill_errno = 0;
+    memset((void *)s.shared, 0, sizeof *s.shared);
     ae_watcher *usr1 = ae_signal(loop, SIGUSR1, cb_storm_usr1, &s);
     ae_watcher *usr2 = ae_signal(loop, SIGUSR2, cb_storm_usr2, &s);
     assert_true(usr1 && usr2);
     pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) {
-        int code = 0;
-        for (long i = 1; i <= s.total; i++) {
-            s.shared->sent = i;
-            __sync_synchronize();
-            if (kill(parent, SIGUSR1) < 0) {
-                s.shared->kill_errno = errno;
-                code = 1;
-                break;
-            }
-        }
-        if (code == 0 && kill(parent, SIGUSR2) < 0) {
-            s.shared->kill_errno = errno;
-            code = 2;
-        }
-        stress_exec_exit(code);
-    }
+    if (pid == 0)
+        storm_send(s.shared, parent, s.total);
     ae_watcher *sender = ae_child(loop, pid, cb_storm_sender, &s);
     assert_non_null(sender);
     stress_wait_for(loop, storm_done, storm_describe, &s, 60, "signal storm");
     if (!WIFEXITED(s.sender_status) || WEXITSTATUS(s.sender_status) != 0)
-        fail_msg("sender status %#x, kill: %s", s.sender_status, strerror(s.shared->kill_errno));
+        fail_msg("sender status %#x (kill: %s)", s.sender_status, strerror(s.shared->kill_errno));
+    /* The last signal really was pending while blocked, so its handler ran
+     * inside the callback, after the loop had taken the pending flag. */
+    assert_true(s.last_was_pending);
+    assert_int_equal(s.max_seen, s.total);
     /* Deliveries coalesce, so fewer callbacks than signals; never more. */
-    assert_true(s.calls >= 1 && s.calls <= s.total);
+    assert_true(s.calls >= 2 && s.calls <= s.total);
     assert_int_equal(s.usr2_calls, 1);
     assert_int_equal(s.usr2_seen, s.total);
-    printf("signals: %ld SIGUSR1 sent, %ld callbacks, the last saw signal %ld; SIGUSR2 after them: 1 callback\n",
-           s.total, s.calls, s.max_seen);
+    printf("signals: %ld SIGUSR1 sent, %ld callbacks; the last one, delivered inside a callback, got its own "
+           "callback; SIGUSR2 after them: 1 callback\n",
+           s.total, s.calls);
     ae_watcher_free(usr1);
     ae_watcher_free(usr2);
     ae_watcher_free(sender);
-    munmap(s.shared, sizeof *s.shared);
+    munmap((void *)s.shared, sizeof *s.shared);
     ae_loop_free(loop);
 }
 
