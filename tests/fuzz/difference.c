@@ -35,6 +35,8 @@ int fz_compare(fz_comparison *cmp, const fz_program *prog)
             result = FZ_DIFFERENT;
     }
     cmp->total_lines += count_lines(fz_trace_text(&cmp->traces[0]));
+    if (strstr(fz_trace_text(&cmp->traces[0]), "top runaway:"))
+        cmp->runaways++;
     return result;
 }
 

@@ -17,6 +17,7 @@ typedef struct fz_comparison {
     fz_trace *traces;           /* one per backend, of the last program */
     const char *failed_backend; /* after FZ_SETUP_FAILED */
     unsigned long long total_lines;
+    unsigned long long runaways; /* programs that ran away (interp.c, RUNAWAY_LIMIT) */
 } fz_comparison;
 
 enum { FZ_SAME = 0, FZ_DIFFERENT = 1, FZ_SETUP_FAILED = -1 };

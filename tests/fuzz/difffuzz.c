@@ -11,7 +11,7 @@
  *
  * The first seed is --seed-start, else the environment variable
  * AE_DIFFFUZZ_SEED_START, else 1. --seed S runs just S (with --verbose the
- * full traces are printed). --both-directions lets io watchers on sockets ask
+ * program and the full traces are printed). --both-directions lets io watchers on sockets ask
  * for reading and writing at once. --corpus DIR writes each seed's program
  * bytes into DIR/seed-S (a starting corpus for the libFuzzer harness) and
  * runs nothing. Exit status: 0 all equal, 1 a difference, 2 a usage or setup
@@ -123,6 +123,11 @@ int main(int argc, char **argv)
         fz_program_bytes(seed, bytes, size);
         fz_program prog;
         fz_program_decode(&prog, bytes, size, both_directions);
+        if (verbose) {
+            printf("---- program (seed %" PRIu64 ", %zu bytes)\n", seed, size);
+            fz_program_print(stdout, &prog);
+            fflush(stdout);
+        }
         int rc = fz_compare(&cmp, &prog);
         if (verbose)
             fz_comparison_print_traces(&cmp, stdout);
@@ -145,8 +150,9 @@ int main(int argc, char **argv)
         }
     }
     if (status == 0)
-        printf("ae-difffuzz: seeds %" PRIu64 "..%" PRIu64 ": %d backends agree (%zu trace lines per backend on average)\n",
-               start, start + seeds - 1, nbackends, seeds ? (size_t)(cmp.total_lines / seeds) : (size_t)0);
+        printf("ae-difffuzz: seeds %" PRIu64 "..%" PRIu64 ": %d backends agree (%zu trace lines per backend on average;"
+               " %llu programs ran away, equally on every backend)\n",
+               start, start + seeds - 1, nbackends, seeds ? (size_t)(cmp.total_lines / seeds) : (size_t)0, cmp.runaways);
     fz_comparison_free(&cmp);
     return status;
 }

@@ -54,6 +54,15 @@
  * program can build (a callback that sets a callback on a ready condvar...). */
 #define MAX_DEPTH 4
 
+/* More callbacks than this in one top-level run call is a run-away: an idle
+ * (or io) callback that frees itself and creates a new watcher of its kind
+ * makes the core run the new one in the same iteration, again and again, so
+ * ae_run_once() never returns (see the report on core/idle.c). The contract
+ * does not say whether a watcher created during the idle (or an fd's io)
+ * stage runs in that same stage, so the trace records the run-away, every
+ * watcher is freed so that the run call returns, and the program ends. */
+#define RUNAWAY_LIMIT 10000
+
 enum obj_kind { OBJ_NONE, OBJ_TIMER, OBJ_IDLE, OBJ_IO, OBJ_SIGNAL, OBJ_CHILD };
 
 struct interp;
@@ -96,6 +105,8 @@ typedef struct interp {
     fz_trace guard_pending;
     bool in_run;
     int depth;
+    int callbacks_in_run;
+    bool runaway;
     pid_t children[FZ_MAX_CHILDREN];
     int nchildren;
     guard guard;
@@ -129,6 +140,7 @@ static void emit(interp *ip, int lane, const char *fmt, ...)
 static void run_begin(interp *ip)
 {
     ip->in_run = true;
+    ip->callbacks_in_run = 0;
 }
 
 /* The lines of the run call, lane by lane. */
@@ -158,10 +170,33 @@ static const char *code_name(int rc)
 
 static void run_script(interp *ip, int lane, int script);
 
+static void free_all_watchers(interp *ip)
+{
+    for (int i = 0; i < ip->prog->nlanes; i++)
+        for (int s = 0; s < FZ_SLOTS; s++) {
+            obj *o = &ip->lanes[i].slots[s];
+            if (o->w) {
+                ae_watcher *w = o->w;
+                o->w = NULL;
+                ae_watcher_free(w);
+            }
+        }
+}
+
 /* A callback must belong to the watcher in its slot: a freed watcher's
- * callback never runs again (docs/api.md). */
+ * callback never runs again (docs/api.md). Also counts callbacks for the
+ * run-away check. */
 static bool callback_ok(obj *o, ae_watcher *w, const char *what)
 {
+    interp *ip = o->ip;
+    if (ip->runaway)
+        return false;
+    if (++ip->callbacks_in_run > RUNAWAY_LIMIT) {
+        ip->runaway = true;
+        emit(ip, -2, "runaway: more than %d callbacks in one run call", RUNAWAY_LIMIT);
+        free_all_watchers(ip);
+        return false;
+    }
     if (o->w == w)
         return true;
     emit(o->ip, o->lane, "BUG: %s callback of a freed watcher (slot now w%d)", what, o->w ? o->serial : -1);
@@ -749,7 +784,7 @@ int fz_run(const fz_program *prog, const char *backend, fz_trace *out)
         close_lanes(&ip);
         return -1;
     }
-    for (int i = 0; i < prog->nsteps; i++)
+    for (int i = 0; i < prog->nsteps && !ip.runaway; i++)
         do_step(&ip, &prog->steps[i]);
     trace_final_state(&ip);
     ae_loop_free(ip.loop);
