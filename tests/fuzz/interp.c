@@ -29,7 +29,11 @@
  *  - Signals and children come from raise() and from children that the
  *    program forks and waits for (without reaping) before the next
  *    iteration, so their delivery iteration is fixed. Pids are traced as the
- *    child's number in the program.
+ *    child's number in the program. A pid 0 watcher told about several
+ *    children in one iteration may hear of them in any order (the contract
+ *    does not order children; epoll reported child#1 before child#0 where
+ *    the others did not): such a watcher's callback runs no actions, and its
+ *    lines of one run call are sorted.
  *  - Nested ae_run()/ae_cv_recv() from callbacks are not used: libuv and
  *    libevent refuse them (AE_ENOTSUP), which the contract allows.
  *  - Every blocking call has a guard timer (after 0) armed first, so it
@@ -70,6 +74,7 @@ struct interp;
 typedef struct obj {
     struct interp *ip;
     int lane, kind, serial, script;
+    bool any_child; /* a pid 0 child watcher */
     ae_watcher *w;
 } obj;
 
@@ -88,6 +93,7 @@ typedef struct lane_state {
     cv_obj cvs[FZ_CVS];
     int serials; /* numbers the lane's watchers and condvars as created */
     fz_trace pending; /* this lane's lines during a top-level run call */
+    fz_trace unordered; /* lines of a pid 0 child watcher: sorted at the end of the run call */
 } lane_state;
 
 /* The timer that keeps a top-level run call from blocking. */
@@ -151,6 +157,8 @@ static void run_end(interp *ip)
         lane_state *l = &ip->lanes[i];
         fz_trace_append(ip->out, fz_trace_text(&l->pending), l->pending.len);
         fz_trace_clear(&l->pending);
+        fz_trace_append_sorted_lines(ip->out, &l->unordered);
+        fz_trace_clear(&l->unordered);
     }
     fz_trace_append(ip->out, fz_trace_text(&ip->guard_pending), ip->guard_pending.len);
     fz_trace_clear(&ip->guard_pending);
@@ -252,10 +260,16 @@ static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
     obj *o = arg;
     if (!callback_ok(o, w, "child"))
         return;
-    emit(o->ip, o->lane, "fire child w%d child#%d %s %d", o->serial, child_number(o->ip, pid),
-         WIFEXITED(status) ? "exit" : WIFSIGNALED(status) ? "signal" : "other",
-         WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : status);
-    run_script(o->ip, o->lane, o->script);
+    interp *ip = o->ip;
+    const char *how = WIFEXITED(status) ? "exit" : WIFSIGNALED(status) ? "signal" : "other";
+    int detail = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : status;
+    if (o->any_child && ip->in_run) {
+        fz_trace_printf(&ip->lanes[o->lane].unordered, "L%d fire child w%d (any) child#%d %s %d\n", o->lane,
+                        o->serial, child_number(ip, pid), how, detail);
+        return;
+    }
+    emit(ip, o->lane, "fire child w%d child#%d %s %d", o->serial, child_number(ip, pid), how, detail);
+    run_script(ip, o->lane, o->script);
 }
 
 static void on_cv(ae_cv *cv, void *arg)
@@ -460,6 +474,7 @@ static void create_watcher(interp *ip, int lane, obj *o, const fz_action *a)
             int which = a->arg % (ip->nchildren + 1); /* 0: any child */
             w = ae_child(ip->loop, which ? ip->children[which - 1] : 0, on_child, o);
             o->kind = OBJ_CHILD;
+            o->any_child = which == 0;
             snprintf(what, sizeof what, "child %s%d", which ? "child#" : "any", which ? which - 1 : 0);
         } else {
             return;
@@ -737,6 +752,7 @@ static void close_lanes(interp *ip)
             close(l->peer);
         l->fd = l->peer = -1;
         fz_trace_free(&l->pending);
+        fz_trace_free(&l->unordered);
     }
     fz_trace_free(&ip->guard_pending);
 }
@@ -769,7 +785,7 @@ int fz_run(const fz_program *prog, const char *backend, fz_trace *out)
     for (int i = 0; i < FZ_MAX_LANES; i++) {
         ip.lanes[i].fd = ip.lanes[i].peer = -1;
         for (int s = 0; s < FZ_SLOTS; s++)
-            ip.lanes[i].slots[s] = (obj){&ip, i, OBJ_NONE, 0, 0, NULL};
+            ip.lanes[i].slots[s] = (obj){&ip, i, OBJ_NONE, 0, 0, false, NULL};
         for (int c = 0; c < FZ_CVS; c++)
             ip.lanes[i].cvs[c] = (cv_obj){&ip, i, 0, 0, NULL};
     }

@@ -51,6 +51,36 @@ void fz_trace_printf(fz_trace *t, const char *fmt, ...)
     va_end(ap);
 }
 
+static int compare_lines(const void *a, const void *b)
+{
+    const char *la = *(const char *const *)a, *lb = *(const char *const *)b;
+    size_t na = strcspn(la, "\n"), nb = strcspn(lb, "\n");
+    int c = memcmp(la, lb, na < nb ? na : nb);
+    return c ? c : (na > nb) - (na < nb);
+}
+
+void fz_trace_append_sorted_lines(fz_trace *t, const fz_trace *src)
+{
+    const char *text = fz_trace_text(src);
+    size_t n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
+    if (!n)
+        return;
+    const char **lines = malloc(n * sizeof *lines);
+    if (!lines) {
+        t->out_of_memory = 1;
+        return;
+    }
+    size_t i = 0;
+    for (const char *p = text; *p; p = strchr(p, '\n') + 1)
+        lines[i++] = p;
+    qsort(lines, n, sizeof *lines, compare_lines);
+    for (i = 0; i < n; i++)
+        fz_trace_append(t, lines[i], strcspn(lines[i], "\n") + 1);
+    free(lines);
+}
+
 void fz_trace_clear(fz_trace *t)
 {
     t->len = 0;

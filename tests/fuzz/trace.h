@@ -21,6 +21,9 @@ void fz_trace_append(fz_trace *t, const char *text, size_t len);
 void fz_trace_printf(fz_trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fz_trace_vprintf(fz_trace *t, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* Append the lines of src to t in sorted order (strcmp). */
+void fz_trace_append_sorted_lines(fz_trace *t, const fz_trace *src);
+
 /* Empty the trace, keeping its memory. */
 void fz_trace_clear(fz_trace *t);
 
