@@ -160,6 +160,14 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
         ae__set_error(AE_EINVAL, "ae_child: pid %d: must be a child's pid or 0 for any", (int)pid);
         return NULL;
     }
+    /* A pid that is not our child would never report: say so now. */
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (pid > 0 && waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) {
+        ae__set_error(AE_EINVAL, "ae_child: pid %d is not a child of this process, or was reaped already",
+                      (int)pid);
+        return NULL;
+    }
     ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_CHILD, arg);
     if (!w)
         return NULL;

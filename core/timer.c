@@ -155,11 +155,14 @@ double ae__timer_next(ae_loop *loop)
  * any number of missed ticks, keeping the phase. */
 static double next_deadline(double deadline, double interval, double now)
 {
-    double next = deadline + interval;
-    if (next <= now)
-        next = deadline + (floor((now - deadline) / interval) + 1) * interval;
-    if (next <= now) /* rounding, or an interval below the clock's resolution */
-        next = nextafter(now, INFINITY);
+    double next = deadline + interval; /* infinite for a huge interval: never again */
+    if (next <= now) {
+        /* A tiny interval makes the tick count overflow to infinity. */
+        double ticks = floor((now - deadline) / interval) + 1;
+        next = isfinite(ticks) ? deadline + ticks * interval : now;
+        if (next <= now) /* rounding, or an interval below the clock's resolution */
+            next = nextafter(now, INFINITY);
+    }
     return next;
 }
 

@@ -236,7 +236,9 @@ AE_EXPORT ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void
  * still reported. Children that no watcher asks for are not reaped (unless a
  * pid 0 watcher exists), so other code's waitpid() keeps working. Every watcher
  * for the pid, in every loop, is told. A watcher for one pid is inactive once
- * it has reported; a pid 0 watcher stays active. pid < 0 fails with AE_EINVAL. */
+ * it has reported; a pid 0 watcher stays active. pid < 0 fails with AE_EINVAL,
+ * and so does a pid that is not a child of this process (or that other code
+ * has reaped already), which could never report. */
 AE_EXPORT ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg);
 
 /* Call cb in every iteration in which nothing else is ready, for as long as the
@@ -247,7 +249,8 @@ AE_EXPORT ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg);
  * included; the watcher's callback never runs again. NULL is ignored. */
 AE_EXPORT void ae_watcher_free(ae_watcher *w);
 
-/* Whether the watcher is active (counts for ae_run()): 1 or 0. */
+/* Whether the watcher is active (counts for ae_run()): 1 or 0; 0 also for
+ * NULL or a pointer that is not a live watcher, with the error set. */
 AE_EXPORT int ae_watcher_active(const ae_watcher *w);
 
 /* The loop a watcher belongs to. */
@@ -288,7 +291,8 @@ AE_EXPORT int ae_cv_end(ae_cv *cv);
  * cb NULL removes it. */
 AE_EXPORT void ae_cv_cb(ae_cv *cv, void (*cb)(ae_cv *cv, void *arg), void *arg);
 
-/* 1 if sent or croaked, else 0. */
+/* 1 if sent or croaked, else 0 (also for NULL or a pointer that is not a
+ * live condvar, with the error set). */
 AE_EXPORT int ae_cv_ready(const ae_cv *cv);
 
 /* The croak message, or NULL if not croaked. Valid until ae_cv_free(). */

@@ -44,11 +44,10 @@ static int select_wait(ae_loop *loop, void *state, double timeout)
     struct timeval tv, *tvp = NULL;
     if (timeout >= 0) {
         /* Round up to whole microseconds, so timers are due on return. */
-        long long us = (long long)(timeout * 1e6) + 1;
-        if (timeout == 0)
-            us = 0;
-        if (us > 86400LL * 1000000LL * 365)
-            us = 86400LL * 1000000LL * 365;
+        /* Clamped as a double first: a huge timeout does not fit a long long. */
+        const double max_us = 86400.0 * 1e6 * 365;
+        double want = timeout * 1e6 + 1;
+        long long us = timeout == 0 ? 0 : want > max_us ? (long long)max_us : (long long)want;
         tv.tv_sec = (time_t)(us / 1000000);
         tv.tv_usec = (suseconds_t)(us % 1000000);
         tvp = &tv;
