@@ -247,8 +247,7 @@ void ae__children_dispatch(ae_loop *loop)
         ae_cursor cur;
         ae__cursor_push(loop, &cur, loop->children.head);
         ae_watcher *w;
-        while ((w = cur.next) && !loop->free_requested) {
-            cur.next = w->next;
+        while ((w = ae__cursor_take(loop, &cur))) {
             if (!w->active || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))
                 continue;
             if (w->u.child.pid != 0)

@@ -35,8 +35,7 @@ int ae__idle_run(ae_loop *loop)
     ae_cursor cur;
     ae__cursor_push(loop, &cur, loop->idle.head);
     ae_watcher *w;
-    while ((w = cur.next) && !loop->free_requested) {
-        cur.next = w->next;
+    while ((w = ae__cursor_take(loop, &cur))) {
         ran++;
         w->cb.idle(w, w->arg);
     }

@@ -30,6 +30,7 @@ typedef struct ae_list {
 
 struct ae_watcher {
     uint32_t magic;
+    uint64_t serial; /* creation order in the loop */
     uint8_t kind;
     bool active;   /* counts in loop->active */
     bool internal; /* the core's own (wake-up fd): never counts */
@@ -84,6 +85,7 @@ typedef struct ae_heap_entry {
  * watcher a cursor points at advances the cursor. */
 typedef struct ae_cursor {
     ae_watcher *next;
+    uint64_t serial_limit; /* watchers created after the walk began wait for the next one */
     struct ae_cursor *up;
 } ae_cursor;
 
@@ -133,6 +135,7 @@ struct ae_loop {
     size_t child_sigchld; /* of which the core watches through SIGCHLD */
 
     ae_cursor *cursors;
+    uint64_t serial; /* of the last watcher created */
     int run_depth;   /* nested ae_run() */
     int busy;        /* entries into ae_run/ae_run_once/ae_cv_recv under way */
     bool break_requested;
@@ -210,6 +213,19 @@ void ae__list_append(ae_list *list, ae_watcher *w);
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
 void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first);
 void ae__cursor_pop(ae_loop *loop, ae_cursor *c);
+
+/* The walk's next watcher, or NULL at the end: past the last watcher that
+ * existed when the walk began (lists are in creation order), so a callback
+ * that replaces itself cannot keep one dispatch going for ever, or when the
+ * loop is being freed. */
+static inline ae_watcher *ae__cursor_take(ae_loop *loop, ae_cursor *c)
+{
+    ae_watcher *w = c->next;
+    if (!w || w->serial > c->serial_limit || loop->free_requested)
+        return NULL;
+    c->next = w->next;
+    return w;
+}
 
 /* io.c */
 void ae__io_stop(ae_watcher *w);

@@ -189,8 +189,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
     ae_cursor cur;
     ae__cursor_push(loop, &cur, f->watchers.head);
     ae_watcher *w;
-    while ((w = cur.next) && !loop->free_requested) {
-        cur.next = w->next;
+    while ((w = ae__cursor_take(loop, &cur))) {
         if (!w->u.io.events)
             continue;
         w->u.io.events = 0;
@@ -207,8 +206,7 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
     ae_cursor cur;
     ae__cursor_push(loop, &cur, f->watchers.head);
     ae_watcher *w;
-    while ((w = cur.next) && !loop->free_requested) {
-        cur.next = w->next;
+    while ((w = ae__cursor_take(loop, &cur))) {
         int ready = w->u.io.events & revents;
         if (!ready)
             continue;

@@ -32,6 +32,7 @@ void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w)
 void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first)
 {
     c->next = first;
+    c->serial_limit = loop->serial;
     c->up = loop->cursors;
     loop->cursors = c;
 }

@@ -96,6 +96,7 @@ ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
     w->kind = (uint8_t)kind;
     w->loop = loop;
     w->arg = arg;
+    w->serial = ++loop->serial;
     return w;
 }
 

@@ -203,8 +203,7 @@ void ae__signals_dispatch(ae_loop *loop)
         ae_cursor cur;
         ae__cursor_push(loop, &cur, loop->signals[s].head);
         ae_watcher *w;
-        while ((w = cur.next) && !loop->free_requested) {
-            cur.next = w->next;
+        while ((w = ae__cursor_take(loop, &cur))) {
             loop->dispatched++;
             w->cb.signal(w, s, w->arg);
         }

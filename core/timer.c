@@ -135,6 +135,18 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
     return 0;
 }
 
+int ae_timer_stop(ae_watcher *w)
+{
+    if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_stop"))
+        return AE_EINVAL;
+    if (w->u.timer.heap_index) {
+        heap_remove(w->loop, w);
+        ae__watcher_deactivate(w);
+        ae__reschedule(w->loop);
+    }
+    return 0;
+}
+
 void ae__timer_stop(ae_watcher *w)
 {
     if (w->u.timer.heap_index)

@@ -223,6 +223,11 @@ AE_EXPORT ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_
  * created). */
 AE_EXPORT int ae_timer_set(ae_watcher *w, double after, double interval);
 
+/* Disarm a timer in place: it becomes inactive (as a one-shot timer that has
+ * fired) and ae_timer_set() re-arms it. Does not allocate; a disarmed timer
+ * is still the caller's to free. Stopping a disarmed timer does nothing. */
+AE_EXPORT int ae_timer_stop(ae_watcher *w);
+
 /* Call cb when signum is delivered to the process. Several watchers, also in
  * several loops, may watch one signal: all are called. Deliveries may
  * coalesce, but one that arrives after this call returns is never lost. The

@@ -1087,6 +1087,97 @@ static void test_timer_oneshot_inactive_and_rearm(void **state)
     ae_loop_free(loop);
 }
 
+static void cb_stop_self(ae_watcher *w, void *arg)
+{
+    (*(int *)arg)++;
+    assert_int_equal(ae_timer_stop(w), 0);
+}
+
+static void test_timer_stop_in_place(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int n = 0, m = 0;
+    ae_watcher *w = ae_timer(loop, 0.001, 0.001, cb_count_timer, &n);
+    assert_int_equal(ae_timer_stop(w), 0);
+    assert_int_equal(ae_watcher_active(w), 0);
+    assert_int_equal(ae_timer_stop(w), 0); /* stopping a stopped timer does nothing */
+    ae_watcher *later = ae_timer(loop, 0.02, 0, cb_count_timer, &m);
+    assert_int_equal(ae_run(loop), 0); /* only the other timer kept the loop going */
+    assert_int_equal(n, 0);
+    assert_int_equal(m, 1);
+    assert_int_equal(ae_timer_set(w, 0.001, 0), 0); /* re-armed in place */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(n, 1);
+    /* A repeating timer that stops itself from its callback fires once. */
+    int k = 0;
+    ae_watcher *self = ae_timer(loop, 0, 0.001, cb_stop_self, &k);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(k, 1);
+    assert_int_equal(ae_watcher_active(self), 0);
+    assert_int_equal(ae_timer_stop(later), 0); /* fired already: nothing to do */
+    int idles = 0;
+    ae_watcher *idle = ae_idle(loop, cb_count_idle, &idles);
+    assert_int_equal(ae_timer_stop(idle), AE_EINVAL);
+    ae_watcher_free(idle);
+    ae_watcher_free(self);
+    ae_watcher_free(later);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+/* A callback that frees its watcher and creates another of the same kind:
+ * the new one waits for the next iteration, so one iteration ends. */
+struct replacer {
+    int calls;
+    int fd;
+};
+
+static void cb_idle_replace(ae_watcher *w, void *arg)
+{
+    struct replacer *r = arg;
+    r->calls++;
+    ae_loop *loop = ae_watcher_loop(w);
+    ae_watcher_free(w);
+    assert_non_null(ae_idle(loop, cb_idle_replace, r));
+}
+
+static void cb_io_replace(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct replacer *r = arg;
+    r->calls++;
+    ae_loop *loop = ae_watcher_loop(w);
+    ae_watcher_free(w);
+    assert_non_null(ae_io(loop, r->fd, AE_WRITE, cb_io_replace, r));
+}
+
+static void test_replacing_watchers_wait_for_next_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct replacer idle = {0}, io = {0};
+    assert_non_null(ae_idle(loop, cb_idle_replace, &idle));
+    assert_non_null(ae_idle(loop, cb_idle_replace, &idle));
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_int_equal(idle.calls, 2);
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_int_equal(idle.calls, 4);
+    ae_loop_free(loop);
+
+    loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    io.fd = p[1];
+    assert_non_null(ae_io(loop, p[1], AE_WRITE, cb_io_replace, &io));
+    assert_non_null(ae_io(loop, p[1], AE_WRITE, cb_io_replace, &io));
+    assert_true(ae_run_once(loop, 0) >= 0);
+    assert_int_equal(io.calls, 2);
+    ae_loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_timer_repeat_to_oneshot(void **state)
 {
     (void)state;
@@ -2098,6 +2189,8 @@ static const struct CMUnitTest checks[] = {
     T(test_timer_bad_times),
     T(test_timer_oneshot_inactive_and_rearm),
     T(test_timer_repeat_to_oneshot),
+    T(test_timer_stop_in_place),
+    T(test_replacing_watchers_wait_for_next_iteration),
     T(test_timer_100000_in_order),
     T(test_timer_1000000),
     T(test_signal_basic),
