@@ -393,7 +393,8 @@ static void start_drain(void);
  * -1 for the heartbeat) and its token, to know whether it is still alive. */
 static void step(int self, uintptr_t self_token)
 {
-    if (++C->steps >= C->target) {
+    stress_progress = ++C->steps;
+    if (C->steps >= C->target) {
         start_drain();
         return;
     }
@@ -637,6 +638,7 @@ static void steps_describe(void *ctx, char *buf, size_t len)
 void test_churn_random_steps(void **state)
 {
     (void)state;
+    stress_guard_start("churn", 240);
     C = calloc(1, sizeof *C);
     assert_non_null(C);
     C->target = stress_scaled(1000000, 1000);
@@ -659,12 +661,15 @@ void test_churn_random_steps(void **state)
     for (int i = 0; i < 64; i++)
         create_random();
 
-    stress_wait_for(C->loop, target_reached, steps_describe, NULL, 240, "random steps");
-    stress_wait_for(C->loop, drained, drain_describe, NULL, 60, "drain after the steps");
+    stress_phase("steps");
+    stress_wait_for(C->loop, target_reached, steps_describe, NULL, 150, "random steps");
+    stress_phase("drain");
+    stress_wait_for(C->loop, drained, drain_describe, NULL, 20, "drain after the steps");
     /* Let the children still waiting go, and hear of them too. */
     for (int k = 0; k < POOL; k++)
         release_child(C->pool[k]);
-    stress_wait_for(C->loop, drained, drain_describe, NULL, 60, "drain after the last children");
+    stress_phase("drain after the last children");
+    stress_wait_for(C->loop, drained, drain_describe, NULL, 20, "drain after the last children");
 
     printf("churn: %ld steps from %ld callbacks (+%ld heartbeat), at most %d watchers alive\n", C->steps,
            C->steps_callbacks, C->heartbeat_calls, C->max_live);
@@ -689,11 +694,16 @@ void test_churn_random_steps(void **state)
         close(C->pipes[p][1]);
     }
     /* Children nobody watched at their exit are still zombies: reap them. */
+    stress_phase("reap");
     for (int i = 0; i < C->n_spawns; i++) {
+        stress_progress = i;
         int status;
         pid_t r;
-        while ((r = waitpid(C->spawns[i].pid, &status, 0)) < 0 && errno == EINTR)
-            ;
+        double deadline = stress_mono() + 20;
+        while ((r = waitpid(C->spawns[i].pid, &status, WNOHANG)) == 0 && stress_mono() < deadline)
+            usleep(1000);
+        if (r == 0)
+            fail_msg("child %d, let go, has not exited after 20 s", (int)C->spawns[i].pid);
         if (r == C->spawns[i].pid)
             check_child_status(&C->spawns[i], status);
         else if (errno != ECHILD)

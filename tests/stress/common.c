@@ -141,6 +141,60 @@ long stress_raise_nofile(void)
     return rl.rlim_cur == RLIM_INFINITY ? (long)1 << 30 : (long)rl.rlim_cur;
 }
 
+volatile long stress_progress;
+static const char *volatile guard_test = "";
+static const char *volatile guard_phase = "";
+
+void stress_phase(const char *phase)
+{
+    guard_phase = phase;
+    stress_progress = 0;
+}
+
+static void guard_write(const char *s)
+{
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+/* Async-signal-safe: write() of strings and digits only. */
+static void guard_alarm(int signum)
+{
+    char digits[24];
+    char *p = digits + sizeof digits;
+    *--p = '\0';
+    unsigned long v = (unsigned long)stress_progress;
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) && p > digits);
+    guard_write("\nstress: HANG in ");
+    guard_write(guard_test);
+    guard_write(", phase ");
+    guard_write(guard_phase);
+    guard_write(", progress ");
+    guard_write(p);
+    guard_write("\n");
+    signal(signum, SIG_DFL);
+    raise(signum);
+}
+
+void stress_guard_start(const char *test, unsigned seconds)
+{
+    guard_test = test;
+    stress_phase("start");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = guard_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
+}
+
+void stress_guard_stop(void)
+{
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+}
+
 static void cb_guard(ae_watcher *w, void *arg)
 {
     (void)w;

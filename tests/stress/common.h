@@ -49,6 +49,16 @@ ae_loop *stress_loop_new(void);
 /* Raise RLIMIT_NOFILE's soft limit to the hard limit and return it. */
 long stress_raise_nofile(void);
 
+/* A last-resort guard for hangs outside the loop's own guards: after
+ * seconds, SIGALRM prints the test's name, its current phase and progress
+ * counter on stderr and ends the process by SIGALRM. */
+void stress_guard_start(const char *test, unsigned seconds);
+void stress_guard_stop(void);
+
+/* What the guard prints: a phase name (a string constant) and a counter. */
+void stress_phase(const char *phase);
+extern volatile long stress_progress;
+
 /* Run iterations of loop until done(ctx) is true. A repeating guard timer
  * keeps the loop from blocking forever; if done() is still false after
  * limit seconds, the test fails with "what" and describe(ctx)'s words. */

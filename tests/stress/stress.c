@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -41,14 +42,12 @@
 #include "churn.h"
 #include "common.h"
 
-/* A last-resort guard: SIGALRM's default action ends the process and meson
- * reports the test as failed. The scenarios have their own, clearer guards. */
+/* Each test starts the last-resort hang guard with its name (common.h). */
 static double test_started;
 
 static int setup(void **state)
 {
     (void)state;
-    alarm(300);
     test_started = stress_mono();
     return 0;
 }
@@ -57,7 +56,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    alarm(0);
+    stress_guard_stop();
     printf("(%.2f s)\n", stress_mono() - test_started);
     return 0;
 }
@@ -150,6 +149,7 @@ static void expect_select_limit(ae_loop *loop, int fd, struct endpoint *e)
 static void test_io_10000_watchers(void **state)
 {
     (void)state;
+    stress_guard_start("io", 240);
     const bool is_select = strcmp(stress_backend, "select") == 0;
     const size_t want_pairs = (size_t)stress_scaled(5000, 2);
     const int rounds = 6;
@@ -198,7 +198,9 @@ static void test_io_10000_watchers(void **state)
     printf("io: %zu watchers on %zu socketpairs%s\n", s.n_ends, pairs,
            limited ? " (select: every fd below FD_SETSIZE; the next one failed with AE_ELIMIT)" : "");
 
+    stress_phase("rounds");
     for (int r = 0; r < rounds; r++) {
+        stress_progress = r;
         s.ends_waiting = 0;
         for (size_t i = 0; i < pairs; i++) {
             for (int e = 0; e < 2; e++) {
@@ -279,6 +281,7 @@ static void cb_timer_order(ae_watcher *w, void *arg)
     s->last = (long)i;
     s->state[i] = TIMER_FIRED;
     s->fired++;
+    stress_progress = (long)s->fired;
     ae_watcher_free(w);
     s->w[i] = NULL;
     /* Now and then free a timer that has not fired yet, often one due in this
@@ -311,6 +314,7 @@ static void timers_describe(void *ctx, char *buf, size_t len)
 static void test_timers_million(void **state)
 {
     (void)state;
+    stress_guard_start("timers", 240);
     ae_loop *loop = stress_loop_new();
     struct timer_stress s = {.n = (size_t)stress_scaled(1000000, 100), .last = -1};
     timer_ctx = &s;
@@ -352,6 +356,7 @@ static void test_timers_million(void **state)
         rearmed++;
     }
     size_t freed_before = s.freed;
+    stress_phase("firing");
     stress_wait_for(loop, timers_done, timers_describe, &s, 120, "timers");
     /* One-shot timers that fired were freed by their callbacks: nothing is left. */
     assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
@@ -450,6 +455,7 @@ static void cb_child_any(ae_watcher *w, pid_t pid, int status, void *arg)
 static bool children_done(void *ctx)
 {
     struct children *s = ctx;
+    stress_progress = (long)s->reported;
     return s->reported >= s->n;
 }
 
@@ -477,6 +483,7 @@ static void check_process_limit(size_t n)
  * close, then all exit at once. any: one pid 0 watcher, else one per pid. */
 static void run_children(bool any)
 {
+    stress_guard_start(any ? "children, one pid 0 watcher" : "children, a watcher each", 240);
     struct children s = {.n = (size_t)stress_scaled(1000, 4)};
     children_ctx = &s;
     check_process_limit(s.n);
@@ -505,7 +512,9 @@ static void run_children(bool any)
         if (!any_w)
             fail_msg("ae_child(0): %s", ae_last_error());
     }
+    stress_phase("fork");
     for (size_t i = 0; i < s.n; i++) {
+        stress_progress = (long)i;
         s.c[i].index = (int)i;
         s.c[i].pid = stress_spawn_shell(scripts[i], gate[0], ready[1]);
         if (!any) {
@@ -518,21 +527,31 @@ static void run_children(bool any)
     close(ready[1]);
     close(gate[0]);
     /* Every child is in its read: open the gate for all at once. */
+    stress_phase("ready");
     size_t ready_bytes = 0;
     char buf[256];
+    double deadline = stress_mono() + 60;
     for (;;) {
+        struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 0) {
+            if (stress_mono() > deadline)
+                fail_msg("only %zu of %zu children said they were ready within 60 s", ready_bytes, s.n);
+            continue;
+        }
         ssize_t r = read(ready[0], buf, sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         ready_bytes += (size_t)r;
+        stress_progress = (long)ready_bytes;
     }
     close(ready[0]);
     assert_int_equal(ready_bytes, s.n);
     if (any)
         qsort(s.c, s.n, sizeof *s.c, cmp_child_pid);
     close(gate[1]);
+    stress_phase("reports");
     stress_wait_for(loop, children_done, children_describe, &s, 60, any ? "any-child watcher" : "child watchers");
     /* A few more iterations: no status may come twice. */
     for (int k = 0; k < 3; k++)
@@ -635,6 +654,7 @@ static void cb_storm_usr1(ae_watcher *w, int signum, void *arg)
     struct storm *s = arg;
     assert_int_equal(signum, SIGUSR1);
     s->calls++;
+    stress_progress = s->calls;
     __sync_synchronize();
     long seen = s->shared->sent;
     if (seen > s->max_seen)
@@ -712,6 +732,8 @@ static void storm_send(struct storm_shared *sh, pid_t parent, long total)
 static void test_signal_storm(void **state)
 {
     (void)state;
+    stress_guard_start("signal storm", 240);
+    stress_phase("storm");
     ae_loop *loop = stress_loop_new();
     struct storm s = {.total = stress_scaled(100000, 100)};
     s.shared = mmap(NULL, sizeof *s.shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
