@@ -20,7 +20,7 @@ struct ae_cares {
     ae_loop *loop;
     ares_channel channel;
     int channel_ready;   /* ares_init_options() succeeded */
-    ae_watcher *timer;   /* runs c-ares' timeouts; re-armed, never re-created */
+    ae_watcher *timer;   /* runs c-ares' timeouts; re-armed or stopped, never re-created */
     int process_soon;    /* the timer is armed to fire in the next iteration */
     struct ae_cares_socket *sockets;
     int socket_count;
@@ -148,13 +148,18 @@ int ae_cares_new(ae_loop *loop, const struct ares_options *opts, int optmask, ae
     if (!c)
         return ARES_ENOMEM;
     c->loop = loop;
-    /* Fires once, at the first iteration, unless a query re-arms it first:
-     * then it is the channel's timer for good. Made here so that failing to
-     * make it is reported now, not at the first query. */
+    /* The channel's timer for good, made here so that failing to make it is
+     * reported now, not at the first query; disarmed until a query arms it,
+     * so an idle channel never wakes the loop. */
     c->timer = ae_timer(loop, 0, 0, on_timeout, c);
     if (!c->timer) {
         free(c);
         return ARES_ENOMEM;
+    }
+    if (ae_timer_stop(c->timer) < 0) {
+        ae_watcher_free(c->timer);
+        free(c);
+        return ARES_ENOMEM; /* an unusable timer: as if it could not be made */
     }
     struct ares_options all;
     if (opts)
@@ -181,16 +186,11 @@ void ae_cares_reschedule(ae_cares *c)
 {
     struct timeval tv;
     struct timeval *next = ares_timeout(c->channel, NULL, &tv);
-    int rc = 0;
     c->process_soon = 0;
-    if (next) {
-        rc = ae_timer_set(c->timer, (double)next->tv_sec + next->tv_usec / 1e6, 0);
-    } else if (ae_watcher_active(c->timer)) {
-        /* No query left, and a timer cannot be paused in place: let it fire
-         * at once (a no-op for c-ares), after which it is inactive and no
-         * longer keeps ae_run() or the host's loop going. */
-        rc = ae_timer_set(c->timer, 0, 0);
-    }
+    /* No query left: disarmed, the timer no longer keeps ae_run() or the
+     * host's loop going, and wakes nothing. */
+    int rc = next ? ae_timer_set(c->timer, (double)next->tv_sec + next->tv_usec / 1e6, 0)
+                  : ae_timer_stop(c->timer);
     if (rc < 0)
         note_error(c, "cannot re-arm the timer", ARES_SOCKET_BAD, ae_last_error());
 }

@@ -6,7 +6,7 @@
  * readiness. We keep one record per socket (found again with
  * curl_multi_assign()'s per-socket pointer) holding one io watcher, and one
  * timer for the whole multi. Both are switched in place (ae_io_set(),
- * ae_timer_set()); the only allocations are one record and one watcher per
+ * ae_timer_set(), ae_timer_stop()); the only allocations are one record and one watcher per
  * socket libcurl opens.
  */
 #include "anyevent-curl.h"
@@ -29,11 +29,7 @@ struct ae_curl {
     CURLM *multi;
     ae_curl_done_cb done;
     void *arg;
-    ae_watcher *timer;
-    /* Whether libcurl wants the timer: anyevent has no way to stop a timer
-     * but freeing it, so "no timeout" lets the timer expire at once and its
-     * callback ignores it (see on_timer_request). */
-    int timeout_wanted;
+    ae_watcher *timer; /* active exactly while libcurl wants a timeout */
     struct ae_curl_socket *sockets;
     /* Calls of drive() in progress: a detach from the done callback defers
      * freeing this struct until the outermost one returns. */
@@ -92,7 +88,9 @@ static void drive(ae_curl *ac, curl_socket_t fd, int curl_events)
     CURLMcode rc = curl_multi_socket_action(ac->multi, fd, curl_events, &running);
     if (rc != CURLM_OK)
         note_error(ac, "curl_multi_socket_action: %s", curl_multi_strerror(rc));
-    if (fd == CURL_SOCKET_TIMEOUT && !ac->timeout_wanted)
+    /* The timer fired (a one-shot is inactive in its callback) and the
+     * action did not re-arm it. */
+    if (fd == CURL_SOCKET_TIMEOUT && !ae_watcher_active(ac->timer))
         rearm_if_early(ac);
     report_done(ac);
     if (--ac->depth == 0 && ac->detached)
@@ -122,11 +120,7 @@ static void on_io(ae_watcher *w, int revents, void *arg)
 static void on_timer(ae_watcher *w, void *arg)
 {
     (void)w;
-    ae_curl *ac = arg;
-    if (!ac->timeout_wanted)
-        return; /* a disarmed timeout running out */
-    ac->timeout_wanted = 0;
-    drive(ac, CURL_SOCKET_TIMEOUT, 0);
+    drive(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static void socket_unlink(ae_curl *ac, struct ae_curl_socket *s)
@@ -208,21 +202,14 @@ static int on_timer_request(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     ae_curl *ac = userp;
-    if (timeout_ms < 0) {
-        ac->timeout_wanted = 0;
-        /* Let a pending deadline expire now rather than keep the loop
-         * alive until it; on_timer then ignores it. */
-        if (ae_watcher_active(ac->timer) && ae_timer_set(ac->timer, 0, 0) < 0) {
-            note_error(ac, "timer: %s", ae_last_error());
-            return -1;
-        }
-        return 0;
-    }
-    if (ae_timer_set(ac->timer, (double)timeout_ms / 1000.0, 0) < 0) {
+    /* -1: no timeout. Disarmed, the timer neither fires nor keeps the loop
+     * (or the host's) alive; a later request re-arms it. */
+    int rc = timeout_ms < 0 ? ae_timer_stop(ac->timer)
+                            : ae_timer_set(ac->timer, (double)timeout_ms / 1000.0, 0);
+    if (rc < 0) {
         note_error(ac, "timer: %s", ae_last_error());
         return -1;
     }
-    ac->timeout_wanted = 1;
     return 0;
 }
 
@@ -256,7 +243,6 @@ ae_curl *ae_curl_attach(ae_loop *loop, CURLM *multi, ae_curl_done_cb done, void 
     ac->arg = arg;
     /* The one timer, made once. It first fires in the loop's next
      * iteration, so easy handles added before attaching start then. */
-    ac->timeout_wanted = 1;
     ac->timer = ae_timer(loop, 0, 0, on_timer, ac);
     if (!ac->timer) {
         free(ac);

@@ -188,6 +188,25 @@ static void assert_quiet(struct fixture *f)
     assert_string_equal(ae_cares_error(f->cares), "");
 }
 
+static void count_idle(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+/* Whether one iteration that does not wait runs no callback of the loop's
+ * other watchers: idle callbacks run only in an iteration in which nothing
+ * else ran. */
+static int next_iteration_runs_nothing(ae_loop *loop)
+{
+    int idle_runs = 0;
+    ae_watcher *idle = ae_idle(loop, count_idle, &idle_runs);
+    assert_non_null(idle);
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    ae_watcher_free(idle);
+    return idle_runs == 1;
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 static void test_new_checks_its_arguments(void **state)
@@ -235,6 +254,47 @@ static void test_many_lookups_at_once(void **state)
     stop_responder(f);
     /* One query per lookup: none was lost and retried. */
     assert_int_equal(responder_stat(&f->responder, "received"), N);
+    assert_int_equal(responder_stat(&f->responder, "answered"), N);
+}
+
+/* Once the last answer is in, the channel holds nothing: its timer, armed
+ * for the queries' 5 s timeout, is disarmed rather than left to fire once
+ * more, and c-ares closed its socket. Stepping the loop one iteration at a
+ * time, the iteration that ran the last callback must already report that no
+ * active watcher is left, and a further one must run no callback. */
+static void test_idle_once_the_last_answer_is_in(void **state)
+{
+    struct fixture *f = *state;
+    const char *const args[] = {"--delay-ms", "5", "--number-address", NULL};
+    start_responder(f, args);
+    make_channel(f, 5000, 3);
+    /* A fresh channel arms nothing: its loop's next iteration runs no
+     * callback. */
+    assert_true(next_iteration_runs_nothing(f->loop));
+    enum { N = 20 };
+    struct lookup *l = make_lookups(f, N);
+    for (int i = 0; i < N; i++)
+        lookup_host(f, &l[i], "host");
+    int answered = 0;
+    int left = 1;
+    while (answered < N) {
+        assert_int_equal(left, 1); /* never idle while lookups remain */
+        left = ae_run_once(f->loop, 0);
+        assert_true(left >= 0);
+        answered = 0;
+        for (int i = 0; i < N; i++)
+            answered += l[i].done;
+    }
+    assert_int_equal(left, 0);
+    assert_true(next_iteration_runs_nothing(f->loop));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(l[i].done, 1);
+        if (l[i].status != ARES_SUCCESS)
+            fail_msg("lookup %d: %s", i, ares_strerror(l[i].status));
+        assert_numbered_address(&l[i]);
+    }
+    assert_quiet(f);
+    stop_responder(f);
     assert_int_equal(responder_stat(&f->responder, "answered"), N);
 }
 
@@ -570,6 +630,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_checks_its_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_lookups_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_once_the_last_answer_is_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_condvar_fan_out_and_one_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_when_never_answered, setup, teardown),

@@ -211,6 +211,25 @@ static void transfers_free(struct run *r, struct transfer *ts, int n)
     assert_int_equal(curl_multi_cleanup(r->multi), CURLM_OK);
 }
 
+static void count_idle(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+/* Whether one iteration that does not wait runs no callback of the loop's
+ * other watchers: idle callbacks run only in an iteration in which nothing
+ * else ran. */
+static int next_iteration_runs_nothing(ae_loop *loop)
+{
+    int idle_runs = 0;
+    ae_watcher *idle = ae_idle(loop, count_idle, &idle_runs);
+    assert_non_null(idle);
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    ae_watcher_free(idle);
+    return idle_runs == 1;
+}
+
 /* ---- cases -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -325,6 +344,44 @@ static void test_handles_added_before_attach(void **state)
     r.ac = ae_curl_attach(h.loop, r.multi, on_done, &r);
     assert_non_null(r.ac);
     harness_run(&h);
+    assert_int_equal(r.done, COUNT);
+    for (unsigned i = 0; i < COUNT; i++)
+        transfer_check_body(&ts[i]);
+    assert_null(ae_curl_error(r.ac));
+    ae_curl_detach(r.ac);
+    transfers_free(&r, ts, COUNT);
+    harness_close(&h);
+}
+
+/* Once the last transfer is done, the integration holds nothing: libcurl's
+ * "no timeout" disarms the timer (rather than letting it fire once more) and
+ * every socket watcher is gone. Stepping the loop one iteration at a time,
+ * the iteration that finished the last transfer must already report that no
+ * active watcher is left, and a further one must run no callback. */
+static void test_idle_once_the_last_transfer_is_done(void **state)
+{
+    (void)state;
+    struct harness h;
+    harness_open(&h);
+    struct run r = {0};
+    attach(&r, &h);
+    enum { COUNT = 12 };
+    struct transfer ts[COUNT];
+    memset(ts, 0, sizeof ts);
+    for (unsigned i = 0; i < COUNT; i++) {
+        transfer_file(&ts[i], i);
+        /* A deadline far ahead stays armed in libcurl while transfers run. */
+        assert_int_equal(curl_easy_setopt(ts[i].easy, CURLOPT_TIMEOUT_MS, 60000L), CURLE_OK);
+        assert_int_equal(curl_multi_add_handle(r.multi, ts[i].easy), CURLM_OK);
+    }
+    int left = 1;
+    while (r.done < COUNT) {
+        assert_int_equal(left, 1); /* never idle while transfers remain */
+        left = ae_run_once(h.loop, 0);
+        assert_true(left >= 0);
+    }
+    assert_int_equal(left, 0);
+    assert_true(next_iteration_runs_nothing(h.loop));
     assert_int_equal(r.done, COUNT);
     for (unsigned i = 0; i < COUNT; i++)
         transfer_check_body(&ts[i]);
@@ -550,6 +607,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fetch_all_concurrently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_chain_from_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handles_added_before_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_once_the_last_transfer_is_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_from_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_mid_transfer, setup, teardown),
