@@ -20,7 +20,8 @@ run() { # run NAME DIR LOGBASE [meson test options...]
     shift 3
     echo "== $name"
     meson test -C "$dir" --print-errorlogs --logbase "$logbase" "$@" || status=1
-    ran+=("$dir/meson-logs/$logbase.json")
+    # meson appends the wrapper's name to the log's name (valgrind-valgrind.json).
+    ran+=("$(ls -t "$dir/meson-logs/$logbase"*.json | grep -v -- '-ts\.' | head -n 1)")
 }
 
 build_dir build || exit 1
@@ -52,4 +53,5 @@ for path in sys.argv[1:]:
             failed += x
 print(f"tests: {passed} passed, {failed} failed")
 PY
+[ $? -eq 0 ] || status=1
 exit $status
