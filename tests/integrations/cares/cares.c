@@ -31,6 +31,7 @@
 #include "anyevent-cares.h"
 #include <ares_nameser.h>
 #include "responder-process.h"
+#include "../quiet.h"
 #ifdef AE_CARES_TEST_HOST
 #include "host.h"
 #endif
@@ -188,24 +189,6 @@ static void assert_quiet(struct fixture *f)
     assert_string_equal(ae_cares_error(f->cares), "");
 }
 
-static void count_idle(ae_watcher *w, void *arg)
-{
-    (void)w;
-    (*(int *)arg)++;
-}
-
-/* Whether one iteration that does not wait runs no callback of the loop's
- * other watchers: idle callbacks run only in an iteration in which nothing
- * else ran. */
-static int next_iteration_runs_nothing(ae_loop *loop)
-{
-    int idle_runs = 0;
-    ae_watcher *idle = ae_idle(loop, count_idle, &idle_runs);
-    assert_non_null(idle);
-    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
-    ae_watcher_free(idle);
-    return idle_runs == 1;
-}
 
 /* ---- tests ------------------------------------------------------------ */
 

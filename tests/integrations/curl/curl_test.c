@@ -27,6 +27,7 @@
 
 #include "anyevent-curl.h"
 #include "nginx_server.h"
+#include "../quiet.h"
 #ifdef CURL_TEST_HOST
 #include "host.h"
 #endif
@@ -211,24 +212,6 @@ static void transfers_free(struct run *r, struct transfer *ts, int n)
     assert_int_equal(curl_multi_cleanup(r->multi), CURLM_OK);
 }
 
-static void count_idle(ae_watcher *w, void *arg)
-{
-    (void)w;
-    (*(int *)arg)++;
-}
-
-/* Whether one iteration that does not wait runs no callback of the loop's
- * other watchers: idle callbacks run only in an iteration in which nothing
- * else ran. */
-static int next_iteration_runs_nothing(ae_loop *loop)
-{
-    int idle_runs = 0;
-    ae_watcher *idle = ae_idle(loop, count_idle, &idle_runs);
-    assert_non_null(idle);
-    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
-    ae_watcher_free(idle);
-    return idle_runs == 1;
-}
 
 /* ---- cases -------------------------------------------------------------- */
 
