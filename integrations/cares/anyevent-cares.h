@@ -12,7 +12,8 @@
  *    Readiness runs ares_process_fd().
  *  - One timer per channel runs ares_process_fd() with no socket, which is
  *    how c-ares times queries out and retries them. It is re-armed with
- *    ae_timer_set() from ares_timeout() after every processing step; a
+ *    ae_timer_set() from ares_timeout() after every processing step, and
+ *    stopped with ae_timer_stop() when no query is pending; a
  *    query started by the ae_cares_* functions below arms it for the next
  *    iteration, which then re-arms it from ares_timeout().
  *
@@ -57,8 +58,8 @@ int ae_cares_new(ae_loop *loop, const struct ares_options *opts, int optmask, ae
 ares_channel ae_cares_channel(const ae_cares *c);
 
 /* Re-arm the channel's timer from ares_timeout(): at the channel's next
- * timeout, or, when no query is pending, so that the timer stops holding the
- * loop (ae_run() returns once no query and no socket is left). Never
+ * timeout, or, when no query is pending, stop it (ae_timer_stop), so that it
+ * no longer holds the loop (ae_run() returns once no query and no socket is left). Never
  * allocates, but ares_timeout() walks every pending query: after starting
  * many queries with c-ares directly, call it once, after the last. */
 void ae_cares_reschedule(ae_cares *c);
@@ -83,7 +84,7 @@ void ae_cares_send(ae_cares *c, const unsigned char *qbuf, int qlen,
                    ares_callback callback, void *arg);
 
 /* ares_cancel() on the channel: every pending query's callback runs with
- * ARES_ECANCELLED. Then re-arms the timer (it stops holding the loop). */
+ * ARES_ECANCELLED. Then stops the timer (it no longer holds the loop). */
 void ae_cares_cancel(ae_cares *c);
 
 /* ares_destroy() the channel: every pending query's callback runs with

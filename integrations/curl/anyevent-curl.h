@@ -5,7 +5,8 @@
  * TIMERFUNCTION and TIMERDATA: every socket libcurl reports gets one io
  * watcher (created when libcurl first reports it, switched in place with
  * ae_io_set() afterwards, freed on CURL_POLL_REMOVE), and the multi gets one
- * timer, re-armed in place with ae_timer_set(). Readiness and timeouts are
+ * timer, re-armed in place with ae_timer_set() and stopped with
+ * ae_timer_stop() when libcurl has no timeout. Readiness and timeouts are
  * handed to curl_multi_socket_action(); every transfer that finishes is
  * reported to the done callback. Nothing is allocated per event.
  * docs/integrations/curl.md is the long form.
