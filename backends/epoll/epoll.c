@@ -319,14 +319,30 @@ static int add_pidfd(ep_state *s, size_t slot); /* optional section */
 /* epoll holds a registration of a file that another copy of a closed fd
  * keeps open (after fork or dup): no epoll_ctl can reach it any more. Start
  * with a new epoll instance and register everything again. */
-static int rebuild(ep_state *s)
+/* Replaces the epoll instance with a new, empty one (closing our copy of the
+ * old one leaves other holders' registrations alone) and registers the
+ * watched children's pidfds in it; the fds are the caller's to re-register. */
+static int epoll_renew(ep_state *s, const char *what)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
-        return core->set_errno("epoll: epoll_create1");
+        return core->set_errno(what);
     close(s->epfd);
     s->epfd = epfd;
     s->rebuild = false;
+    for (size_t i = 0; i < s->nchildren; i++) {
+        int rc = s->children[i].pid ? add_pidfd(s, i) : 0;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int rebuild(ep_state *s)
+{
+    int rc = epoll_renew(s, "epoll: epoll_create1");
+    if (rc < 0)
+        return rc;
     for (int fd = 0; fd < s->by_fd_cap; fd++) {
         ep_fd *f = s->by_fd[fd];
         if (!f || !f->kernel)
@@ -336,11 +352,6 @@ static int rebuild(ep_state *s)
             f->changed = true;
             s->changed[s->nchanged++] = f;
         }
-    }
-    for (size_t i = 0; i < s->nchildren; i++) {
-        int rc = s->children[i].pid ? add_pidfd(s, i) : 0;
-        if (rc < 0)
-            return rc;
     }
     return 0;
 }
@@ -371,12 +382,9 @@ static int ep_fork(ae_loop *loop, void *state)
 {
     (void)loop;
     ep_state *s = state;
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0)
-        return core->set_errno("epoll: epoll_create1 after fork");
-    close(s->epfd);
-    s->epfd = epfd;
-    s->rebuild = false;
+    int rc = epoll_renew(s, "epoll: epoll_create1 after fork");
+    if (rc < 0)
+        return rc;
     for (int fd = 0; fd < s->by_fd_cap; fd++) {
         ep_fd *f = s->by_fd[fd];
         if (f)
@@ -385,11 +393,6 @@ static int ep_fork(ae_loop *loop, void *state)
     s->nchanged = 0;
     s->nrefused = 0;
     s->refused_next = 0;
-    for (size_t i = 0; i < s->nchildren; i++) {
-        int rc = s->children[i].pid ? add_pidfd(s, i) : 0;
-        if (rc < 0)
-            return rc;
-    }
     return 1;
 }
 
