@@ -8,20 +8,9 @@
 
 #include <anyevent/backend.h>
 
+#include "stub_ops.h"
+
 static const ae_backend_services *core;
-
-static int start(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-    return 0;
-}
-
-static void stop(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-}
 
 static int refuse_fd(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
@@ -48,8 +37,8 @@ static const ae_backend_ops ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
     .name = "iofails",
-    .init = start,
-    .destroy = stop,
+    .init = stub_init,
+    .destroy = stub_destroy,
     .fd_update = refuse_fd,
     .wait = sleep_wait,
 };

@@ -6,33 +6,11 @@
 
 #include <anyevent/backend.h>
 
+#include "stub_ops.h"
+
 typedef struct crash_state {
     struct { int pending[4]; int count; } *queue; /* never allocated: stays NULL */
 } crash_state;
-
-static int start(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-    return 0;
-}
-
-static void stop(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-}
-
-static int accept_fd(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
-{
-    (void)loop;
-    (void)state;
-    (void)fd;
-    (void)fd_data;
-    (void)old_events;
-    (void)new_events;
-    return 0;
-}
 
 static int crash_wait(ae_loop *loop, void *state, double timeout)
 {
@@ -52,9 +30,9 @@ static const ae_backend_ops ops = {
     .struct_size = sizeof(ae_backend_ops),
     .name = "crashes",
     .state_size = sizeof(crash_state),
-    .init = start,
-    .destroy = stop,
-    .fd_update = accept_fd,
+    .init = stub_init,
+    .destroy = stub_destroy,
+    .fd_update = stub_fd_update,
     .wait = crash_wait,
 };
 

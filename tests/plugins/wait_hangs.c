@@ -5,30 +5,7 @@
 
 #include <anyevent/backend.h>
 
-static int start(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-    return 0;
-}
-
-static void stop(ae_loop *loop, void *state)
-{
-    (void)loop;
-    (void)state;
-}
-
-/* Accepts every registration and never reports anything. */
-static int accept_fd(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
-{
-    (void)loop;
-    (void)state;
-    (void)fd;
-    (void)fd_data;
-    (void)old_events;
-    (void)new_events;
-    return 0;
-}
+#include "stub_ops.h"
 
 static int wait_forever(ae_loop *loop, void *state, double timeout)
 {
@@ -44,9 +21,9 @@ static const ae_backend_ops ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
     .name = "hangs",
-    .init = start,
-    .destroy = stop,
-    .fd_update = accept_fd,
+    .init = stub_init,
+    .destroy = stub_destroy,
+    .fd_update = stub_fd_update,
     .wait = wait_forever,
 };
 
