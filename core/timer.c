@@ -140,9 +140,8 @@ int ae_timer_stop(ae_watcher *w)
     if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_stop"))
         return AE_EINVAL;
     if (w->u.timer.heap_index) {
-        heap_remove(w->loop, w);
+        heap_remove(w->loop, w); /* re-arms an adopted loop's native timer if it was first */
         ae__watcher_deactivate(w);
-        ae__reschedule(w->loop);
     }
     return 0;
 }
