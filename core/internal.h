@@ -205,6 +205,7 @@ bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn);
 bool ae__loop_ok(const ae_loop *loop, const char *fn);
 int ae__wake_open(ae_loop *loop);
 void ae__wake(ae_loop *loop);
+void ae__wake_pending_run(ae_loop *loop); /* after a wait: signals and children it missed */
 int ae__wake_use(ae_loop *loop, bool use);
 void ae__reschedule(ae_loop *loop);
 

@@ -185,6 +185,21 @@ static void wake_cb(ae_watcher *w, int revents, void *arg)
     ae__children_dispatch(loop);
 }
 
+/* After the wait: a signal that interrupted it (EINTR), or a child that a
+ * backend's native watch reported from inside it, wrote the wake-up fd too
+ * late to be among what the wait returned. Run them now, in this iteration,
+ * as ae_run_once() promises; three relaxed loads when nothing came. */
+void ae__wake_pending_run(ae_loop *loop)
+{
+    if (!loop->wake_watcher || loop->free_requested)
+        return;
+    if (!atomic_load_explicit(&loop->sig.any_pending, memory_order_relaxed) &&
+        !atomic_load_explicit(&loop->inbox_pending, memory_order_relaxed) &&
+        !atomic_load_explicit(&loop->reap_requested, memory_order_relaxed))
+        return;
+    wake_cb(loop->wake_watcher, AE_READ, NULL);
+}
+
 /* Open the loop's wake-up fd on first need (signals and children use it). */
 int ae__wake_open(ae_loop *loop)
 {
@@ -528,6 +543,7 @@ static int run_once(ae_loop *loop, int flags)
         ae__time_refresh(loop);
     if (rc < 0)
         return rc;
+    ae__wake_pending_run(loop);
     if (loop->free_requested)
         return 0;
     ae__timers_run(loop, timer_limit);

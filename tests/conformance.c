@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1331,6 +1332,49 @@ static void test_signal_basic(void **state)
     ae_loop_free(loop);
 }
 
+/* Sends signum to thread target after delay seconds, from a thread of its own. */
+struct signal_later {
+    pthread_t target, thread;
+    int signum;
+    double delay;
+};
+
+static void *signal_later_run(void *arg)
+{
+    struct signal_later *s = arg;
+    sleep_for(s->delay);
+    pthread_kill(s->target, s->signum);
+    return NULL;
+}
+
+static void signal_later_start(struct signal_later *s, int signum, double delay)
+{
+    *s = (struct signal_later){.target = pthread_self(), .signum = signum, .delay = delay};
+    assert_int_equal(pthread_create(&s->thread, NULL, signal_later_run, s), 0);
+}
+
+/* A signal that arrives during the wait (interrupting it) is dispatched in
+ * that same iteration: ae_run_once() runs what is ready. */
+static void test_signal_during_wait_same_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct sig_rec r = {0};
+    ae_watcher *w = ae_signal(loop, SIGUSR1, cb_sig, &r);
+    assert_non_null(w);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    struct signal_later later;
+    signal_later_start(&later, SIGUSR1, 0.05);
+    /* Nothing else is watched: only the signal ends this wait. If it came
+     * before the wait began, it is just as ready. */
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(pthread_join(later.thread, NULL), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.signum, SIGUSR1);
+    ae_loop_free(loop);
+}
+
 static void test_signal_several_watchers_and_loops(void **state)
 {
     (void)state;
@@ -1513,6 +1557,28 @@ static void test_child_status(void **state)
     assert_true(WIFEXITED(r.status));
     assert_int_equal(WEXITSTATUS(r.status), 7);
     assert_int_equal(ae_watcher_active(w), 0);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+/* A child that exits during the wait is reported in that same iteration. */
+static void test_child_during_wait_same_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pid = spawn_exit(3, 0.1);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, pid, cb_child, &r);
+    assert_non_null(w);
+    /* The new watcher's first look for an exited child. */
+    for (int i = 0; i < 3; i++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    /* Only the child's exit ends this wait (or it exited already, and is
+     * just as ready). */
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.pid, pid);
+    assert_int_equal(WEXITSTATUS(r.status), 3);
     ae_watcher_free(w);
     ae_loop_free(loop);
 }
@@ -2194,11 +2260,13 @@ static const struct CMUnitTest checks[] = {
     T(test_timer_100000_in_order),
     T(test_timer_1000000),
     T(test_signal_basic),
+    T(test_signal_during_wait_same_iteration),
     T(test_signal_several_watchers_and_loops),
     T(test_signal_disposition_restored),
     T(test_signal_bad),
     T(test_signal_storm),
     T(test_child_status),
+    T(test_child_during_wait_same_iteration),
     T(test_child_killed_status),
     T(test_child_any),
     T(test_child_exited_before_watcher),
