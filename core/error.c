@@ -25,6 +25,7 @@ const char *ae_strerror(int err)
     case AE_ELIMIT: return "backend limit reached";
     case AE_ESTATE: return "not allowed in this state";
     case AE_ESIGNAL: return "signal cannot be watched";
+    case AE_EPROC: return "the other process failed";
     default: return "unknown error";
     }
 }

@@ -159,6 +159,7 @@ struct ae_loop {
     uint64_t inbox_mark;
 
     ae_cv *cvs; /* every condvar of the loop, freed with it */
+    struct ae_free_hook *free_hooks; /* layers' cleanups, run first by ae_loop_free */
 };
 
 struct ae_cv {
@@ -208,6 +209,17 @@ void ae__wake(ae_loop *loop);
 void ae__wake_pending_run(ae_loop *loop); /* after a wait: signals and children it missed */
 int ae__wake_use(ae_loop *loop, bool use);
 void ae__reschedule(ae_loop *loop);
+
+/* Layers built on the watcher API (fork/, stream/) keep per-loop state and
+ * free it with the loop: fn(arg) runs once, first thing in the loop's
+ * destruction (watchers still valid, no callback may run), newest first.
+ * ae__loop_layer() finds the arg registered with fn, or NULL; removal of a
+ * pair that is not registered does nothing. */
+typedef void ae__loop_free_fn(void *arg);
+int ae__loop_on_free(ae_loop *loop, ae__loop_free_fn *fn, void *arg);
+void ae__loop_on_free_remove(ae_loop *loop, ae__loop_free_fn *fn, void *arg);
+void *ae__loop_layer(const ae_loop *loop, ae__loop_free_fn *fn);
+bool ae__loop_freeing(const ae_loop *loop); /* ae_loop_free() was called: run no more callbacks */
 
 /* list.c */
 void ae__list_append(ae_list *list, ae_watcher *w);

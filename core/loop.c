@@ -442,8 +442,51 @@ ae_loop *ae_loop_default(void)
     return loop;
 }
 
+struct ae_free_hook {
+    struct ae_free_hook *next;
+    ae__loop_free_fn *fn;
+    void *arg;
+};
+
+int ae__loop_on_free(ae_loop *loop, ae__loop_free_fn *fn, void *arg)
+{
+    struct ae_free_hook *h = malloc(sizeof *h);
+    if (!h)
+        return ae__set_error(AE_ENOMEM, "out of memory");
+    *h = (struct ae_free_hook){loop->free_hooks, fn, arg};
+    loop->free_hooks = h;
+    return 0;
+}
+
+void ae__loop_on_free_remove(ae_loop *loop, ae__loop_free_fn *fn, void *arg)
+{
+    for (struct ae_free_hook **p = &loop->free_hooks; *p; p = &(*p)->next)
+        if ((*p)->fn == fn && (*p)->arg == arg) {
+            struct ae_free_hook *h = *p;
+            *p = h->next;
+            free(h);
+            return;
+        }
+}
+
+void *ae__loop_layer(const ae_loop *loop, ae__loop_free_fn *fn)
+{
+    for (struct ae_free_hook *h = loop->free_hooks; h; h = h->next)
+        if (h->fn == fn)
+            return h->arg;
+    return NULL;
+}
+
+bool ae__loop_freeing(const ae_loop *loop) { return loop->free_requested; }
+
 static void loop_destroy(ae_loop *loop)
 {
+    struct ae_free_hook *h;
+    while ((h = loop->free_hooks)) { /* a hook may remove another */
+        loop->free_hooks = h->next;
+        h->fn(h->arg);
+        free(h);
+    }
     /* Freeing an inherited loop in a child of fork() must not unregister
      * the parent's fds from kernel state the two share. */
     ae__loop_fork_check(loop);

@@ -62,7 +62,8 @@ enum {
     AE_EDEADLK = -8,  /* waiting would block forever: nothing could wake it */
     AE_ELIMIT = -9,   /* a limit of the backend, e.g. select()'s FD_SETSIZE */
     AE_ESTATE = -10,  /* not allowed in the current state */
-    AE_ESIGNAL = -11  /* a signal that cannot be watched (SIGKILL, SIGSTOP, out of range) */
+    AE_ESIGNAL = -11, /* a signal that cannot be watched (SIGKILL, SIGSTOP, out of range) */
+    AE_EPROC = -12    /* another process failed (anyevent/fork.h): died, or refused the request */
 };
 
 /* ---- errors ------------------------------------------------------------ */
