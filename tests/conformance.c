@@ -2002,6 +2002,61 @@ static void test_cv_recv_inside_callback(void **state)
     ae_loop_free(loop);
 }
 
+/* A nested wait is timed by its own earliest deadline, not by the outer
+ * wait's (libev once kept the outer 2 s timeout: 1.99 s instead of 0.05 s). */
+struct nested_timing {
+    ae_watcher *slow; /* the 2 s timer the outer wait was armed for */
+    int fd;
+    int rc;
+    double elapsed;
+};
+
+static void cb_nested_timed_recv(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct nested_timing *n = arg;
+    char c;
+    assert_int_equal(read(n->fd, &c, 1), 1);
+    ae_io_set(w, 0);
+    ae_loop *loop = ae_watcher_loop(w);
+    ae_cv *cv = ae_cv_new(loop);
+    struct cv_timer_arg a = {cv, 0, NULL};
+    double start = mono();
+    ae_watcher *sender = ae_timer(loop, 0.05, 0, cb_cv_op, &a);
+    n->rc = ae_cv_recv(cv, NULL);
+    n->elapsed = mono() - start;
+    if (n->rc != 0)
+        ae_watcher_free(sender); /* it never ran: it points into this frame */
+    ae_cv_free(cv);
+    ae_watcher_free(n->slow); /* nothing is left: the outer run returns */
+}
+
+static void test_cv_recv_nested_timing(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    int fired = 0;
+    struct nested_timing n = {ae_timer(loop, 2, 0, cb_count_timer, &fired), p[0], 1, 0};
+    ae_watcher *io = io_watcher(loop, p[0], AE_READ, cb_nested_timed_recv, &n);
+    write_byte(p[1]); /* ready at once, while the outer wait is armed for 2 s */
+    assert_int_equal(ae_run(loop), 0);
+    assert_true(n.rc == 0 || n.rc == AE_ENOTSUP);
+    if (n.rc == 0) {
+        /* Never early; and far below the 2 s of the outer wait, with room
+         * for a slow machine or valgrind. */
+        assert_true(n.elapsed >= 0.03);
+        if (n.elapsed >= 1.0)
+            fail_msg("nested ae_cv_recv with a 0.05 s timer returned after %.3f s", n.elapsed);
+    }
+    assert_int_equal(fired, 0);
+    ae_watcher_free(io);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
 static void cb_cv_free_self(ae_cv *cv, void *arg)
 {
     (*(int *)arg)++;
@@ -2282,6 +2337,7 @@ static const struct CMUnitTest checks[] = {
     T(test_cv_ready_returns_at_once),
     T(test_cv_recv_deadlock),
     T(test_cv_recv_inside_callback),
+    T(test_cv_recv_nested_timing),
     T(test_cv_free_in_callback),
     T(test_run_returns_when_nothing_active),
     T(test_break_innermost),

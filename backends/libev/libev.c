@@ -187,6 +187,11 @@ static int evb_wait(ae_loop *loop, void *state, double timeout)
         ev_run(s->ev, EVRUN_NOWAIT);
         return 0;
     }
+    /* A nested wait (a callback's ae_cv_recv) finds the outer wait's timer
+     * still started: ev_timer_start ignores an active watcher, and
+     * ev_timer_set on one corrupts it, so stop it first. The outer wait then
+     * returns after this one: the core simply waits again. */
+    ev_timer_stop(s->ev, &s->wake);
     if (timeout > 0) {
         ev_now_update(s->ev); /* the deadline counts from now, not from libev's cached time */
         ev_timer_set(&s->wake, timeout, 0);
