@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Instructions per event, anyevent against the native libraries, counted with
+# valgrind --tool=callgrind: exact and repeatable where timings are noise.
+#
+# Each figure runs one ae-bench worker (build/bench/ae-bench-*) twice, with N1
+# and N2 events, and divides the difference of the two totals by N2 - N1, so
+# that start-up, loop creation and teardown cancel out. Two workloads:
+#   pingpong  one byte over a socketpair, a read watcher on each end: per round
+#             trip (two events), each backend against its native reference
+#             (libev, libevent, libuv themselves; libevent forced to poll or
+#             select for the built-in loops; libev forced to epoll for the
+#             epoll plugin, as ae-bench compares them);
+#   timer     the lifecycle workload's 0 s one-shot timers, created, fired and
+#             freed: per timer, each backend against libev, libevent and libuv.
+# The issue's targets are marked met or missed. --require makes named targets
+# fail the run when missed (the bench suite requires the ones already met).
+#
+#   bench/instructions.sh [--build DIR] [--backends LIST] [--quick] [--jobs J]
+#                         [--require LIST]
+#   --require pingpong/libev,timer/poll,...  pingpong/B: round trip <= 1.10x
+#             native on B; timer/B: timer on B <= 1.5x libev's; timer-own/B:
+#             timer on B <= native B's (libevent, libuv).
+# Exit: 0, 1 if a required target is missed or a worker failed, 77 when
+# valgrind or the workers are missing (meson's "skipped").
+set -uo pipefail
+
+build=
+backends=
+quick=0
+jobs=2
+require=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) build=$2; shift 2 ;;
+    --backends) backends=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --require) require=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "instructions.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+    esac
+done
+
+if [ -z "$build" ]; then
+    build=$(cd "$(dirname "$0")/.." && pwd)/build
+fi
+workers=$build/bench
+if ! command -v valgrind >/dev/null; then
+    echo "instructions.sh: valgrind is not installed" >&2
+    exit 77
+fi
+if [ ! -x "$workers/ae-bench-anyevent" ]; then
+    echo "instructions.sh: no $workers/ae-bench-anyevent (build first; no bench in sanitizer builds)" >&2
+    exit 77
+fi
+
+# Run lengths. The difference must dwarf the few instructions that vary
+# between runs (environment, address layout): a few thousand events do.
+if [ "$quick" = 1 ]; then
+    pp1=200 pp2=1200 tm1=200 tm2=1200
+else
+    pp1=1000 pp2=5000 tm1=1000 tm2=5000
+fi
+
+if [ -z "$backends" ]; then
+    # Every backend that opens, in anyevent's order of preference.
+    for b in libev libuv libevent epoll poll select; do
+        if "$workers/ae-bench-anyevent" pingpong --backend "$b" --count 1 >/dev/null 2>&1; then
+            backends+=${backends:+,}$b
+        fi
+    done
+fi
+IFS=, read -r -a backend_list <<<"$backends"
+
+# The native reference of a backend, as ae-bench's native_of(): "impl env label".
+native_of() {
+    case $1 in
+    poll) echo "libevent EVENT_NOEPOLL=1 libevent(poll)" ;;
+    select) echo "libevent EVENT_NOEPOLL=1,EVENT_NOPOLL=1 libevent(select)" ;;
+    epoll) echo "libev LIBEV_FLAGS=4 libev(epoll)" ;;
+    *) echo "$1 - $1" ;;
+    esac
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# measure KEY ENV IMPL N1 N2 ARGS...: writes instructions per event to
+# $tmp/KEY (or "unsupported", or "failed" with the reason in $tmp/KEY.err).
+# ARGS contain @N@, replaced by the run length.
+measure() {
+    local key=$1 env=$2 impl=$3 n1=$4 n2=$5
+    shift 5
+    local exe=$workers/ae-bench-$impl totals=() n
+    if [ ! -x "$exe" ]; then
+        echo unsupported >"$tmp/$key"
+        return
+    fi
+    local envs=()
+    [ "$env" != - ] && IFS=, read -r -a envs <<<"$env"
+    for n in "$n1" "$n2"; do
+        local args=("${@//@N@/$n}") out
+        if ! out=$(env "${envs[@]}" valgrind --tool=callgrind --callgrind-out-file="$tmp/$key.$n.cg" \
+            "$exe" "${args[@]}" 2>"$tmp/$key.err"); then
+            echo failed >"$tmp/$key"
+            return
+        fi
+        case $out in
+        unsupported*) echo unsupported >"$tmp/$key"; return ;;
+        ok*) ;;
+        *) echo "unexpected output: $out" >>"$tmp/$key.err"; echo failed >"$tmp/$key"; return ;;
+        esac
+        totals+=("$(awk '/^totals:/ { print $2 }' "$tmp/$key.$n.cg")")
+    done
+    awk -v a="${totals[0]}" -v b="${totals[1]}" -v n1="$n1" -v n2="$n2" \
+        'BEGIN { if (a == "" || b == "") print "failed"; else printf "%.0f\n", (b - a) / (n2 - n1) }' >"$tmp/$key"
+}
+
+# Runs "measure ..." lines, $jobs at a time.
+running=0
+spawn() {
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    measure "$@" &
+    running=$((running + 1))
+}
+
+for b in "${backend_list[@]}"; do
+    read -r nimpl nenv _ <<<"$(native_of "$b")"
+    spawn "pp-ae-$b" - anyevent $pp1 $pp2 pingpong --backend "$b" --count @N@
+    spawn "pp-nat-$b" "$nenv" "$nimpl" $pp1 $pp2 pingpong --count @N@
+    spawn "tm-ae-$b" - anyevent $tm1 $tm2 lifecycle --kind timer --backend "$b" --n @N@
+done
+for lib in libev libevent libuv; do
+    spawn "tm-nat-$lib" - "$lib" $tm1 $tm2 lifecycle --kind timer --n @N@
+done
+wait
+
+failed=0
+missed_required=()
+get() { cat "$tmp/$1"; }
+isnum() { [[ $1 =~ ^-?[0-9]+$ ]]; }
+ratio() { # ratio A B: A/B with two decimals, or "-"
+    if isnum "$1" && isnum "$2" && [ "$2" -gt 0 ]; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'
+    else
+        echo -
+    fi
+}
+# verdict NAME RATIO LIMIT: "met"/"missed" (or "-"), remembering required misses.
+verdict() {
+    local name=$1 r=$2 limit=$3 v
+    if [ "$r" = - ]; then
+        v=-
+    elif awk -v r="$r" -v l="$limit" 'BEGIN { exit !(r <= l) }'; then
+        v=met
+    else
+        v=missed
+    fi
+    if [[ ",$require," == *",$name,"* ]] && [ "$v" != met ]; then
+        missed_required+=("$name ($r, limit $limit)")
+    fi
+    echo "$v"
+}
+for f in "$tmp"/pp-* "$tmp"/tm-*; do
+    case $f in *.cg | *.err) continue ;; esac
+    if [ "$(cat "$f")" = failed ]; then
+        failed=1
+        echo "instructions.sh: $(basename "$f") failed:" >&2
+        sed 's/^/  /' "$f.err" | tail -n 20 >&2
+    fi
+done
+
+echo "Instructions per event (valgrind --tool=callgrind; (Ir(N2) - Ir(N1)) / (N2 - N1))"
+echo
+echo "Ping-pong, 1 byte over a socketpair, per round trip (N = $pp1, $pp2)"
+printf '%-9s %9s  %-17s %9s  %6s  %s\n' backend anyevent native "" ratio "target <= 1.10x"
+for b in "${backend_list[@]}"; do
+    read -r _ _ nlabel <<<"$(native_of "$b")"
+    a=$(get "pp-ae-$b") n=$(get "pp-nat-$b") r=$(ratio "$a" "$n")
+    case $b in
+    libev | libevent | libuv) t=$(verdict "pingpong/$b" "$r" 1.10) ;;
+    *) t=- ;;
+    esac
+    printf '%-9s %9s  %-17s %9s  %5sx  %s\n' "$b" "$a" "$nlabel" "$n" "$r" "$t"
+done
+echo
+tev=$(get tm-nat-libev) tevent=$(get tm-nat-libevent) tuv=$(get tm-nat-libuv)
+echo "Timer, 0 s one-shot created, fired and freed, per timer (N = $tm1, $tm2)"
+echo "native: libev $tev, libevent $tevent, libuv $tuv"
+printf '%-9s %9s  %8s  %-8s  %-22s\n' backend anyevent "/ libev" "<= 1.5x" "<= own library's"
+for b in "${backend_list[@]}"; do
+    a=$(get "tm-ae-$b") r=$(ratio "$a" "$tev")
+    t=$(verdict "timer/$b" "$r" 1.5)
+    own=-
+    case $b in
+    libevent | libuv)
+        n=$(get "tm-nat-$b") ro=$(ratio "$a" "$n")
+        own="${ro}x $b: $(verdict "timer-own/$b" "$ro" 1.0)"
+        ;;
+    esac
+    printf '%-9s %9s  %7sx  %-8s  %-22s\n' "$b" "$a" "$r" "$t" "$own"
+done
+
+# A required target that was not measured (a backend left out) is missed too.
+IFS=, read -r -a req_list <<<"$require"
+for name in "${req_list[@]}"; do
+    b=${name#*/}
+    [[ ",$backends," == *",$b,"* ]] || missed_required+=("$name (not measured)")
+done
+if [ "${#missed_required[@]}" -gt 0 ]; then
+    echo
+    printf 'required target missed: %s\n' "${missed_required[@]}"
+    failed=1
+fi
+exit $failed
