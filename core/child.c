@@ -19,6 +19,14 @@ static ae_watcher *child_watchers; /* every active child watcher, all loops */
 static size_t child_any;           /* of which pid 0 */
 static uint64_t delivery_mark;
 
+void ae__child_atfork(enum ae_fork_phase phase)
+{
+    if (phase == AE_FORK_PREPARE)
+        pthread_mutex_lock(&child_lock);
+    else
+        pthread_mutex_unlock(&child_lock);
+}
+
 /* Under child_lock. */
 static void deliver(pid_t pid, int status)
 {
@@ -130,7 +138,8 @@ static void child_unwatch(ae_watcher *w)
     ae_loop *loop = w->loop;
     if (w->u.child.native) {
         w->u.child.native = false;
-        loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
+        if (ae__loop_fork_check(loop) == 0) /* else: a broken loop, only freed */
+            loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
         ae__wake_use(loop, false);
     } else if (--loop->child_sigchld == 0) {
         ae__signal_unwatch(loop, SIGCHLD, false);
@@ -257,6 +266,12 @@ void ae__children_dispatch(ae_loop *loop)
         }
         ae__cursor_pop(loop, &cur);
     }
+}
+
+void ae__child_reapers_wait(void)
+{
+    pthread_mutex_lock(&child_lock);
+    pthread_mutex_unlock(&child_lock);
 }
 
 void ae__child_loop_free(ae_loop *loop)

@@ -52,11 +52,25 @@ void ae__error_reset(void)
     last_code = 0;
 }
 
+/* strerror() may share one buffer between threads; strerror_r() comes in a
+ * GNU flavour (returns the text) and a POSIX one (fills buf). */
+static const char *errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size);
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
+}
+
 int ae__set_errno(const char *what)
 {
     int saved = errno;
     int code = saved == ENOMEM ? AE_ENOMEM : saved == EBADF ? AE_EBADF : AE_ESYS;
-    ae__set_error(code, "%s: %s", what, strerror(saved));
+    char buf[128];
+    ae__set_error(code, "%s: %s", what, errno_text(saved, buf, sizeof buf));
     errno = saved;
     return code;
 }

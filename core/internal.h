@@ -110,6 +110,8 @@ struct ae_loop {
     void *backend_state;
     bool adopted;          /* the host program runs the native loop */
     unsigned fork_gen;     /* the fork generation the loop's kernel state belongs to */
+    int fork_error;        /* a failed renewal after fork(): the loop refuses to run */
+    char fork_message[320];
     double armed_deadline; /* adopted: what timer_update was last asked for */
 
     double now_wall, now_mono;
@@ -190,8 +192,17 @@ int ae__backend_check(const ae_backend_ops *ops);
 const char *ae__host_library(void); /* "libev", "libuv" or NULL */
 void *ae__backend_default_native(const char *name);
 
-/* loop.c */
+/* atfork.c: the process-wide locks across fork(). Each module that has one
+ * takes it at PREPARE and releases it at PARENT and CHILD. */
+enum ae_fork_phase { AE_FORK_PREPARE, AE_FORK_PARENT, AE_FORK_CHILD };
 extern atomic_uint ae__fork_generation; /* incremented in the child of each fork() */
+void ae__atfork_init(void);                            /* registers the handlers once */
+void ae__default_atfork(enum ae_fork_phase phase);     /* loop.c */
+void ae__registry_atfork(enum ae_fork_phase phase);    /* registry.c */
+void ae__child_atfork(enum ae_fork_phase phase);       /* child.c */
+void ae__signal_atfork(enum ae_fork_phase phase);      /* signal.c */
+
+/* loop.c */
 int ae__loop_fork_check(ae_loop *loop);
 double ae__mono(void);
 void ae__time_refresh(ae_loop *loop);
@@ -258,12 +269,14 @@ void ae__signal_unwatch(ae_loop *loop, int signum, bool native);
 void ae__signal_stop(ae_watcher *w);
 void ae__signals_dispatch(ae_loop *loop);
 void ae__signal_loop_free(ae_loop *loop);
+void ae__signal_handlers_wait(void); /* until no handler runs on any thread */
 
 /* child.c */
 void ae__child_stop(ae_watcher *w);
 void ae__children_reap(void);
 void ae__children_dispatch(ae_loop *loop);
 void ae__child_loop_free(ae_loop *loop);
+void ae__child_reapers_wait(void); /* until no reaper is delivering */
 
 /* idle.c */
 void ae__idle_stop(ae_watcher *w);

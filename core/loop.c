@@ -200,16 +200,16 @@ void ae__wake_pending_run(ae_loop *loop)
     wake_cb(loop->wake_watcher, AE_READ, NULL);
 }
 
-/* Open the loop's wake-up fd on first need (signals and children use it). */
-int ae__wake_open(ae_loop *loop)
+static int wake_attach(ae_loop *loop);
+
+/* A new wake-up fd: one eventfd, or a pipe's two ends. */
+static int wake_fds_create(int *rfd, int *wfd)
 {
-    if (loop->wake_watcher)
-        return 0;
 #ifdef __linux__
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
         return ae__set_errno("eventfd");
-    loop->wake_rfd = loop->wake_wfd = fd;
+    *rfd = *wfd = fd;
 #else
     int p[2];
     if (pipe(p) < 0)
@@ -218,9 +218,24 @@ int ae__wake_open(ae_loop *loop)
         fcntl(p[i], F_SETFD, FD_CLOEXEC);
         fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
     }
-    loop->wake_rfd = p[0];
-    loop->wake_wfd = p[1];
+    *rfd = p[0];
+    *wfd = p[1];
 #endif
+    return 0;
+}
+
+/* Open the loop's wake-up fd on first need (signals and children use it). */
+int ae__wake_open(ae_loop *loop)
+{
+    if (loop->wake_watcher)
+        return 0;
+    int rc = wake_fds_create(&loop->wake_rfd, &loop->wake_wfd);
+    return rc < 0 ? rc : wake_attach(loop);
+}
+
+/* Watch the wake-up fds just made; on failure they are closed. */
+static int wake_attach(ae_loop *loop)
+{
     ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_IO, NULL);
     int rc = w ? 0 : AE_ENOMEM;
     if (w) {
@@ -257,12 +272,14 @@ int ae__wake_use(ae_loop *loop, bool use)
     return 0;
 }
 
-/* Async-signal-safe; callable from any thread while the loop exists. */
+/* Async-signal-safe; callable from any thread while the loop exists. The fd
+ * is read atomically: a fork renewal on the loop's thread replaces it. */
 void ae__wake(ae_loop *loop)
 {
-    if (loop->wake_wfd >= 0) {
+    int fd = atomic_load_explicit(&loop->sig.wake_fd, memory_order_acquire);
+    if (fd >= 0) {
         uint64_t one = 1;
-        ssize_t r = write(loop->wake_wfd, &one, sizeof one);
+        ssize_t r = write(fd, &one, sizeof one);
         (void)r; /* a full pipe or counter already wakes the loop */
     }
 }
@@ -272,6 +289,10 @@ static void wake_close(ae_loop *loop)
     if (!loop->wake_watcher)
         return;
     atomic_store(&loop->sig.wake_fd, -1);
+    /* A signal handler or a reaper on another thread may have read the fd
+     * just before: let it finish its write before the number can be reused. */
+    ae__signal_handlers_wait();
+    ae__child_reapers_wait();
     ae__io_stop(loop->wake_watcher);
     free(loop->wake_watcher);
     loop->wake_watcher = NULL;
@@ -283,19 +304,9 @@ static void wake_close(ae_loop *loop)
 
 /* ---- fork ------------------------------------------------------------------- */
 
-/* Counts the fork()s this process descends from, so that each loop notices
- * at its next iteration that it runs in a child, with one atomic load. */
-atomic_uint ae__fork_generation;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void atfork_child(void) { atomic_fetch_add_explicit(&ae__fork_generation, 1, memory_order_relaxed); }
-static void atfork_register(void) { pthread_atfork(NULL, NULL, atfork_child); }
-
-int ae_loop_fork(ae_loop *loop)
+/* Replace the kernel state the loop shares with the parent. */
+static int loop_renew(ae_loop *loop)
 {
-    if (!ae__loop_ok(loop, "ae_loop_fork"))
-        return AE_EINVAL;
-    loop->fork_gen = atomic_load_explicit(&ae__fork_generation, memory_order_relaxed);
     if (!loop->adopted && loop->ops->fork) {
         int rc = loop->ops->fork(loop, loop->backend_state);
         if (rc == 1)
@@ -306,13 +317,45 @@ int ae_loop_fork(ae_loop *loop)
     /* The wake-up eventfd is shared with the parent: a write to it would wake
      * the wrong process. Open our own and register it as the old one was. */
     if (loop->wake_watcher) {
+        /* The new fd first: when none is left, the old one stays (see
+         * ae_loop_fork for what happens to the loop then). */
+        int rfd = -1, wfd = -1;
+        int rc = wake_fds_create(&rfd, &wfd);
+        if (rc < 0)
+            return rc;
         wake_close(loop);
-        int rc = ae__wake_open(loop);
+        loop->wake_rfd = rfd;
+        loop->wake_wfd = wfd;
+        rc = wake_attach(loop);
         if (rc == 0 && loop->wake_users)
             rc = ae__io_set_events(loop->wake_watcher, AE_READ);
         if (rc < 0)
             return rc;
         ae__wake(loop); /* a signal caught since the fork woke the parent, not us */
+    }
+    return 0;
+}
+
+int ae_loop_fork(ae_loop *loop)
+{
+    if (!ae__loop_ok(loop, "ae_loop_fork"))
+        return AE_EINVAL;
+    if (loop->fork_error)
+        return ae__set_error(loop->fork_error, "%s", loop->fork_message);
+    /* The renewal's own calls (unregistering the old wake-up fd) must find
+     * the loop renewed already. */
+    unsigned old_gen = loop->fork_gen;
+    loop->fork_gen = atomic_load_explicit(&ae__fork_generation, memory_order_relaxed);
+    int rc = loop_renew(loop);
+    if (rc < 0) {
+        /* Half renewed, the loop could go on with the parent's kernel state
+         * (its epoll instance, say): it refuses to run from now on, with this
+         * error, and the generation stays old so that every use asks again. */
+        loop->fork_gen = old_gen;
+        loop->fork_error = rc;
+        snprintf(loop->fork_message, sizeof loop->fork_message,
+                 "the loop could not be renewed after fork() and is unusable (free it): %s", ae_last_error());
+        return ae__set_error(rc, "%s", loop->fork_message);
     }
     return 0;
 }
@@ -336,7 +379,7 @@ static ae_loop *loop_create(const char *backend, void *native)
     loop->wake_rfd = loop->wake_wfd = -1;
     loop->armed_deadline = INFINITY;
     atomic_init(&loop->sig.wake_fd, -1);
-    pthread_once(&atfork_once, atfork_register);
+    ae__atfork_init();
     loop->fork_gen = atomic_load_explicit(&ae__fork_generation, memory_order_relaxed);
     time_refresh(loop, true);
     if (ae__backend_open(loop, backend, native) < 0) {
@@ -432,8 +475,17 @@ static ae_loop *default_create(void)
     return loop;
 }
 
+void ae__default_atfork(enum ae_fork_phase phase)
+{
+    if (phase == AE_FORK_PREPARE)
+        pthread_mutex_lock(&default_lock);
+    else
+        pthread_mutex_unlock(&default_lock);
+}
+
 ae_loop *ae_loop_default(void)
 {
+    ae__atfork_init();
     pthread_mutex_lock(&default_lock);
     if (!default_loop)
         default_loop = default_create();

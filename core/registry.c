@@ -37,6 +37,14 @@ static _Thread_local char names[512];
 /* The size of the table as version 1 defined it. */
 #define V1_SIZE (offsetof(ae_backend_ops, default_native) + sizeof(((ae_backend_ops *)0)->default_native))
 
+void ae__registry_atfork(enum ae_fork_phase phase)
+{
+    if (phase == AE_FORK_PREPARE)
+        pthread_mutex_lock(&registry_lock);
+    else
+        pthread_mutex_unlock(&registry_lock);
+}
+
 int ae__backend_check(const ae_backend_ops *ops)
 {
     const char *name = ops->name ? ops->name : "?";
@@ -111,6 +119,7 @@ static size_t ordered(const backend_entry **out)
 int ae_backends(const ae_backend_info **list)
 {
     const backend_entry *order[MAX_BACKENDS];
+    ae__atfork_init();
     pthread_mutex_lock(&registry_lock);
     size_t n = ordered(order);
     for (size_t i = 0; i < n; i++)
@@ -124,6 +133,7 @@ int ae_backends(const ae_backend_info **list)
 const char *ae_backend_names(void)
 {
     const backend_entry *order[MAX_BACKENDS];
+    ae__atfork_init();
     pthread_mutex_lock(&registry_lock);
     size_t n = ordered(order);
     size_t len = 0;
@@ -156,6 +166,7 @@ static int backend_start(ae_loop *loop, const ae_backend_ops *ops, void *native)
 /* Looks up name; ops NULL with *detail saying why. */
 static const ae_backend_ops *lookup(const char *name, char *detail, size_t size)
 {
+    ae__atfork_init();
     pthread_mutex_lock(&registry_lock);
     backend_entry *e = entry_get(name);
     const ae_backend_ops *ops = e ? e->ops : NULL;

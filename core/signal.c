@@ -23,6 +23,10 @@ static struct sigaction sig_saved[NSIG];   /* the disposition before the first *
 static ae_sig_node *_Atomic sig_nodes;     /* loops that watch any signal */
 static atomic_int sig_in_handler;          /* handlers running now, any thread */
 
+/* The handler is async-signal-safe only if these never take a lock. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_BOOL_LOCK_FREE == 2 && ATOMIC_POINTER_LOCK_FREE == 2,
+               "the signal handler needs lock-free atomics");
+
 static void sig_handler(int signum)
 {
     int saved_errno = errno;
@@ -41,6 +45,19 @@ static void sig_handler(int signum)
     }
     atomic_fetch_sub(&sig_in_handler, 1);
     errno = saved_errno;
+}
+
+void ae__signal_atfork(enum ae_fork_phase phase)
+{
+    if (phase == AE_FORK_PREPARE) {
+        pthread_mutex_lock(&sig_lock);
+        return;
+    }
+    /* The handlers that were running on other threads at fork() are not
+     * running in the child: it has no other threads. */
+    if (phase == AE_FORK_CHILD)
+        atomic_store(&sig_in_handler, 0);
+    pthread_mutex_unlock(&sig_lock);
 }
 
 /* Whether our handler is the one installed for signum now. */
@@ -128,7 +145,10 @@ static void signal_native_stop(ae_loop *loop, int signum)
     if (!loop->sig_native[signum])
         return;
     loop->sig_native[signum] = false;
-    loop->ops->signal_stop(loop, loop->backend_state, signum);
+    /* A loop whose renewal after fork() failed must not touch the parent's
+     * kernel state: it is only freed. */
+    if (ae__loop_fork_check(loop) == 0)
+        loop->ops->signal_stop(loop, loop->backend_state, signum);
     handler_reclaim(signum);
 }
 
@@ -225,8 +245,12 @@ void ae__signal_loop_free(ae_loop *loop)
     }
     loop->sig.linked = false;
     pthread_mutex_unlock(&sig_lock);
-    /* A handler on another thread may still be reading the node: wait until
-     * every handler that could have seen it has returned. */
+    /* A handler on another thread may still be reading the node. */
+    ae__signal_handlers_wait();
+}
+
+void ae__signal_handlers_wait(void)
+{
     while (atomic_load(&sig_in_handler) > 0)
         sched_yield();
 }

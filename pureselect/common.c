@@ -37,19 +37,20 @@ int ps_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     (void)loop;
     (void)fd_data;
     ps_state *s = state;
-    if (fd >= s->slot_cap) {
-        int cap = s->slot_cap ? s->slot_cap : 64;
-        while (cap <= fd)
+    if ((size_t)fd >= s->slot_cap) {
+        /* In size_t: doubling an int past an fd near 2^30 would overflow. */
+        size_t cap = s->slot_cap ? s->slot_cap : 64;
+        while (cap <= (size_t)fd)
             cap *= 2;
-        int *slots = realloc(s->slot_of, (size_t)cap * sizeof *slots);
+        int *slots = realloc(s->slot_of, cap * sizeof *slots);
         if (!slots)
             return ae__set_error(AE_ENOMEM, "poll: out of memory");
         s->slot_of = slots;
-        unsigned *gens = realloc(s->gen_of, (size_t)cap * sizeof *gens);
+        unsigned *gens = realloc(s->gen_of, cap * sizeof *gens);
         if (!gens)
             return ae__set_error(AE_ENOMEM, "poll: out of memory");
         s->gen_of = gens;
-        for (int i = s->slot_cap; i < cap; i++) {
+        for (size_t i = s->slot_cap; i < cap; i++) {
             slots[i] = -1;
             gens[i] = 0;
         }

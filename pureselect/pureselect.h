@@ -26,7 +26,7 @@ typedef struct ps_state {
     size_t nregs, regs_cap;
     int *slot_of;     /* fd -> index in regs, -1 if none */
     unsigned *gen_of; /* fd -> registration count: tells stale readiness */
-    int slot_cap;
+    size_t slot_cap;
     size_t nfds_seen; /* fds given to fd_init: regs has room for them all */
     ps_level *levels;
     size_t nlevels;

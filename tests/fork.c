@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -200,6 +201,84 @@ static void test_fork_twice(void **state)
     ae_loop_free(loop);
 }
 
+/* Takes every free fd number (below a lowered limit); returns how many. */
+static int fds_exhaust(int *fds, int max)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    rl.rlim_cur = 256;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    int n = 0;
+    while (n < max && (fds[n] = dup(0)) >= 0)
+        n++;
+    return n;
+}
+
+/* In the child: the renewal fails (no fd left for the loop's new kernel
+ * state), and the loop then refuses to run, with that error, even once fds
+ * are free again, until it is freed. */
+static int child_renewal_fails(ae_loop *loop)
+{
+    int fds[256];
+    int n = fds_exhaust(fds, 256);
+    if (n <= 0)
+        return 1;
+    int rc = ae_run_once(loop, AE_NOWAIT);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    if (rc >= 0)
+        return 2;
+    if (!strstr(ae_last_error(), "fork"))
+        return 3;
+    if (ae_run_once(loop, AE_NOWAIT) != rc || ae_run(loop) != rc || ae_loop_fork(loop) != rc)
+        return 4;
+    if (!strstr(ae_last_error(), "fork"))
+        return 5;
+    ae_loop_free(loop); /* without touching the parent's registrations */
+    return 0;
+}
+
+static void test_fork_renewal_failure_sticks(void **state)
+{
+    (void)state;
+    ae_loop *loop = ae_loop_new(backend);
+    assert_non_null(loop);
+    counts c = {0};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    c.fd = p[0];
+    ae_watcher *io = ae_io(loop, p[0], AE_READ, on_io, &c);
+    ae_watcher *sig = ae_signal(loop, SIGUSR2, on_signal, &c);
+    assert_non_null(io);
+    assert_non_null(sig);
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_renewal_fails(loop));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("the child failed at step %d", WEXITSTATUS(status));
+
+    /* The parent's loop is as it was. */
+    assert_int_equal(write(p[1], "y", 1), 1);
+    raise(SIGUSR2);
+    ae_watcher *deadline = ae_timer(loop, 10, 0, on_timer, &c);
+    while ((c.io == 0 || c.sig == 0) && c.timer == 0)
+        assert_true(ae_run_once(loop, 0) >= 0);
+    assert_int_equal(c.io, 1);
+    assert_int_equal(c.sig, 1);
+    ae_watcher_free(deadline);
+    ae_loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_fork_bad_input(void **state)
 {
     (void)state;
@@ -226,6 +305,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fork_noticed_by_itself),
         cmocka_unit_test(test_fork_explicit),
         cmocka_unit_test(test_fork_twice),
+        cmocka_unit_test(test_fork_renewal_failure_sticks),
         cmocka_unit_test(test_fork_bad_input),
     };
     return cmocka_run_group_tests_name(backend, tests, NULL, NULL);

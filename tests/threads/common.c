@@ -1,0 +1,69 @@
+/* Helpers shared by the thread scenarios: see common.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#ifdef HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#endif
+
+#include "common.h"
+
+const char *threads_backend;
+static double scale = 1.0;
+
+bool threads_under_valgrind(void)
+{
+#ifdef HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND)
+        return true;
+#endif
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload");
+}
+
+void threads_init(const char *backend)
+{
+    threads_backend = backend;
+    const char *s = getenv("THREADS_SCALE");
+    if (s && *s) {
+        char *end;
+        scale = strtod(s, &end);
+        if (*end || !(scale > 0 && scale <= 1)) {
+            fprintf(stderr, "THREADS_SCALE=%s: want a number in (0, 1]\n", s);
+            exit(2);
+        }
+        printf("threads: scale %g (THREADS_SCALE)\n", scale);
+    } else if (threads_under_valgrind()) {
+        scale = 0.05;
+        printf("threads: scale %g: under valgrind (set THREADS_SCALE to choose)\n", scale);
+    }
+}
+
+long threads_scaled(long full, long minimum)
+{
+    long n = (long)((double)full * scale);
+    return n < minimum ? minimum : n;
+}
+
+double threads_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+ae_loop *threads_loop_new(void)
+{
+    ae_loop *loop = ae_loop_new(threads_backend);
+    if (!loop)
+        fail_msg("ae_loop_new(%s): %s", threads_backend, ae_last_error());
+    return loop;
+}

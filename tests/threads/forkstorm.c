@@ -1,0 +1,231 @@
+/*
+ * fork() from one thread while other threads run loops, create and free
+ * loops and watchers (taking every process-wide lock of the core), fork and
+ * reap children of their own, and a storm of signals goes on: the child uses
+ * and frees the loops of the thread that forked, makes a new one, and never
+ * hangs (a lock held by another thread at fork(), or a signal handler that
+ * was running on one, would hang it).
+ *
+ * The loops the other threads were running are left alone in the child:
+ * they were in the middle of an iteration on a thread the child does not
+ * have.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <pthread.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#include "scenarios.h"
+
+static atomic_bool storm_stop;
+
+static void on_signal(ae_watcher *w, int signum, void *arg)
+{
+    (void)w;
+    (void)signum;
+    atomic_fetch_add_explicit((atomic_int *)arg, 1, memory_order_relaxed);
+}
+
+static void on_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)w;
+    (void)pid;
+    (void)status;
+    (*(int *)arg)++;
+}
+
+/* Signals to the whole process, as fast as they go. */
+static void *storm_run(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&storm_stop))
+        kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+/* A loop that watches the storm, with a timer and a child of its own. */
+static void *loop_run(void *arg)
+{
+    (void)arg;
+    ae_loop *loop = ae_loop_new(threads_backend);
+    if (!loop)
+        return "ae_loop_new";
+    atomic_int sigs = 0;
+    int ticks = 0;
+    ae_watcher *sig = ae_signal(loop, SIGUSR1, on_signal, &sigs);
+    ae_watcher *tick = ae_timer(loop, 0.001, 0.001, on_timer, &ticks);
+    if (!sig || !tick)
+        return "watchers";
+    while (!atomic_load(&storm_stop)) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        int reported = 0;
+        ae_watcher *child = pid > 0 ? ae_child(loop, pid, on_child, &reported) : NULL;
+        if (!child)
+            return "ae_child";
+        while (!reported)
+            if (ae_run_once(loop, 0) < 0)
+                return "ae_run_once";
+        ae_watcher_free(child);
+    }
+    ae_loop_free(loop);
+    return NULL;
+}
+
+/* Loops, signal watchers and the default loop made and freed in a row: the
+ * registry's, the signals' and the default loop's locks. */
+static void *churn_run(void *arg)
+{
+    (void)arg;
+    atomic_int sigs = 0;
+    while (!atomic_load(&storm_stop)) {
+        ae_loop *loop = ae_loop_new(threads_backend);
+        if (!loop)
+            return "ae_loop_new";
+        ae_watcher *w = ae_signal(loop, SIGUSR2, on_signal, &sigs);
+        if (!w)
+            return "ae_signal";
+        ae_watcher_free(w);
+        ae_loop_free(loop);
+        ae_loop_free(ae_loop_default());
+    }
+    return NULL;
+}
+
+/* In the child. Exit status 0, or the step that failed. */
+static int child_side(ae_loop *loop, atomic_int *sigs)
+{
+    int fired = 0;
+    int seen = atomic_load(sigs);
+    raise(SIGUSR1);
+    ae_watcher *t = ae_timer(loop, 0.001, 0, on_timer, &fired);
+    if (!t)
+        return 1;
+    double end = threads_mono() + 10;
+    while (!fired || atomic_load(sigs) == seen) {
+        if (ae_run_once(loop, 0) < 0)
+            return 2;
+        if (threads_mono() > end)
+            return 3;
+    }
+    ae_loop_free(loop);
+    ae_loop *fresh = ae_loop_new(threads_backend);
+    if (!fresh)
+        return 4;
+    fired = 0;
+    if (!ae_timer(fresh, 0.001, 0, on_timer, &fired))
+        return 5;
+    if (ae_run(fresh) != 0 || fired != 1)
+        return 6;
+    ae_loop_free(fresh);
+    return 0;
+}
+
+/* Waits for pid at most seconds; kills it if it hangs. Returns its exit
+ * status, or -1 if it hung, -2 if it died of a signal. */
+static int child_wait(pid_t pid, double seconds)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    double end = threads_mono() + seconds;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (pidfd >= 0)
+                close(pidfd);
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+        }
+        if (r < 0 && errno != EINTR)
+            return -2;
+        double left = end - threads_mono();
+        if (left < 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            if (pidfd >= 0)
+                close(pidfd);
+            return -1;
+        }
+        /* The pidfd turns readable when the child exits; without one, look
+         * again every millisecond. */
+        struct pollfd p = {pidfd, POLLIN, 0};
+        if (pidfd >= 0)
+            poll(&p, 1, (int)(left * 1000) + 1);
+        else
+            poll(NULL, 0, 1);
+    }
+}
+
+void test_fork_under_signal_storm(void **state)
+{
+    (void)state;
+    long forks = threads_scaled(1000, 20);
+    ae_loop *loop = threads_loop_new();
+    atomic_int sigs = 0;
+    ae_watcher *sig = ae_signal(loop, SIGUSR1, on_signal, &sigs);
+    assert_non_null(sig);
+
+    atomic_store(&storm_stop, false);
+    enum { N_LOOPS = 2 };
+    pthread_t storm, churn, loops[N_LOOPS];
+    assert_int_equal(pthread_create(&storm, NULL, storm_run, NULL), 0);
+    assert_int_equal(pthread_create(&churn, NULL, churn_run, NULL), 0);
+    for (int i = 0; i < N_LOOPS; i++)
+        assert_int_equal(pthread_create(&loops[i], NULL, loop_run, NULL), 0);
+
+    long done = 0;
+    int failure = 0;
+    for (; done < forks && !failure; done++) {
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int rc = child_side(loop, &sigs);
+            /* Under valgrind, the child must not be judged for the copy of
+             * the parent's heap it holds (the other threads' loops). */
+            if (rc == 0 && threads_under_valgrind())
+                execl("/bin/true", "true", (char *)NULL);
+            _exit(rc);
+        }
+        failure = child_wait(pid, 20);
+    }
+    atomic_store(&storm_stop, true);
+    void *why;
+    assert_int_equal(pthread_join(storm, NULL), 0);
+    assert_int_equal(pthread_join(churn, &why), 0);
+    if (why)
+        fail_msg("churn thread failed: %s: %s", (char *)why, ae_last_error());
+    for (int i = 0; i < N_LOOPS; i++) {
+        assert_int_equal(pthread_join(loops[i], &why), 0);
+        if (why)
+            fail_msg("loop thread failed: %s", (char *)why);
+    }
+    if (failure == -1)
+        fail_msg("fork %ld of %ld: the child hung", done, forks);
+    if (failure)
+        fail_msg("fork %ld of %ld: the child failed (%d)", done, forks, failure);
+    printf("threads: %ld forks under a signal storm, every child done\n", done);
+    /* Drain what the storm left pending before the loop goes. */
+    ae_run_once(loop, AE_NOWAIT);
+    ae_loop_free(loop);
+}
