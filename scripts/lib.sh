@@ -21,12 +21,19 @@ ensure_deps() {
     fi
 }
 
-# build_dir DIR [meson options...]: configure once, then compile.
+# build_dir DIR [meson options...]: configure (or, for a folder configured
+# before, apply the options again), then compile. -Werror is not a default of
+# the build (a new compiler's new warning must not break a user's build): the
+# test command asks for it with -Dwerror=true.
 build_dir() {
     local dir=$1
     shift
+    local out
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$@" >/dev/null
+        out=$(meson setup "$dir" "$@" 2>&1) || { printf '%s\n' "$out"; return 1; }
+    elif [ $# -gt 0 ]; then
+        out=$(meson configure "$dir" "$@" 2>&1) || { printf '%s\n' "$out"; return 1; }
     fi
-    meson compile -C "$dir" >/dev/null
+    # Quiet when it works; the compiler's messages when it does not.
+    out=$(meson compile -C "$dir" 2>&1) || { printf '%s\n' "$out"; return 1; }
 }

@@ -3,8 +3,13 @@
 # fuzz, fork, bad input, fd hygiene, loader, adoption, plugin kit, the
 # integrations against real servers) on every backend, in a gcc build, an
 # ASan+UBSan build (plugins included), a clang build and under valgrind
-# memcheck.
-# Ends with one line: "tests: N passed, N failed".
+# memcheck; then the builds a packager makes (release with gcc and with
+# clang, debugoptimized without asserts), each compiled with -Werror and
+# tested with the stress suite at a tenth of its sizes.
+# Every build here is made with -Werror (-Dwerror=true): the build's own
+# defaults leave it out, so that a user's newer compiler does not fail it.
+# Ends with one line: "tests: N passed, N failed" (a build that fails counts
+# as one failed check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -14,31 +19,54 @@ export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 status=0
 ran=()
+build_failures=0
+started=$SECONDS
+
+# build NAME DIR [meson options...]: -Werror build; false (and counted) if it fails.
+build() {
+    local name=$1 dir=$2
+    shift 2
+    if ! build_dir "$dir" -Dwerror=true "$@"; then
+        echo "== $name: the build failed"
+        build_failures=$((build_failures + 1))
+        status=1
+        return 1
+    fi
+}
 
 run() { # run NAME DIR LOGBASE [meson test options...]
     local name=$1 dir=$2 logbase=$3
     shift 3
-    echo "== $name"
+    echo "== $name ($((SECONDS - started)) s so far)"
     meson test -C "$dir" --print-errorlogs --logbase "$logbase" "$@" || status=1
     # meson appends the wrapper's name to the log's name (valgrind-valgrind.json).
     ran+=("$(ls -t "$dir/meson-logs/$logbase"*.json | grep -v -- '-ts\.' | head -n 1)")
 }
 
-build_dir build || exit 1
-run "gcc" build testlog
-build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false || exit 1
-run "gcc, ASan+UBSan" build-asan testlog
-CC=clang build_dir build-clang || exit 1
-run "clang" build-clang testlog
-run "valgrind memcheck" build valgrind \
+build "gcc" build && run "gcc" build testlog
+build "gcc, ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false &&
+    run "gcc, ASan+UBSan" build-asan testlog
+CC=clang build "clang" build-clang && run "clang" build-clang testlog
+[ -f build/build.ninja ] && run "valgrind memcheck" build valgrind \
     --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
-    --timeout-multiplier 4
+    --timeout-multiplier 4 --no-suite docs
+
+# As packagers build it: -O3 (release) and without asserts.
+build "gcc, release" build-release -Dbuildtype=release &&
+    STRESS_SCALE=0.1 run "gcc, release" build-release testlog
+CC=clang build "clang, release" build-release-clang -Dbuildtype=release &&
+    STRESS_SCALE=0.1 run "clang, release" build-release-clang testlog
+build "gcc, debugoptimized, no asserts" build-ndebug -Dbuildtype=debugoptimized -Db_ndebug=true &&
+    STRESS_SCALE=0.1 run "gcc, debugoptimized, no asserts" build-ndebug testlog
+
+echo "== all builds and runs took $((SECONDS - started)) s"
 
 # Count the cmocka checks of every run (a binary that died counts as failed).
-python3 - "${ran[@]}" <<'PY'
+python3 - "$build_failures" "${ran[@]}" <<'PY'
 import json, re, sys
-passed = failed = 0
-for path in sys.argv[1:]:
+passed = 0
+failed = int(sys.argv[1])  # builds that failed
+for path in sys.argv[2:]:
     with open(path) as f:
         for line in f:
             t = json.loads(line)

@@ -33,11 +33,11 @@ static void note_error(ae_cares *c, const char *what, ares_socket_t fd, const ch
 {
     if (c->error[0])
         return;
-    if (fd == ARES_SOCKET_BAD)
-        snprintf(c->error, sizeof c->error, "ae_cares: %s: %s", what, why);
-    else
-        snprintf(c->error, sizeof c->error, "ae_cares: %s for c-ares socket %d%s%s",
-                 what, (int)fd, why ? ": " : "", why ? why : "");
+    char socket_part[48] = "";
+    if (fd != ARES_SOCKET_BAD)
+        snprintf(socket_part, sizeof socket_part, " for c-ares socket %d", (int)fd);
+    snprintf(c->error, sizeof c->error, "ae_cares: %s%s%s%s",
+             what, socket_part, why ? ": " : "", why ? why : "");
 }
 
 static struct ae_cares_socket *find_socket(ae_cares *c, ares_socket_t fd)
