@@ -7,7 +7,8 @@
  * poll or select method; for the example epoll plugin, libev forced to
  * epoll), interleaved run by run, several repetitions, and reports the
  * medians and their ratio. Each run is a worker process of its
- * own (ae-bench-anyevent, ae-bench-libev, ...), found beside this program.
+ * own (ae-bench-anyevent, ae-bench-libev, ...), found beside this program
+ * (the build tree) or in libexecdir/anyevent (installed).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -23,6 +24,12 @@
 #ifndef AE_BENCH_WORKERS
 #define AE_BENCH_WORKERS "anyevent"
 #endif
+#ifndef AE_BENCH_LIBEXEC_ABS
+#define AE_BENCH_LIBEXEC_ABS ""
+#endif
+#ifndef AE_BENCH_LIBEXEC_REL
+#define AE_BENCH_LIBEXEC_REL ""
+#endif
 
 #define MAX_METRICS 24
 #define MAX_REPS 50
@@ -37,6 +44,7 @@ static struct {
     const char *backends;  /* comma list, NULL: every backend that works */
     enum { OUT_TABLE, OUT_CSV, OUT_JSON } format;
     const char *plot;
+    const char *table; /* the full table to this file instead of stdout */
 } opt = {.reps = 5};
 
 static char worker_dir[PATH_MAX];
@@ -45,11 +53,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ae-bench [--quick] [--reps N] [--workloads LIST] [--backends LIST]\n"
-            "                [--csv | --json] [--plot FILE.png|FILE.svg]\n"
+            "                [--csv | --json | --table FILE] [--plot FILE.png|FILE.svg]\n"
             "  workloads: lifecycle,pipechain,timers,pingpong,condvar,idle (default: all)\n"
             "  backends:  anyevent backends, e.g. libev,libuv,libevent,epoll,poll,select (default: every one that works)\n"
             "  --quick:   smaller sizes and 3 repetitions, under a minute\n"
-            "The table goes to stdout; progress to stderr.\n");
+            "  --table:   the full table to FILE; stdout then has the summary only\n"
+            "  --plot:    the time ratios to FILE, the memory ratios to FILE-memory.png (.svg)\n"
+            "stdout: a summary per workload family, then the full table (--csv, --json: the\n"
+            "full table in that format, the summary on stderr). Progress on stderr.\n");
 }
 
 static bool in_list(const char *list, const char *name)
@@ -80,6 +91,49 @@ static bool safe_name(const char *s)
         if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != ',')
             return false;
     return true;
+}
+
+/* Whether folder holds the anyevent worker. */
+static bool has_workers(const char *folder)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/ae-bench-anyevent", folder);
+    return access(path, X_OK) == 0;
+}
+
+/* The workers are beside this program in the build tree; installed, they are
+ * in libexecdir/anyevent: first relative to this program's folder (a moved or
+ * DESTDIR-staged tree), then at the configured path. */
+static int find_worker_dir(void)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        fprintf(stderr, "ae-bench: cannot find my own folder: %s\n", len < 0 ? strerror(errno) : "empty");
+        return -1;
+    }
+    self[len] = '\0';
+    *strrchr(self, '/') = '\0';
+    const char *tried[3];
+    int n = 0;
+    char relative[PATH_MAX + sizeof AE_BENCH_LIBEXEC_REL + 1];
+    tried[n++] = self;
+    if (AE_BENCH_LIBEXEC_REL[0]) {
+        snprintf(relative, sizeof relative, "%s/%s", self, AE_BENCH_LIBEXEC_REL);
+        tried[n++] = relative;
+    }
+    if (AE_BENCH_LIBEXEC_ABS[0])
+        tried[n++] = AE_BENCH_LIBEXEC_ABS;
+    for (int i = 0; i < n; i++)
+        if (has_workers(tried[i]) && strlen(tried[i]) < sizeof worker_dir) {
+            copy(worker_dir, sizeof worker_dir, tried[i]);
+            return 0;
+        }
+    fprintf(stderr, "ae-bench: no ae-bench-anyevent worker in");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s %s", i ? "," : "", tried[i]);
+    fprintf(stderr, "\n");
+    return -1;
 }
 
 /* ---- one worker run -------------------------------------------------------- */
@@ -198,9 +252,9 @@ static void fmt_value(char *buf, size_t size, double v)
         snprintf(buf, size, "%.3g", v);
 }
 
-static void print_table(void)
+static void print_table(FILE *out)
 {
-    printf("%-10s %-26s %-9s %-15s %12s %12s  %-17s %6s  %s\n", "workload", "case", "backend", "metric", "anyevent",
+    fprintf(out, "%-10s %-26s %-9s %-15s %12s %12s  %-17s %6s  %s\n", "workload", "case", "backend", "metric", "anyevent",
            "native", "native is", "ratio", "note");
     const char *last = "";
     for (int i = 0; i < n_rows; i++) {
@@ -214,12 +268,12 @@ static void print_table(void)
         else
             snprintf(q, sizeof q, "%.2f", x);
         if (strcmp(last, r->workload) != 0 && i)
-            putchar('\n');
+            fputc('\n', out);
         last = r->workload;
-        printf("%-10s %-26s %-9s %-15s %12s %12s  %-17s %6s  %s\n", r->workload, r->params, r->backend, r->metric, a,
+        fprintf(out, "%-10s %-26s %-9s %-15s %12s %12s  %-17s %6s  %s\n", r->workload, r->params, r->backend, r->metric, a,
                n, r->native, q, r->note);
     }
-    printf("\nratio: anyevent's cost over native (time / time; for *_per_s rates native / anyevent): "
+    fprintf(out, "\nratio: anyevent's cost over native (time / time; for *_per_s rates native / anyevent): "
            "1.00 = same, 1.10 = anyevent 10%% slower.\n");
 }
 
@@ -292,6 +346,14 @@ static void native_of(const char *backend, const char **impl, const char **env, 
 }
 
 static int total_runs, done_runs;
+static double started;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* One case: every backend, reps times, anyevent and native interleaved. */
 static void run_case(const char *workload, const char *params, const char *args, const char *const *metrics,
@@ -312,8 +374,11 @@ static void run_case(const char *workload, const char *params, const char *args,
             if (nimpl)
                 n = run_worker(nenv, nimpl, workload, args);
             done_runs++;
-            if (isatty(2)) /* progress on a terminal only, not in logs */
-                fprintf(stderr, "\r[%d/%d] %s %s %s        ", done_runs, total_runs, workload, params, be);
+            if (isatty(2)) { /* progress on a terminal only, not in logs */
+                double spent = now_s() - started;
+                fprintf(stderr, "\r[%d/%d, %.0f s, about %.0f s left] %s %s %s\033[K", done_runs, total_runs, spent,
+                        spent / done_runs * (total_runs - done_runs), workload, params, be);
+            }
             if (a.unsupported[0])
                 copy(ae_unsup, sizeof ae_unsup, a.unsupported);
             if (n.unsupported[0])
@@ -403,66 +468,288 @@ static void find_backends(void)
     }
 }
 
-/* ---- the plot ------------------------------------------------------------------------ */
+/* ---- the summary ------------------------------------------------------------------ */
 
-static int plot(const char *file)
+/* What a metric measures, from its name alone, so that a new workload's
+ * metrics are summed up without a change here: allocs_* are allocation
+ * counts, *_kb and *_bytes memory, *_ns, *_us, *_ms and *_per_s time. */
+typedef enum { KIND_TIME, KIND_MEMORY, KIND_ALLOCS, KIND_OTHER } metric_kind;
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && !strcmp(s + n - t, tail);
+}
+
+static metric_kind kind_of(const char *metric)
+{
+    if (!strncmp(metric, "allocs", 6))
+        return KIND_ALLOCS;
+    if (ends_with(metric, "_kb") || ends_with(metric, "_bytes"))
+        return KIND_MEMORY;
+    if (ends_with(metric, "_ns") || ends_with(metric, "_us") || ends_with(metric, "_ms") || ends_with(metric, "_per_s"))
+        return KIND_TIME;
+    return KIND_OTHER;
+}
+
+/* The time targets of docs/benchmarks.md ("Analysis against the targets"):
+ * the geometric mean of anyevent's time over native's across a family's
+ * cases. A family not listed has no target and is reported unmarked. */
+static const struct {
+    const char *workload;
+    double time;
+} targets[] = {
+    {"lifecycle", 1.25},
+    {"pipechain", 1.10},
+    {"pingpong", 1.10},
+};
+
+static double target_of(const char *workload)
+{
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+        if (!strcmp(targets[i].workload, workload))
+            return targets[i].time;
+    return NAN;
+}
+
+/* Allocations per event or per iteration above this are not "arrays growing
+ * once" but an allocation per event: the target is none. */
+#define ALLOCS_TARGET 0.01
+
+/* The families (workloads), in the order they ran. */
+static const char *families[64];
+static int n_families;
+
+static void find_families(void)
+{
+    n_families = 0;
+    for (int i = 0; i < n_rows; i++) {
+        int f = 0;
+        while (f < n_families && strcmp(families[f], rows[i].workload))
+            f++;
+        if (f == n_families && n_families < (int)(sizeof families / sizeof families[0]))
+            families[n_families++] = rows[i].workload;
+    }
+}
+
+/* One backend in one family, for one kind of metric. */
+typedef struct aggregate {
+    int n;          /* ratios summed up */
+    int no_native;  /* rows without a ratio */
+    double log_sum; /* of the ratios */
+    int worst;      /* the row with the highest ratio, -1 if none */
+    double max_value; /* for KIND_ALLOCS: anyevent's highest count; NAN if none */
+} aggregate;
+
+static aggregate aggregate_of(const char *family, const char *backend, metric_kind kind)
+{
+    aggregate a = {.worst = -1, .max_value = NAN};
+    for (int i = 0; i < n_rows; i++) {
+        const row *r = &rows[i];
+        if (strcmp(r->workload, family) || strcmp(r->backend, backend) || kind_of(r->metric) != kind)
+            continue;
+        if (kind == KIND_ALLOCS) {
+            if (!isnan(r->ae) && (isnan(a.max_value) || r->ae > a.max_value))
+                a.max_value = r->ae;
+            continue;
+        }
+        double x = ratio(r);
+        if (isnan(x)) {
+            a.no_native++;
+            continue;
+        }
+        a.n++;
+        a.log_sum += log(x);
+        if (a.worst < 0 || x > ratio(&rows[a.worst]))
+            a.worst = i;
+    }
+    return a;
+}
+
+static double geomean(const aggregate *a) { return a->n ? exp(a->log_sum / a->n) : NAN; }
+
+/* "2.94 io n=10000 destroy_ns", or "-". */
+static void fmt_worst(char *buf, size_t size, const aggregate *a)
+{
+    if (a->worst < 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    const row *r = &rows[a->worst];
+    snprintf(buf, size, "%.2f %s %s", ratio(r), r->params, r->metric);
+}
+
+static void print_summary(FILE *out)
+{
+    find_families();
+    fprintf(out, "Summary: anyevent's cost over the native library's, per workload family: the geometric mean of\n"
+                 "the ratios over its cases (1.00 = the same, 1.10 = anyevent 10%% slower or bigger), the worst\n"
+                 "case, and the most allocations anyevent made per event. Targets: docs/benchmarks.md.\n");
+    for (int f = 0; f < n_families; f++) {
+        const char *fam = families[f];
+        double target = target_of(fam);
+        char tgt[64];
+        if (isnan(target))
+            snprintf(tgt, sizeof tgt, "no time target");
+        else
+            snprintf(tgt, sizeof tgt, "time target <= %.2f", target);
+        fprintf(out, "\n%s (%s; allocations per event: none)\n", fam, tgt);
+        fprintf(out, "  %-9s %-11s %-36s %-7s %-36s %s\n", "backend", "time", "worst time case", "memory",
+                "worst memory case", "allocs");
+        for (int b = 0; b < n_backends; b++) {
+            aggregate t = aggregate_of(fam, backends[b], KIND_TIME);
+            aggregate m = aggregate_of(fam, backends[b], KIND_MEMORY);
+            aggregate al = aggregate_of(fam, backends[b], KIND_ALLOCS);
+            if (!t.n && !t.no_native && !m.n && !m.no_native && isnan(al.max_value))
+                continue; /* this backend ran nothing of this family */
+            char tcol[32], tw[96], mcol[16], mw[96], acol[32];
+            double tg = geomean(&t);
+            if (isnan(tg))
+                snprintf(tcol, sizeof tcol, "-");
+            else if (isnan(target))
+                snprintf(tcol, sizeof tcol, "%.2f", tg);
+            else
+                snprintf(tcol, sizeof tcol, "%.2f %s", tg, tg <= target ? "met" : "MISSED");
+            fmt_worst(tw, sizeof tw, &t);
+            double mg = geomean(&m);
+            if (isnan(mg))
+                snprintf(mcol, sizeof mcol, "-");
+            else
+                snprintf(mcol, sizeof mcol, "%.2f", mg);
+            fmt_worst(mw, sizeof mw, &m);
+            if (isnan(al.max_value))
+                snprintf(acol, sizeof acol, "-");
+            else
+                snprintf(acol, sizeof acol, "%.3g %s", al.max_value, al.max_value <= ALLOCS_TARGET ? "met" : "MISSED");
+            fprintf(out, "  %-9s %-11s %-36s %-7s %-36s %s", backends[b], tcol, tw, mcol, mw, acol);
+            if (t.no_native)
+                fprintf(out, "  (%d time case%s without a native figure)", t.no_native, t.no_native > 1 ? "s" : "");
+            fputc('\n', out);
+        }
+    }
+    fputc('\n', out);
+}
+
+/* ---- the plots ---------------------------------------------------------------------- */
+
+/* Tics for a log axis from lo to hi that a reader can place at a glance:
+ * finer steps for a narrow range, fewer for a wide one. */
+static void write_log_tics(FILE *f, double lo, double hi)
+{
+    static const double fine[] = {0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3, 1.5, 1.75, 2, 2.5, 3};
+    static const double medium[] = {0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 50};
+    static const double coarse[] = {0.001, 0.01, 0.1, 1, 10, 100, 1000};
+    double span = log10(hi / lo);
+    const double *tics = span < 0.7 ? fine : span < 1.7 ? medium : coarse;
+    size_t n = span < 0.7 ? sizeof fine / sizeof *fine
+             : span < 1.7 ? sizeof medium / sizeof *medium
+                          : sizeof coarse / sizeof *coarse;
+    fprintf(f, "set ytics (");
+    bool first = true;
+    for (size_t i = 0; i < n; i++)
+        if (tics[i] >= lo && tics[i] <= hi) {
+            fprintf(f, "%s\"%g\" %g", first ? "" : ", ", tics[i], tics[i]);
+            first = false;
+        }
+    fprintf(f, ")\n");
+}
+
+/* One panel per family: per backend, a dot per case (one metric of one
+ * case) and a bar at the geometric mean; 1.0 and the target as lines. */
+static int plot_kind(const char *file, metric_kind kind)
 {
     const char *ext = strrchr(file, '.');
     bool svg = ext && !strcmp(ext, ".svg");
-    if (!svg && !(ext && !strcmp(ext, ".png"))) {
-        fprintf(stderr, "ae-bench: --plot needs a .png or .svg file name\n");
-        return -1;
-    }
+    find_families();
+    int panels = 0;
+    for (int fam = 0; fam < n_families; fam++)
+        for (int b = 0; b < n_backends; b++)
+            if (aggregate_of(families[fam], backends[b], kind).n) {
+                panels++;
+                break;
+            }
+    if (!panels)
+        return 0;
     char data[] = "/tmp/ae-bench-XXXXXX";
     int fd = mkstemp(data);
     if (fd < 0)
         return -1;
-    FILE *f = fdopen(fd, "w");
-    /* One group per (workload, case, metric), one bar per backend: the ratio. */
-    fprintf(f, "case");
-    for (int b = 0; b < n_backends; b++)
-        fprintf(f, "\t%s", backends[b]);
-    fprintf(f, "\n");
-    int groups = 0;
-    for (int i = 0; i < n_rows; i++) {
-        if (strncmp(rows[i].metric, "allocs", 6) == 0 || !strcmp(rows[i].metric, "mem_bytes") ||
-            strcmp(rows[i].backend, backends[0]) != 0)
-            continue;
-        fprintf(f, "\"%s %s %s\"", rows[i].workload, rows[i].params, rows[i].metric);
-        for (int b = 0; b < n_backends; b++) {
-            double x = NAN;
-            for (int j = 0; j < n_rows; j++)
-                if (!strcmp(rows[j].workload, rows[i].workload) && !strcmp(rows[j].params, rows[i].params) &&
-                    !strcmp(rows[j].metric, rows[i].metric) && !strcmp(rows[j].backend, backends[b]))
-                    x = ratio(&rows[j]);
-            if (isnan(x))
-                fprintf(f, "\t-");
-            else
-                fprintf(f, "\t%.4f", x);
-        }
-        fprintf(f, "\n");
-        groups++;
-    }
-    fclose(f);
+    FILE *d = fdopen(fd, "w");
     char script[] = "/tmp/ae-bench-XXXXXX";
     fd = mkstemp(script);
-    if (fd < 0)
+    if (fd < 0 || !d) {
+        if (d)
+            fclose(d);
+        unlink(data);
         return -1;
-    f = fdopen(fd, "w");
-    int width = 300 + groups * 28;
-    fprintf(f, "set terminal %s size %d,720 %s\n", svg ? "svg" : "pngcairo", width < 1200 ? 1200 : width,
-            svg ? "dynamic" : "");
-    fprintf(f, "set output '%s'\nset termoption noenhanced\n", file);
-    fprintf(f, "set title 'anyevent / native cost ratio per workload (1.0 = the native library alone; lower is better)'\n");
-    fprintf(f, "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n");
-    fprintf(f, "set datafile missing '-'\nset datafile separator '\\t'\nset key top left\n");
-    fprintf(f, "set xtics rotate by -60 font ',8'\nset yrange [0:*]\nset grid ytics\n");
-    fprintf(f, "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2\n");
-    fprintf(f, "set ylabel 'ratio'\nset bmargin 16\n");
-    fprintf(f, "plot ");
+    }
+    FILE *f = fdopen(fd, "w");
+    int cols = panels < 3 ? panels : 3, nrows = (panels + cols - 1) / cols;
+    fprintf(f, "set terminal %s size %d,%d font ',11' %s\n", svg ? "svg" : "pngcairo", 40 + 440 * cols,
+            80 + 330 * nrows, svg ? "dynamic" : "");
+    fprintf(f, "set output '%s'\nset termoption noenhanced\nset datafile separator '\\t'\n", file);
+    fprintf(f, "set multiplot layout %d,%d title \"anyevent / native %s, log scale: 1 = the native library "
+               "(lower is better)\\ndots: one case each; bar: their geometric mean%s\" font ',13'\n",
+            nrows, cols, kind == KIND_TIME ? "time" : "memory", kind == KIND_TIME ? "; dashed: the target" : "");
+    fprintf(f, "set logscale y\nset grid ytics\nset xrange [-0.6:%d.6]\nset xtics (", n_backends - 1);
     for (int b = 0; b < n_backends; b++)
-        fprintf(f, "%s'%s' using %d:xtic(1) title columnheader(%d)", b ? ", " : "", data, b + 2, b + 2);
-    fprintf(f, "\n");
+        fprintf(f, "%s\"%s\" %d", b ? ", " : "", backends[b], b);
+    fprintf(f, ")\nset lmargin 7\nset bmargin 2\n");
+    int block = 0;
+    for (int fam = 0; fam < n_families; fam++) {
+        const char *name = families[fam];
+        double lo = 1, hi = 1;
+        int dots = 0;
+        for (int i = 0; i < n_rows; i++) {
+            double x = ratio(&rows[i]);
+            if (strcmp(rows[i].workload, name) || kind_of(rows[i].metric) != kind || isnan(x))
+                continue;
+            int b = 0;
+            while (b < n_backends && strcmp(backends[b], rows[i].backend))
+                b++;
+            /* Spread the dots of one backend sideways so that equal ratios stay visible. */
+            fprintf(d, "%.3f\t%.5g\n", b + 0.07 * ((dots++ % 7) - 3), x);
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+        if (!dots)
+            continue;
+        fprintf(d, "\n\n");
+        for (int b = 0; b < n_backends; b++) {
+            aggregate a = aggregate_of(name, backends[b], kind);
+            if (a.n)
+                fprintf(d, "%d\t%.5g\n", b, geomean(&a));
+        }
+        fprintf(d, "\n\n");
+        double target = kind == KIND_TIME ? target_of(name) : NAN;
+        if (!isnan(target))
+            hi = target > hi ? target : hi;
+        lo /= 1.3;
+        hi *= 1.3;
+        if (isnan(target))
+            fprintf(f, "set title '%s' font ',12'\n", name);
+        else
+            fprintf(f, "set title '%s (target %.2f)' font ',12'\n", name, target);
+        fprintf(f, "set yrange [%g:%g]\n", lo, hi);
+        write_log_tics(f, lo, hi);
+        fprintf(f, "unset arrow\nunset label\n"
+                   "set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb 'black' back\n");
+        for (int b = 0; b < n_backends; b++) {
+            aggregate a = aggregate_of(name, backends[b], kind);
+            if (!a.n && a.no_native)
+                fprintf(f, "set label 'no native' at %d, graph 0.5 center rotate by 90 tc rgb '#777777'\n", b);
+        }
+        if (!isnan(target))
+            fprintf(f, "set arrow from graph 0, first %g to graph 1, first %g nohead lw 2 dt 2 lc rgb '#cc3311' back\n",
+                    target, target);
+        fprintf(f,
+                "plot '%s' index %d using 1:2 with points pt 7 ps 0.7 lc rgb '#4477aa' notitle, "
+                "'' index %d using ($1-0.32):2:(0.64):(0) with vectors nohead lw 4 lc rgb '#222222' notitle\n",
+                data, block, block + 1);
+        block += 2;
+    }
+    fprintf(f, "unset multiplot\n");
+    fclose(d);
     fclose(f);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "gnuplot '%s'", script);
@@ -473,8 +760,29 @@ static int plot(const char *file)
         fprintf(stderr, "ae-bench: gnuplot failed (is it installed? apt-get install gnuplot-nox)\n");
         return -1;
     }
-    fprintf(stderr, "ae-bench: plot written to %s\n", file);
+    fprintf(stderr, "ae-bench: plot of the %s ratios written to %s\n", kind == KIND_TIME ? "time" : "memory", file);
     return 0;
+}
+
+/* FILE.png: the time ratios; FILE-memory.png: the memory ratios. */
+static int plot(const char *file)
+{
+    const char *ext = strrchr(file, '.');
+    if (!ext || (strcmp(ext, ".png") && strcmp(ext, ".svg"))) {
+        fprintf(stderr, "ae-bench: --plot needs a .png or .svg file name\n");
+        return -1;
+    }
+    char memory_file[PATH_MAX];
+    if (snprintf(memory_file, sizeof memory_file, "%.*s-memory%s", (int)(ext - file), file, ext) >=
+        (int)sizeof memory_file) {
+        fprintf(stderr, "ae-bench: --plot: file name too long\n");
+        return -1;
+    }
+    if (strchr(file, '\'')) {
+        fprintf(stderr, "ae-bench: --plot: no quote in the file name, please\n");
+        return -1;
+    }
+    return plot_kind(file, KIND_TIME) < 0 || plot_kind(memory_file, KIND_MEMORY) < 0 ? -1 : 0;
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -498,6 +806,8 @@ int main(int argc, char **argv)
             opt.backends = argv[++i];
         else if (!strcmp(a, "--plot") && has_value)
             opt.plot = argv[++i];
+        else if (!strcmp(a, "--table") && has_value)
+            opt.table = argv[++i];
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -516,13 +826,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ae-bench: names may only use letters, digits, '-', '_' and ','\n");
         return 2;
     }
-    ssize_t len = readlink("/proc/self/exe", worker_dir, sizeof worker_dir - 1);
-    if (len <= 0) {
-        fprintf(stderr, "ae-bench: cannot find my own folder\n");
+    if (find_worker_dir() < 0)
         return 1;
-    }
-    worker_dir[len] = '\0';
-    *strrchr(worker_dir, '/') = '\0';
 
     find_backends();
     if (!n_backends) {
@@ -532,7 +837,7 @@ int main(int argc, char **argv)
     for (size_t c = 0; c < N_CASES; c++)
         if (in_list(opt.workloads, cases[c].workload) && (!opt.quick || cases[c].quick))
             total_runs += opt.reps * n_backends;
-    double start = (double)time(NULL);
+    started = now_s();
     for (size_t c = 0; c < N_CASES; c++) {
         const case_def *cd = &cases[c];
         if (!in_list(opt.workloads, cd->workload) || (opt.quick && !cd->quick))
@@ -542,14 +847,31 @@ int main(int argc, char **argv)
             nm++;
         run_case(cd->workload, cd->params, cd->args, cd->metrics, nm);
     }
-    fprintf(stderr, "%sae-bench: %d runs in %.0f s%30s\n", isatty(2) ? "\r" : "", done_runs,
-            (double)time(NULL) - start, "");
-    if (opt.format == OUT_CSV)
-        print_csv();
-    else if (opt.format == OUT_JSON)
-        print_json();
-    else
-        print_table();
+    fprintf(stderr, "%sae-bench: %d runs in %.0f s\n", isatty(2) ? "\r\033[K" : "", done_runs, now_s() - started);
+    if (opt.format != OUT_TABLE) {
+        print_summary(stderr);
+        if (opt.format == OUT_CSV)
+            print_csv();
+        else
+            print_json();
+    } else if (opt.table) {
+        FILE *t = fopen(opt.table, "w");
+        if (!t) {
+            fprintf(stderr, "ae-bench: cannot write %s: %s\n", opt.table, strerror(errno));
+            return 1;
+        }
+        print_table(t);
+        if (fclose(t) != 0) {
+            fprintf(stderr, "ae-bench: cannot write %s: %s\n", opt.table, strerror(errno));
+            return 1;
+        }
+        print_summary(stdout);
+        printf("The full table: %s\n", opt.table);
+    } else {
+        print_summary(stdout);
+        print_table(stdout);
+    }
+    fflush(stdout);
     if (opt.plot && plot(opt.plot) < 0)
         return 1;
     return 0;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine: install what is needed, build, and
 # run the benchmark comparison across all backends (anyevent on each backend
-# against the same workloads written natively), printing the table and
-# drawing build/ae-bench.png. Extra arguments go to ae-bench (e.g. --quick).
+# against the same workloads written natively): prints a summary per backend
+# and workload family against the targets of docs/benchmarks.md, then the
+# full table, and draws build/ae-bench.png (time ratios) and
+# build/ae-bench-memory.png (memory ratios). Extra arguments go to ae-bench
+# (e.g. --quick, or --table FILE to keep the full table out of the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

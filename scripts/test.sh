@@ -43,6 +43,38 @@ run() { # run NAME DIR LOGBASE [meson test options...]
     ran+=("$(ls -t "$dir/meson-logs/$logbase"*.json | grep -v -- '-ts\.' | head -n 1)")
 }
 
+# check NAME COMMAND...: one check of its own, outside meson's logs.
+checks_passed=0
+checks_failed=0
+check() {
+    local name=$1
+    shift
+    echo "== $name ($((SECONDS - started)) s so far)"
+    if "$@"; then
+        checks_passed=$((checks_passed + 1))
+    else
+        echo "== $name: FAILED"
+        checks_failed=$((checks_failed + 1))
+        status=1
+    fi
+}
+
+# install_check DIR: install DIR's build into its prefix and run ae-bench
+# from there, with only that prefix's library.
+install_check() {
+    local dir=$1 prefix libdir out
+    prefix=$(meson introspect "$dir" --buildoptions | python3 -c \
+        'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}["prefix"])')
+    libdir=$(meson introspect "$dir" --buildoptions | python3 -c \
+        'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}["libdir"])')
+    [[ $prefix == "$PWD/$dir/"* ]] || { echo "install_check: prefix $prefix is not inside $dir"; return 1; }
+    rm -rf "$prefix"
+    meson install -C "$dir" --quiet >/dev/null || return 1
+    out=$(cd / && LD_LIBRARY_PATH="$prefix/$libdir" "$prefix/bin/ae-bench" --quick --reps 1 \
+        --workloads idle,condvar --backends poll,libev 2>&1) || { printf '%s\n' "$out"; return 1; }
+    grep -q "^idle" <<<"$out" && grep -q "^condvar" <<<"$out" || { printf '%s\n' "$out"; return 1; }
+}
+
 build "gcc" build && run "gcc" build testlog
 build "gcc, ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false &&
     run "gcc, ASan+UBSan" build-asan testlog
@@ -51,9 +83,12 @@ CC=clang build "clang" build-clang && run "clang" build-clang testlog
     --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
     --timeout-multiplier 4 --no-suite docs
 
-# As packagers build it: -O3 (release) and without asserts.
-build "gcc, release" build-release -Dbuildtype=release &&
-    STRESS_SCALE=0.1 run "gcc, release" build-release testlog
+# As packagers build: -O3 (release) and without asserts. The gcc release
+# build is also installed (into build-release/prefix) and the benchmark run
+# from there, as from the build tree.
+build "gcc, release" build-release -Dbuildtype=release -Dprefix="$PWD/build-release/prefix" &&
+    STRESS_SCALE=0.1 run "gcc, release" build-release testlog &&
+    check "installed ae-bench runs" install_check build-release
 CC=clang build "clang, release" build-release-clang -Dbuildtype=release &&
     STRESS_SCALE=0.1 run "clang, release" build-release-clang testlog
 build "gcc, debugoptimized, no asserts" build-ndebug -Dbuildtype=debugoptimized -Db_ndebug=true &&
@@ -62,11 +97,11 @@ build "gcc, debugoptimized, no asserts" build-ndebug -Dbuildtype=debugoptimized 
 echo "== all builds and runs took $((SECONDS - started)) s"
 
 # Count the cmocka checks of every run (a binary that died counts as failed).
-python3 - "$build_failures" "${ran[@]}" <<'PY'
+python3 - "$checks_passed" "$((checks_failed + build_failures))" "${ran[@]}" <<'PY'
 import json, re, sys
-passed = 0
-failed = int(sys.argv[1])  # builds that failed
-for path in sys.argv[2:]:
+passed = int(sys.argv[1])  # checks outside meson
+failed = int(sys.argv[2])  # those that failed, and builds that failed
+for path in sys.argv[3:]:
     with open(path) as f:
         for line in f:
             t = json.loads(line)
