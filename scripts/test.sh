@@ -81,7 +81,7 @@ build "gcc, ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=fal
 CC=clang build "clang" build-clang && run "clang" build-clang testlog
 [ -f build/build.ninja ] && run "valgrind memcheck" build valgrind \
     --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
-    --timeout-multiplier 4 --no-suite docs
+    --timeout-multiplier 4
 
 # As packagers build: -O3 (release) and without asserts. The gcc release
 # build is also installed (into build-release/prefix) and the benchmark run
