@@ -12,5 +12,7 @@ void host_loop_free(void *native);
 void host_timer(void *native, double after, int *fired);
 /* Run the native loop until nothing keeps it alive, as the host would. */
 void host_run(void *native);
+/* One iteration of the native loop, waiting if nothing is ready. */
+void host_run_once(void *native);
 
 #endif

@@ -32,3 +32,5 @@ void host_timer(void *native, double after, int *fired)
 }
 
 void host_run(void *native) { ev_run(native, 0); }
+
+void host_run_once(void *native) { ev_run(native, EVRUN_ONCE); }

@@ -34,3 +34,5 @@ void host_timer(void *native, double after, int *fired)
 }
 
 void host_run(void *native) { event_base_dispatch(native); }
+
+void host_run_once(void *native) { event_base_loop(native, EVLOOP_ONCE); }

@@ -46,3 +46,5 @@ void host_timer(void *native, double after, int *fired)
 }
 
 void host_run(void *native) { uv_run(native, UV_RUN_DEFAULT); }
+
+void host_run_once(void *native) { uv_run(native, UV_RUN_ONCE); }

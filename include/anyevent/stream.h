@@ -1,0 +1,179 @@
+/*
+ * anyevent streams: buffered non-blocking byte streams over a file
+ * descriptor, after Perl's AnyEvent::Handle. Built on the public watchers of
+ * <anyevent.h> only, so a stream runs on every backend and inside adopted
+ * host loops. docs/streams.md is the long form of what follows.
+ *
+ * Rules common to every call here:
+ *  - No user callback ever runs from inside an ae_stream_* call: callbacks
+ *    run only from the loop.
+ *  - Freeing a stream from any of its callbacks is safe.
+ *  - A call that fails returns NULL or a negative AE_E* code with the
+ *    message in ae_last_error().
+ *  - Free every stream before its loop.
+ */
+#ifndef ANYEVENT_STREAM_H
+#define ANYEVENT_STREAM_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "../anyevent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ae_stream ae_stream;
+
+/* ae_stream_opts.flags */
+enum {
+    AE_STREAM_CLOSE_FD = 1,  /* ae_stream_free() closes the fd */
+    AE_STREAM_NODELAY = 2,   /* TCP_NODELAY on a TCP socket */
+    AE_STREAM_KEEPALIVE = 4  /* SO_KEEPALIVE on a socket */
+};
+
+/* A stream's settings; NULL or {0} gives the defaults. */
+typedef struct ae_stream_opts {
+    size_t rbuf_max;  /* 0: 1 MiB of unconsumed input; beyond it: fatal ENOSPC */
+    size_t wbuf_high; /* 0: 64 KiB; a write returns 1 when the queue reaches it (back off) */
+    size_t wbuf_low;  /* AE_STREAM_DRAIN when the queue falls to it (0) */
+    size_t wbuf_max;  /* 0: no limit; beyond it: fatal ENOSPC (a slow reader) */
+    double timeout, rtimeout, wtimeout; /* inactivity, any / read / write; 0: off */
+    unsigned flags;   /* AE_STREAM_CLOSE_FD, AE_STREAM_NODELAY, AE_STREAM_KEEPALIVE */
+} ae_stream_opts;
+
+/* What an event callback reports: exactly one of these per call. */
+enum {
+    AE_STREAM_EOF = 1,        /* the peer closed its side; no read request was pending */
+    AE_STREAM_ERROR = 2,      /* fatal: the stream is stopped; this is its last callback */
+    AE_STREAM_DRAIN = 4,      /* the write queue fell to wbuf_low */
+    AE_STREAM_TIMEOUT = 8,    /* no activity at all for opts.timeout (not fatal) */
+    AE_STREAM_CONNECTED = 16, /* ae_stream_connect() reached its peer */
+    AE_STREAM_RTIMEOUT = 32,  /* nothing read for opts.rtimeout while reading (not fatal) */
+    AE_STREAM_WTIMEOUT = 64   /* nothing written for opts.wtimeout while data waits (not fatal) */
+};
+
+/* One callback for what is not data. err is an errno value: ECONNRESET, EPIPE
+ * (EOF while a read request cannot be satisfied), ENOSPC (a limit), EBADMSG (a
+ * framing function refused), ETIMEDOUT (the three timeouts)...; 0 for
+ * AE_STREAM_EOF, AE_STREAM_DRAIN and AE_STREAM_CONNECTED. AE_STREAM_ERROR is
+ * fatal: the stream stops and the callback is its last; the caller still
+ * frees it. A timeout is not: returning from it re-arms the timeout. */
+typedef void (*ae_stream_event_cb)(ae_stream *s, int what, int err, void *arg);
+
+/* A complete read: data points into the stream's buffer, valid until the
+ * callback returns. */
+typedef void (*ae_stream_data_cb)(ae_stream *s, const char *data, size_t len, void *arg);
+
+/* Measures a frame: returns the length of a complete frame at the start of
+ * data, 0 for "need more", or AE_STREAM_BAD (fatal EBADMSG). eof is 1 when no
+ * more bytes will come. Also the type of ae_stream_on_read()'s consumer,
+ * which returns how many bytes it used. */
+typedef size_t (*ae_stream_frame_cb)(ae_stream *s, const char *data, size_t len, int eof, void *arg);
+
+#define AE_STREAM_BAD ((size_t)-1) /* a frame function's "refused" */
+
+/* Make a stream of fd (made non-blocking). It reads only while a read request
+ * is queued or ae_stream_on_read() is set. cb gets the events. Fails with
+ * AE_EINVAL (NULL loop or cb, bad options) or AE_EBADF (fd not open). */
+AE_EXPORT ae_stream *ae_stream_new(ae_loop *loop, int fd, const ae_stream_opts *o, ae_stream_event_cb cb,
+                                   void *arg);
+
+/* Free the stream now, dropping what was not written; safe from every
+ * callback. Closes the fd only with AE_STREAM_CLOSE_FD. Every pending
+ * ae_stream_write_ref() done callback still runs once, from the loop. NULL is
+ * ignored. */
+AE_EXPORT void ae_stream_free(ae_stream *s);
+
+/* Stop reading, keep writing the queue for up to linger seconds (0: not at
+ * all), then close the fd and free the stream. No callback of the stream
+ * runs during the linger. Returns 0 or AE_EINVAL (NULL, linger negative or
+ * not finite). */
+AE_EXPORT int ae_stream_close(ae_stream *s, double linger);
+
+/* ---- read requests ----------------------------------------------------- */
+
+enum { AE_RSPEC_LINE = 1, AE_RSPEC_EXACTLY, AE_RSPEC_UPTO, AE_RSPEC_PREFIXED, AE_RSPEC_FRAMED };
+
+/* What a read request waits for; made by the AE_LINE ... AE_FRAMED macros
+ * and passed by value. */
+typedef struct ae_rspec {
+    int kind;                 /* AE_RSPEC_* */
+    size_t n;                 /* EXACTLY, UPTO: the count; PREFIXED: the width */
+    size_t max;               /* PREFIXED: the largest payload (0: rbuf_max) */
+    const char *delim;        /* LINE: the delimiter (NUL-terminated), or NULL */
+    ae_stream_frame_cb frame; /* FRAMED */
+    void *frame_arg;
+} ae_rspec;
+
+/* A line; delim NULL: "\n" with a "\r" before it dropped. The callback gets
+ * the line without its delimiter. */
+#define AE_LINE(delim_) ((ae_rspec){AE_RSPEC_LINE, 0, 0, (delim_), NULL, NULL})
+/* Exactly n bytes (n >= 1). */
+#define AE_EXACTLY(n_) ((ae_rspec){AE_RSPEC_EXACTLY, (n_), 0, NULL, NULL, NULL})
+/* Whatever is there, 1 to n bytes. */
+#define AE_UPTO(n_) ((ae_rspec){AE_RSPEC_UPTO, (n_), 0, NULL, NULL, NULL})
+/* A 1, 2 or 4 byte big-endian length, then that many bytes; the callback
+ * gets the payload without the length. A length above max is a fatal
+ * EBADMSG. */
+#define AE_PREFIXED(width_, max_) ((ae_rspec){AE_RSPEC_PREFIXED, (width_), (max_), NULL, NULL, NULL})
+/* fn measures a frame (HTTP headers, RESP, JSON...). */
+#define AE_FRAMED(fn_, arg_) ((ae_rspec){AE_RSPEC_FRAMED, 0, 0, NULL, (fn_), (arg_)})
+
+/* Queue a read request at the end. Requests are served in order; one queued
+ * from inside a data callback is served from what is already buffered
+ * before more is read. EOF while a request cannot be satisfied is a fatal
+ * EPIPE. Fails with AE_EINVAL (bad spec, NULL cb) or AE_ESTATE (the stream
+ * failed or is closing). */
+AE_EXPORT int ae_stream_read(ae_stream *s, ae_rspec r, ae_stream_data_cb cb, void *arg);
+
+/* Queue a read request at the front: it is served before every other. */
+AE_EXPORT int ae_stream_read_first(ae_stream *s, ae_rspec r, ae_stream_data_cb cb, void *arg);
+
+/* Simple mode, used while no request is queued: consume gets everything
+ * buffered and returns how many bytes it used (0: wait for more,
+ * AE_STREAM_BAD: fatal EBADMSG). At EOF it is called once more with eof 1;
+ * bytes it still leaves are a fatal EPIPE. consume NULL unsets it. */
+AE_EXPORT int ae_stream_on_read(ae_stream *s, ae_stream_frame_cb consume, void *arg);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Write len bytes: straight to the kernel when nothing is queued, the rest
+ * copied into the queue and written when the fd is writable. Writes are
+ * never reordered. Returns 0, 1 when the queue has reached wbuf_high (back
+ * off until AE_STREAM_DRAIN), or a negative code: AE_EINVAL, AE_ESTATE (the
+ * stream failed, is closing or was shut down), AE_ELIMIT (beyond wbuf_max:
+ * the stream then fails with ENOSPC). A write the kernel refuses (EPIPE,
+ * ECONNRESET) becomes a fatal event in a later iteration. */
+AE_EXPORT int ae_stream_write(ae_stream *s, const void *data, size_t len);
+
+/* As ae_stream_write(), gathering iovcnt buffers (in one system call when
+ * nothing is queued). */
+AE_EXPORT int ae_stream_writev(ae_stream *s, const struct iovec *iov, int iovcnt);
+
+/* As ae_stream_write() without copying: the caller's memory is written from
+ * where it is and must stay valid until done(data, arg) runs. done runs
+ * exactly once, from the loop: when the kernel took the bytes, or after the
+ * stream failed or was freed. done may be NULL. */
+AE_EXPORT int ae_stream_write_ref(ae_stream *s, const void *data, size_t len, void (*done)(void *data, void *arg),
+                                  void *arg);
+
+/* The bytes the kernel has not taken yet (0 for NULL). */
+AE_EXPORT size_t ae_stream_queued(const ae_stream *s);
+
+/* Send FIN (shutdown(SHUT_WR)) once the queue is written; writing is over.
+ * Reading goes on. AE_ENOTSUP on an fd that is not a socket. */
+AE_EXPORT int ae_stream_shutdown(ae_stream *s);
+
+/* The stream's fd (-1 while ae_stream_connect() is connecting, or for NULL). */
+AE_EXPORT int ae_stream_fd(const ae_stream *s);
+
+/* The message of the fatal error, or NULL while there is none. */
+AE_EXPORT const char *ae_stream_error(const ae_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ANYEVENT_STREAM_H */

@@ -1,0 +1,159 @@
+/* The stream layer's private structures, shared by the files of stream/.
+ * Everything here is built on the public watchers of <anyevent.h>. */
+#ifndef AE_STREAM_INTERNAL_H
+#define AE_STREAM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anyevent/stream.h"
+#include "backend.h" /* ae__set_error, ae__set_errno */
+
+#define AE_STREAM_MAGIC 0x61657374u /* "aest" */
+
+/* ---- buffer.c: the read buffer and the write queue ---------------------- */
+
+/* Unconsumed input is data[start, end); the memory is kept while the stream
+ * reads, and given back when it stops reading with nothing buffered. */
+typedef struct ae_rbuf {
+    char *data;
+    size_t start, end, cap;
+} ae_rbuf;
+
+/* One segment of the write queue: bytes still to write are p[0, len). An
+ * owned segment's memory is block (block_cap bytes) and p points into it; a
+ * referenced one is the caller's, and done runs once it is written. */
+typedef struct ae_wseg {
+    const char *p;
+    size_t len;
+    char *block;
+    size_t block_cap;
+    void (*done)(void *data, void *arg);
+    const void *ref;
+    void *done_arg;
+    bool is_ref;
+} ae_wseg;
+
+typedef struct ae_wqueue {
+    ae_wseg *segs; /* a ring */
+    unsigned head, count, cap;
+    size_t bytes; /* still to write */
+    char *spare;  /* one written-out block kept for the next write */
+    size_t spare_cap;
+} ae_wqueue;
+
+size_t ae__rbuf_len(const ae_rbuf *b);
+/* Room for at least want more bytes at the end (compacting first); NULL if
+ * out of memory. *room gets what is free. */
+char *ae__rbuf_reserve(ae_rbuf *b, size_t want, size_t *room);
+void ae__rbuf_release(ae_rbuf *b); /* free the memory if nothing is buffered */
+void ae__rbuf_fini(ae_rbuf *b);
+
+/* Append a copy of len bytes (joining the last owned segment when it has
+ * room); AE_ENOMEM. */
+int ae__wq_copy(ae_wqueue *q, const void *data, size_t len);
+/* Append the caller's bytes; a done of a zero-length ref still queues. */
+int ae__wq_ref(ae_wqueue *q, const void *data, size_t len, void (*done)(void *, void *), void *arg);
+/* The first iovcnt (at most max) segments with bytes left. */
+int ae__wq_iov(const ae_wqueue *q, struct iovec *iov, int max);
+/* n bytes were written: advance, dropping written owned segments; written
+ * refs stay at the head, empty, until ae__wq_pop_done() takes them. */
+void ae__wq_advance(ae_wqueue *q, size_t n);
+/* Take the first segment if it is a written (or, with all, any) ref or an
+ * empty owned segment: its done in *seg. 1 if one was taken. */
+int ae__wq_pop_done(ae_wqueue *q, ae_wseg *seg, bool all);
+bool ae__wq_has_refs(const ae_wqueue *q);
+bool ae__wq_done_ready(const ae_wqueue *q); /* a written ref waits at the head */
+void ae__wq_fini(ae_wqueue *q);
+
+/* ---- the stream --------------------------------------------------------- */
+
+typedef struct ae_rreq {
+    ae_rspec r;
+    size_t dlen; /* LINE: delimiter length */
+    ae_stream_data_cb cb;
+    void *arg;
+} ae_rreq;
+
+struct ae_stream {
+    uint32_t magic;
+    ae_loop *loop;
+    int fd;
+    bool is_socket;
+    ae_watcher *io;    /* NULL while connecting and after the stop */
+    ae_watcher *timer; /* made on first need: timeouts, linger, deferred work */
+    int io_events;     /* what io watches now */
+    ae_stream_event_cb cb;
+    void *arg;
+    ae_stream_opts o;
+
+    /* reading */
+    ae_rbuf rbuf;
+    size_t read_size;
+    ae_rreq *rq; /* a ring of read requests */
+    unsigned rq_head, rq_count, rq_cap;
+    unsigned rq_gen; /* changes when the queue's head may have changed */
+    size_t scanned;  /* LINE: bytes of the head request's input searched already */
+    ae_stream_frame_cb on_read;
+    void *on_read_arg;
+
+    /* writing */
+    ae_wqueue wq;
+
+    /* state */
+    int depth;         /* stream callbacks on the stack; free waits for 0 */
+    bool again;        /* work arrived while inside the stream's callbacks */
+    bool eof;          /* read returned 0 */
+    bool eof_reported; /* AE_STREAM_EOF, or on_read's eof call, is done */
+    bool failed;       /* a fatal error happened: the stream is stopped */
+    bool fail_reported; /* its AE_STREAM_ERROR ran (or runs) */
+    bool freed;
+    bool closing;      /* ae_stream_close(): lingering */
+    bool shut_wanted, shut_done;
+    bool connecting;
+    bool connected_due; /* AE_STREAM_CONNECTED to report */
+    bool above_low;     /* the queue is above wbuf_low: DRAIN when it falls */
+    bool drain_due;
+    bool timer_fired;
+    int fail_err;      /* the fatal error's errno */
+    void *conn; /* ae_stream_connect()'s connect, and how to cancel it */
+    void (*conn_cancel)(void *conn);
+
+    /* timeouts: stamps of the last activity, ae_now() seconds */
+    double last_any, last_read, last_write;
+    double timer_due; /* when the timer fires; INFINITY if disarmed */
+    double linger_until;
+
+    char *error; /* fatal error message */
+};
+
+/* stream.c */
+ae_stream *ae__stream_make(ae_loop *loop, const ae_stream_opts *o, ae_stream_event_cb cb, void *arg,
+                           const char *fn); /* without an fd yet */
+bool ae__stream_ok(const ae_stream *s, const char *fn);
+void ae__stream_service(ae_stream *s); /* from the loop: deliver everything due */
+void ae__stream_wake(ae_stream *s);    /* from a call: have the loop service it */
+void ae__stream_fail(ae_stream *s, int err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void ae__stream_interest(ae_stream *s); /* set the io watcher's events */
+bool ae__stream_reading(const ae_stream *s);
+int ae__stream_attach(ae_stream *s, int fd); /* the fd of a connected stream */
+
+/* read.c */
+void ae__stream_read_input(ae_stream *s); /* read(2) once or a few times */
+void ae__stream_deliver(ae_stream *s);    /* serve requests / on_read from the buffer */
+void ae__stream_rq_fini(ae_stream *s);
+
+/* write.c */
+void ae__stream_flush(ae_stream *s); /* writev what the kernel takes */
+void ae__stream_run_dones(ae_stream *s, bool all);
+
+/* timeout.c */
+void ae__stream_timeouts_check(ae_stream *s); /* the timer fired */
+void ae__stream_timer_rearm(ae_stream *s);    /* after activity changes what is watched */
+
+#endif /* AE_STREAM_INTERNAL_H */

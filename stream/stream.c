@@ -1,0 +1,356 @@
+/* The stream: creation, the io and timer watchers it runs on, the one place
+ * where its callbacks run (ae__stream_service), fatal errors, and freeing
+ * (at once, or once the stream's callbacks have returned). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RBUF_MAX_DEFAULT (1024 * 1024)
+#define WBUF_HIGH_DEFAULT (64 * 1024)
+
+bool ae__stream_ok(const ae_stream *s, const char *fn)
+{
+    if (!s || s->magic != AE_STREAM_MAGIC || s->freed) {
+        ae__set_error(AE_EINVAL, "%s: not a live stream", fn);
+        return false;
+    }
+    return true;
+}
+
+bool ae__stream_reading(const ae_stream *s)
+{
+    return (s->rq_count || s->on_read) && !s->eof && !s->failed && !s->closing && !s->freed;
+}
+
+void ae__stream_interest(ae_stream *s)
+{
+    if (!s->io)
+        return;
+    int ev = 0;
+    if (ae__stream_reading(s) && ae__rbuf_len(&s->rbuf) <= s->o.rbuf_max)
+        ev |= AE_READ;
+    if (s->wq.bytes && !s->failed)
+        ev |= AE_WRITE;
+    if (ev != s->io_events && ae_io_set(s->io, ev) == 0)
+        s->io_events = ev;
+}
+
+void ae__stream_wake(ae_stream *s)
+{
+    if (s->depth) {
+        s->again = true;
+        return;
+    }
+    double now = ae_now(s->loop);
+    if (s->timer_due > now && ae_timer_set(s->timer, 0, 0) == 0)
+        s->timer_due = now;
+}
+
+void ae__stream_fail(ae_stream *s, int err, const char *fmt, ...)
+{
+    if (s->failed || s->freed)
+        return;
+    s->failed = true;
+    s->fail_err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&s->error, fmt, ap) < 0)
+        s->error = NULL;
+    va_end(ap);
+    if (s->io && s->io_events && ae_io_set(s->io, 0) == 0)
+        s->io_events = 0;
+    ae__stream_wake(s);
+}
+
+static void sockopts_apply(ae_stream *s)
+{
+    int one = 1;
+    if (!s->is_socket)
+        return;
+    /* Meaningless on other socket kinds (unix): their refusal is ignored. */
+    if (s->o.flags & AE_STREAM_NODELAY)
+        (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (s->o.flags & AE_STREAM_KEEPALIVE)
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+static void on_io(ae_watcher *w, int revents, void *arg);
+
+static int opts_take(ae_stream *s, const ae_stream_opts *o, const char *fn)
+{
+    if (o)
+        s->o = *o;
+    if (s->o.flags & ~(unsigned)(AE_STREAM_CLOSE_FD | AE_STREAM_NODELAY | AE_STREAM_KEEPALIVE))
+        return ae__set_error(AE_EINVAL, "%s: unknown flags %#x", fn, s->o.flags);
+    const double t[3] = {s->o.timeout, s->o.rtimeout, s->o.wtimeout};
+    for (int i = 0; i < 3; i++)
+        if (!isfinite(t[i]) || t[i] < 0)
+            return ae__set_error(AE_EINVAL, "%s: timeout %g: must be finite and >= 0", fn, t[i]);
+    if (!s->o.rbuf_max)
+        s->o.rbuf_max = RBUF_MAX_DEFAULT;
+    if (!s->o.wbuf_high)
+        s->o.wbuf_high = WBUF_HIGH_DEFAULT;
+    if (s->o.wbuf_low > s->o.wbuf_high)
+        return ae__set_error(AE_EINVAL, "%s: wbuf_low %zu is above wbuf_high %zu", fn, s->o.wbuf_low, s->o.wbuf_high);
+    if (s->o.wbuf_max && s->o.wbuf_max < s->o.wbuf_high)
+        return ae__set_error(AE_EINVAL, "%s: wbuf_max %zu is below wbuf_high %zu", fn, s->o.wbuf_max, s->o.wbuf_high);
+    return 0;
+}
+
+static void on_timer(ae_watcher *w, void *arg);
+
+/* A stream without an fd yet (fd -1): the part ae_stream_new() and
+ * ae_stream_connect() share. */
+ae_stream *ae__stream_make(ae_loop *loop, const ae_stream_opts *o, ae_stream_event_cb cb, void *arg,
+                           const char *fn)
+{
+    if (!loop) {
+        ae__set_error(AE_EINVAL, "%s: loop is NULL", fn);
+        return NULL;
+    }
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "%s: callback is NULL", fn);
+        return NULL;
+    }
+    ae_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        ae__set_error(AE_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    s->fd = -1;
+    s->loop = loop;
+    s->cb = cb;
+    s->arg = arg;
+    if (opts_take(s, o, fn) < 0) {
+        free(s);
+        return NULL;
+    }
+    /* One timer for the three timeouts, the linger and work deferred to
+     * the loop; it is re-armed when it fires, not per read or write. */
+    s->timer = ae_timer(loop, 0, 0, on_timer, s);
+    if (!s->timer) {
+        free(s);
+        return NULL;
+    }
+    ae_timer_stop(s->timer);
+    s->timer_due = INFINITY;
+    s->last_any = s->last_read = s->last_write = ae_now(loop);
+    s->magic = AE_STREAM_MAGIC;
+    return s;
+}
+
+int ae__stream_attach(ae_stream *s, int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return ae__set_error(AE_EBADF, "ae_stream: fd %d is not open", fd);
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return ae__set_errno("ae_stream: fcntl(O_NONBLOCK)");
+    int type;
+    socklen_t len = sizeof type;
+    s->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    s->io = ae_io(s->loop, fd, 0, on_io, s);
+    if (!s->io)
+        return ae_last_error_code();
+    s->fd = fd;
+    s->io_events = 0;
+    sockopts_apply(s);
+    s->last_any = s->last_read = s->last_write = ae_now(s->loop);
+    ae__stream_timer_rearm(s);
+    return 0;
+}
+
+ae_stream *ae_stream_new(ae_loop *loop, int fd, const ae_stream_opts *o, ae_stream_event_cb cb, void *arg)
+{
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+        ae__set_error(AE_EBADF, "ae_stream_new: fd %d is not open", fd);
+        return NULL;
+    }
+    ae_stream *s = ae__stream_make(loop, o, cb, arg, "ae_stream_new");
+    if (!s)
+        return NULL;
+    if (ae__stream_attach(s, fd) < 0) {
+        ae_watcher_free(s->timer);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Stop watching and let go of the fd; the struct stays until destroy(). */
+static void release(ae_stream *s)
+{
+    ae_watcher_free(s->io);
+    s->io = NULL;
+    if (s->conn) {
+        s->conn_cancel(s->conn);
+        s->conn = NULL;
+    }
+    if (s->fd >= 0 && (s->o.flags & AE_STREAM_CLOSE_FD))
+        close(s->fd);
+    s->fd = -1;
+}
+
+/* from_loop: the loop runs us (not a call), so done callbacks may run. */
+static void destroy(ae_stream *s, bool from_loop)
+{
+    if (from_loop)
+        ae__stream_run_dones(s, true);
+    release(s);
+    ae_watcher_free(s->timer);
+    ae__rbuf_fini(&s->rbuf);
+    ae__wq_fini(&s->wq);
+    ae__stream_rq_fini(s);
+    free(s->error);
+    s->magic = 0;
+    free(s);
+}
+
+void ae_stream_free(ae_stream *s)
+{
+    if (!s || !ae__stream_ok(s, "ae_stream_free"))
+        return;
+    s->freed = true;
+    release(s);
+    if (s->depth)
+        return; /* the stream's callbacks are on the stack: destroyed when they return */
+    if (ae__wq_has_refs(&s->wq)) {
+        /* Their done callbacks run from the loop, not from this call. */
+        if (ae_timer_set(s->timer, 0, 0) == 0)
+            return;
+    }
+    destroy(s, false);
+}
+
+int ae_stream_close(ae_stream *s, double linger)
+{
+    if (!ae__stream_ok(s, "ae_stream_close"))
+        return AE_EINVAL;
+    if (!isfinite(linger) || linger < 0)
+        return ae__set_error(AE_EINVAL, "ae_stream_close: linger %g: must be finite and >= 0", linger);
+    s->o.flags |= AE_STREAM_CLOSE_FD;
+    if (s->failed || s->wq.bytes == 0 || linger == 0 || s->connecting) {
+        ae_stream_free(s);
+        return 0;
+    }
+    s->closing = true;
+    s->linger_until = ae_now(s->loop) + linger;
+    ae__stream_interest(s);
+    ae__stream_timer_rearm(s);
+    return 0;
+}
+
+/* Everything due, in order: written write_refs, a fatal error, CONNECTED,
+ * timeouts, reads, DRAIN; again while the callbacks queue more work. */
+void ae__stream_service(ae_stream *s)
+{
+    if (s->depth) {
+        s->again = true;
+        return;
+    }
+    s->depth++;
+    do {
+        s->again = false;
+        ae__stream_run_dones(s, false);
+        if (s->freed)
+            break;
+        if (s->closing) {
+            if (s->failed || s->wq.bytes == 0 || ae_now(s->loop) >= s->linger_until)
+                ae_stream_free(s);
+            break;
+        }
+        if (s->failed) {
+            if (!s->fail_reported) {
+                s->fail_reported = true;
+                s->cb(s, AE_STREAM_ERROR, s->fail_err, s->arg);
+                if (!s->freed)
+                    ae__stream_run_dones(s, true);
+            }
+            break;
+        }
+        if (s->connected_due) {
+            s->connected_due = false;
+            s->cb(s, AE_STREAM_CONNECTED, 0, s->arg);
+            if (s->freed || s->failed)
+                continue;
+        }
+        if (s->timer_fired) {
+            s->timer_fired = false;
+            ae__stream_timeouts_check(s);
+            if (s->freed || s->failed)
+                continue;
+        }
+        ae__stream_deliver(s);
+        if (s->freed || s->failed)
+            continue;
+        if (s->drain_due) {
+            s->drain_due = false;
+            s->cb(s, AE_STREAM_DRAIN, 0, s->arg);
+        }
+    } while (s->again && !s->freed);
+    s->depth--;
+    if (s->freed) {
+        destroy(s, true);
+        return;
+    }
+    ae__stream_interest(s);
+    if (!ae__stream_reading(s))
+        ae__rbuf_release(&s->rbuf);
+    ae__stream_timer_rearm(s);
+}
+
+static void on_io(ae_watcher *w, int revents, void *arg)
+{
+    ae_stream *s = arg;
+    if (s->depth) {
+        /* A callback of this stream runs a loop of its own: the buffer must
+         * not move under it. Watch again when it returns. */
+        ae_io_set(w, 0);
+        s->io_events = 0;
+        s->again = true;
+        return;
+    }
+    if (revents & AE_ERROR) {
+        s->io_events = 0;
+        ae__stream_fail(s, EBADF, "fd %d was closed while the stream used it", s->fd);
+    } else {
+        if (revents & AE_WRITE)
+            ae__stream_flush(s);
+        if ((revents & AE_READ) && !s->failed)
+            ae__stream_read_input(s);
+    }
+    ae__stream_service(s);
+}
+
+static void on_timer(ae_watcher *w, void *arg)
+{
+    (void)w;
+    ae_stream *s = arg;
+    s->timer_due = INFINITY;
+    if (s->freed) {
+        if (!s->depth)
+            destroy(s, true); /* a stream freed with write_refs pending */
+        return;
+    }
+    s->timer_fired = true;
+    ae__stream_service(s);
+}
+
+int ae_stream_fd(const ae_stream *s) { return s && s->magic == AE_STREAM_MAGIC && !s->freed ? s->fd : -1; }
+
+const char *ae_stream_error(const ae_stream *s)
+{
+    if (!s || s->magic != AE_STREAM_MAGIC || !s->failed)
+        return NULL;
+    return s->error ? s->error : "out of memory for the message";
+}

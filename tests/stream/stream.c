@@ -1,0 +1,1154 @@
+/*
+ * ae_stream: every semantic rule of include/anyevent/stream.h, one test each.
+ * One source, run once per backend (`stream BACKEND`), and built with
+ * AE_STREAM_TEST_HOST once per native library, where the loop is adopted
+ * from the host's own loop (tests/adopt/host.h) and the host runs it.
+ *
+ * The other end of a stream is usually a plain socket of a socketpair that
+ * the test reads and writes itself. Callbacks record failures instead of
+ * asserting, so that a failure never jumps out of a running loop; every
+ * call into the library is made through CALL(), and a callback that runs
+ * while one is under way is a failure ("no callback inside a call").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "anyevent/stream.h"
+#ifdef AE_STREAM_TEST_HOST
+#include "host.h"
+#endif
+
+static const char *backend;
+
+/* ---- fixture -------------------------------------------------------------- */
+
+#define MAX_EVENTS 64
+#define MAX_DATA 64
+
+struct fx {
+    ae_loop *loop;
+    void *native;
+    int fd[2]; /* fd[0]: the stream's, fd[1]: the test's end */
+    ae_stream *s;
+    ae_watcher *tick; /* keeps every iteration short */
+    int in_call; /* a library call is under way */
+    int failures;
+    char first_failure[512];
+    /* what the callbacks saw */
+    int events[MAX_EVENTS], errs[MAX_EVENTS], nevents;
+    double event_time[MAX_EVENTS], put_then[MAX_EVENTS], last_put;
+    char data[MAX_DATA][256];
+    size_t data_len[MAX_DATA];
+    int ndata;
+    int done_calls;
+    int free_in; /* free the stream from the callback of this event bit (or -1: a data callback) */
+};
+
+static struct fx *F;
+
+static void failure(const char *fmt, ...)
+{
+    if (F->failures++)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(F->first_failure, sizeof F->first_failure, fmt, ap);
+    va_end(ap);
+}
+
+#define CALL(expr) (F->in_call++, __extension__({ __typeof__(expr) r_ = (expr); F->in_call--; r_; }))
+#define CALLV(expr)                                                                                             \
+    do {                                                                                                       \
+        F->in_call++;                                                                                          \
+        expr;                                                                                                  \
+        F->in_call--;                                                                                          \
+    } while (0)
+
+static void in_callback(const char *what)
+{
+    if (F->in_call)
+        failure("%s ran inside a library call", what);
+}
+
+static void assert_no_failure(void)
+{
+    if (F->failures)
+        fail_msg("%d failure(s), the first: %s", F->failures, F->first_failure);
+}
+
+/* Run n iterations that do not wait for long (a 10 ms tick keeps each short). */
+static void on_tick(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+}
+
+static int setup(void **state)
+{
+    F = calloc(1, sizeof *F);
+    assert_non_null(F);
+#ifdef AE_STREAM_TEST_HOST
+    F->native = host_loop_new();
+    assert_non_null(F->native);
+    F->loop = ae_loop_adopt(backend, F->native);
+#else
+    F->loop = ae_loop_new(backend);
+#endif
+    if (!F->loop)
+        fail_msg("loop on %s: %s", backend, ae_last_error());
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, F->fd), 0);
+    F->free_in = 0;
+    F->tick = ae_timer(F->loop, 0.01, 0.01, on_tick, NULL);
+    assert_non_null(F->tick);
+    alarm(30); /* a hang ends the process, and the test fails */
+    *state = F;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    if (F->s)
+        ae_stream_free(F->s);
+    ae_watcher_free(F->tick);
+    ae_loop_free(F->loop);
+#ifdef AE_STREAM_TEST_HOST
+    host_loop_free(F->native);
+#endif
+    if (F->fd[0] >= 0)
+        close(F->fd[0]);
+    if (F->fd[1] >= 0)
+        close(F->fd[1]);
+    free(F);
+    F = NULL;
+    return 0;
+}
+
+static void run_once(void)
+{
+#ifdef AE_STREAM_TEST_HOST
+    host_run_once(F->native);
+#else
+    if (ae_run_once(F->loop, 0) < 0)
+        fail_msg("ae_run_once: %s", ae_last_error());
+#endif
+}
+
+static void on_limit(ae_watcher *w, void *arg)
+{
+    (void)w;
+    *(int *)arg = 1;
+}
+
+static void run_for(double seconds)
+{
+    int expired = 0;
+    ae_watcher *limit = ae_timer(F->loop, seconds, 0, on_limit, &expired);
+    while (!expired)
+        run_once();
+    ae_watcher_free(limit);
+}
+
+/* Run the loop until cond holds; 5 s in vain is a failure. */
+#define WAIT(cond)                                                                                             \
+    do {                                                                                                       \
+        double until_ = ae_time() + 5;                                                                         \
+        while (!(cond)) {                                                                                      \
+            if (ae_time() > until_)                                                                            \
+                fail_msg("waited 5 s in vain for %s; failures: %d %s", #cond, F->failures, F->first_failure); \
+            run_once();                                                                                        \
+        }                                                                                                      \
+    } while (0)
+
+static int count_event(int what)
+{
+    int n = 0;
+    for (int i = 0; i < F->nevents; i++)
+        n += F->events[i] == what;
+    return n;
+}
+
+static void on_event(ae_stream *s, int what, int err, void *arg)
+{
+    (void)arg;
+    in_callback("an event callback");
+    if (s != F->s)
+        failure("event for another stream");
+    if (what & (what - 1))
+        failure("event %#x carries more than one bit", what);
+    if (F->nevents < MAX_EVENTS) {
+        F->events[F->nevents] = what;
+        F->event_time[F->nevents] = ae_time();
+        F->put_then[F->nevents] = F->last_put;
+        F->errs[F->nevents++] = err;
+    }
+    if (F->free_in == what) {
+        ae_stream_free(s);
+        F->s = NULL;
+    }
+}
+
+static void on_data(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    (void)arg;
+    in_callback("a data callback");
+    if (s != F->s)
+        failure("data for another stream");
+    if (F->ndata < MAX_DATA) {
+        size_t n = len < 255 ? len : 255;
+        memcpy(F->data[F->ndata], data, n);
+        F->data[F->ndata][n] = 0;
+        F->data_len[F->ndata++] = len;
+    }
+    if (F->free_in == -1) {
+        ae_stream_free(s);
+        F->s = NULL;
+    }
+}
+
+static void make_stream(const ae_stream_opts *o)
+{
+    F->s = CALL(ae_stream_new(F->loop, F->fd[0], o, on_event, NULL));
+    if (!F->s)
+        fail_msg("ae_stream_new: %s", ae_last_error());
+}
+
+static void peer_write(const void *p, size_t n)
+{
+    assert_int_equal(write(F->fd[1], p, n), (ssize_t)n);
+}
+
+static void peer_puts(const char *p) { peer_write(p, strlen(p)); }
+
+static size_t peer_pending(int fd)
+{
+    int n = 0;
+    assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+    return (size_t)n;
+}
+
+/* Read from the peer end until n bytes came or nothing more arrives. */
+static size_t peer_read(char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(F->fd[1], buf + got, n - got, MSG_DONTWAIT);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            break;
+        if (errno != EAGAIN)
+            break;
+        run_for(0.01);
+        if (peer_pending(F->fd[1]) == 0 && ae_stream_queued(F->s) == 0)
+            break;
+    }
+    return got;
+}
+
+static int data_count(void) { return F->ndata; }
+
+/* ---- bad input ------------------------------------------------------------ */
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    assert_null(ae_stream_new(NULL, F->fd[0], NULL, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_stream_new(F->loop, F->fd[0], NULL, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_stream_new(F->loop, -1, NULL, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    int closed = dup(F->fd[0]);
+    close(closed);
+    assert_null(ae_stream_new(F->loop, closed, NULL, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EBADF);
+    ae_stream_opts o = {.rtimeout = -1};
+    assert_null(ae_stream_new(F->loop, F->fd[0], &o, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    o = (ae_stream_opts){.wbuf_low = 10, .wbuf_high = 5};
+    assert_null(ae_stream_new(F->loop, F->fd[0], &o, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    o = (ae_stream_opts){.flags = 0x100};
+    assert_null(ae_stream_new(F->loop, F->fd[0], &o, on_event, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+
+    make_stream(NULL);
+    assert_int_equal(ae_stream_read(F->s, AE_PREFIXED(3, 0), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_EXACTLY(0), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_UPTO(0), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_LINE(""), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_FRAMED(NULL, NULL), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_LINE(NULL), NULL, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(F->s, AE_EXACTLY((size_t)1 << 40), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_read(NULL, AE_LINE(NULL), on_data, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_write(NULL, "x", 1), AE_EINVAL);
+    assert_int_equal(ae_stream_write(F->s, NULL, 1), AE_EINVAL);
+    assert_int_equal(ae_stream_writev(F->s, NULL, 1), AE_EINVAL);
+    assert_int_equal(ae_stream_writev(F->s, NULL, -1), AE_EINVAL);
+    assert_int_equal(ae_stream_close(F->s, -1), AE_EINVAL);
+    assert_int_equal(ae_stream_close(NULL, 0), AE_EINVAL);
+    assert_int_equal(ae_stream_shutdown(NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_on_read(NULL, NULL, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_fd(NULL), -1);
+    assert_int_equal(ae_stream_queued(NULL), 0);
+    assert_null(ae_stream_error(NULL));
+    assert_null(ae_stream_error(F->s));
+    assert_int_equal(ae_stream_fd(F->s), F->fd[0]);
+    ae_stream_free(NULL);
+    /* The fd was made non-blocking. */
+    assert_true(fcntl(F->fd[0], F_GETFL) & O_NONBLOCK);
+    /* A pipe cannot be shut down. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    ae_stream *ps = ae_stream_new(F->loop, p[1], NULL, on_event, NULL);
+    assert_non_null(ps);
+    assert_int_equal(ae_stream_shutdown(ps), AE_ENOTSUP);
+    ae_stream_free(ps);
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(F->nevents, 0);
+}
+
+/* ---- read requests -------------------------------------------------------- */
+
+static void test_lines(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("a\r\nbb\n\nccc\nx\r");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    /* A custom delimiter, arriving a byte at a time. */
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE("\r\n\r\n"), on_data, NULL)), 0);
+    WAIT(data_count() >= 4);
+    const char *head = "\nHost: x\r\n\r\nrest";
+    for (const char *p = head; *p; p++) {
+        peer_write(p, 1);
+        run_once();
+    }
+    WAIT(data_count() >= 5);
+    assert_int_equal(data_count(), 5);
+    assert_string_equal(F->data[0], "a");
+    assert_string_equal(F->data[1], "bb");
+    assert_string_equal(F->data[2], "");
+    assert_string_equal(F->data[3], "ccc");
+    /* "x\r" + "\nHost: x" then the delimiter: the \r\n of the first bytes is data here */
+    assert_string_equal(F->data[4], "x\r\nHost: x");
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+static size_t frame_colon(ae_stream *s, const char *data, size_t len, int eof, void *arg)
+{
+    (void)s;
+    (void)eof;
+    in_callback("a frame function");
+    ++*(int *)arg;
+    const char *c = memchr(data, ':', len);
+    return c ? (size_t)(c - data) + 1 : 0;
+}
+
+/* The kinds one by one, so that each sees exactly its input. */
+static void read_one(ae_rspec r, const void *input, size_t n)
+{
+    peer_write(input, n);
+    int before = data_count();
+    assert_int_equal(CALL(ae_stream_read(F->s, r, on_data, NULL)), 0);
+    WAIT(!(data_count() == before && !F->failures && F->nevents == 0));
+}
+
+static void test_kinds_each(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    int frame_calls = 0;
+    read_one(AE_EXACTLY(3), "12345", 5);
+    assert_string_equal(F->data[0], "123");
+    read_one(AE_UPTO(100), "", 0);
+    assert_string_equal(F->data[1], "45");
+    read_one(AE_UPTO(2), "xyz", 3);
+    assert_string_equal(F->data[2], "xy");
+    read_one(AE_EXACTLY(1), "", 0);
+    assert_string_equal(F->data[3], "z");
+    read_one(AE_PREFIXED(1, 0), "\003abc", 4);
+    assert_string_equal(F->data[4], "abc");
+    read_one(AE_PREFIXED(2, 0), "\000\002de", 4);
+    assert_string_equal(F->data[5], "de");
+    read_one(AE_PREFIXED(4, 10), "\000\000\000\001f", 5);
+    assert_string_equal(F->data[6], "f");
+    read_one(AE_PREFIXED(2, 0), "\000\000", 2);
+    assert_int_equal(F->data_len[7], 0);
+    read_one(AE_FRAMED(frame_colon, &frame_calls), "abc:def", 7);
+    assert_string_equal(F->data[8], "abc:");
+    assert_true(frame_calls >= 1);
+    read_one(AE_UPTO(10), "", 0);
+    assert_string_equal(F->data[9], "def");
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+/* Order, and a request queued from a data callback served from the buffer. */
+static void on_data_then_first(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    on_data(s, data, len, arg);
+    /* Queued at the front from inside: served next, before "B". */
+    if (ae_stream_read_first(s, AE_EXACTLY(1), on_data, NULL) != 0)
+        failure("read_first: %s", ae_last_error());
+    /* And at the end: after "B". */
+    if (ae_stream_read(s, AE_UPTO(10), on_data, NULL) != 0)
+        failure("read: %s", ae_last_error());
+}
+
+static void test_order(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("A\nCB\nrest");
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data_then_first, NULL)), 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    /* read_first from outside goes before both. */
+    assert_int_equal(CALL(ae_stream_read_first(F->s, AE_EXACTLY(0 + 1), on_data, NULL)), 0);
+    WAIT(data_count() >= 5);
+    assert_string_equal(F->data[0], "A"); /* the read_first from outside: one byte */
+    assert_string_equal(F->data[1], "");  /* the first line: what is left of "A\n" */
+    assert_string_equal(F->data[2], "C"); /* its callback's read_first */
+    assert_string_equal(F->data[3], "B"); /* the second line */
+    assert_string_equal(F->data[4], "rest");
+    assert_no_failure();
+}
+
+static void test_order_inside(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("A\nCB\nrest");
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data_then_first, NULL)), 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(data_count() >= 4);
+    assert_string_equal(F->data[0], "A");
+    assert_string_equal(F->data[1], "C");    /* read_first from inside the callback */
+    assert_string_equal(F->data[2], "B");    /* the second request queued before */
+    assert_string_equal(F->data[3], "rest"); /* the request queued at the end from inside */
+    assert_no_failure();
+}
+
+/* Reading stops by itself while nothing asks for data. */
+static void test_reading_stops(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("one\ntwo\n");
+    run_for(0.05);
+    assert_int_equal(peer_pending(F->fd[0]), 8); /* nothing was read */
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_EXACTLY(4), on_data, NULL)), 0);
+    WAIT(data_count() >= 1);
+    run_for(0.03);
+    assert_int_equal(data_count(), 1);
+    /* The stream read what the kernel had (one read), but asks for no more. */
+    peer_puts("three\n");
+    run_for(0.03);
+    assert_int_equal(peer_pending(F->fd[0]), 6);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(data_count() >= 3);
+    assert_string_equal(F->data[1], "two");
+    assert_string_equal(F->data[2], "three");
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+/* ---- simple mode ---------------------------------------------------------- */
+
+struct consumer {
+    size_t take;  /* bytes to take per call */
+    int partial;  /* also fewer, when fewer are offered */
+    int calls, eof_calls;
+    size_t seen;
+    char got[64];
+};
+
+static size_t consume(ae_stream *s, const char *data, size_t len, int eof, void *arg)
+{
+    (void)s;
+    in_callback("on_read");
+    struct consumer *c = arg;
+    c->calls++;
+    c->eof_calls += eof;
+    size_t n = len < c->take ? (c->partial ? len : 0) : c->take;
+    if (c->seen + n < sizeof c->got)
+        memcpy(c->got + c->seen, data, n);
+    c->seen += n;
+    return n;
+}
+
+static void test_eof_epipe(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("abc");
+    shutdown(F->fd[1], SHUT_WR);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_EXACTLY(5), on_data, NULL)), 0);
+    WAIT(F->nevents >= 1);
+    run_for(0.03);
+    assert_int_equal(F->nevents, 1); /* the fatal error is the last callback */
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EPIPE);
+    assert_non_null(ae_stream_error(F->s));
+    assert_int_equal(CALL(ae_stream_write(F->s, "x", 1)), AE_ESTATE);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_UPTO(1), on_data, NULL)), AE_ESTATE);
+    assert_int_equal(data_count(), 0);
+    assert_no_failure();
+}
+
+static void test_eof_half_close(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("last\n");
+    shutdown(F->fd[1], SHUT_WR);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(F->nevents >= 1);
+    /* The second request cannot be served: EPIPE. */
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EPIPE);
+    assert_string_equal(F->data[0], "last");
+    assert_no_failure();
+}
+
+static void test_eof_event_then_write(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("last\n");
+    shutdown(F->fd[1], SHUT_WR);
+    /* EOF is noticed while reading: here in simple mode. */
+    struct consumer c = {.take = 100, .partial = 1};
+    assert_int_equal(CALL(ae_stream_on_read(F->s, consume, &c)), 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_EOF);
+    assert_int_equal(F->errs[0], 0);
+    assert_string_equal(c.got, "last\n");
+    /* Half close: writing still works. */
+    assert_int_equal(CALL(ae_stream_write(F->s, "reply", 5)), 0);
+    char buf[8] = {0};
+    assert_int_equal(peer_read(buf, 5), 5);
+    assert_string_equal(buf, "reply");
+    run_for(0.02);
+    assert_int_equal(F->nevents, 1);
+    assert_no_failure();
+}
+
+static void test_on_read(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    struct consumer c = {.take = 2};
+    peer_puts("hello");
+    assert_int_equal(CALL(ae_stream_on_read(F->s, consume, &c)), 0);
+    WAIT(c.seen >= 4);
+    run_for(0.02);
+    assert_int_equal(c.seen, 4); /* 1 left: it used nothing of a 1-byte offer */
+    /* EOF: called once more with eof 1; what it leaves is EPIPE. */
+    c.take = 0;
+    shutdown(F->fd[1], SHUT_WR);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(c.eof_calls, 1);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EPIPE);
+    assert_no_failure();
+}
+
+static void test_on_read_eof_clean(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    struct consumer c = {.take = 100, .partial = 1};
+    peer_puts("bye");
+    shutdown(F->fd[1], SHUT_WR);
+    assert_int_equal(CALL(ae_stream_on_read(F->s, consume, &c)), 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(c.eof_calls, 1);
+    assert_string_equal(c.got, "bye");
+    assert_int_equal(F->events[0], AE_STREAM_EOF);
+    /* Unsetting stops reading. */
+    assert_int_equal(CALL(ae_stream_on_read(F->s, NULL, NULL)), 0);
+    run_for(0.02);
+    assert_int_equal(F->nevents, 1);
+    assert_no_failure();
+}
+
+static void test_on_read_unset(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    struct consumer c = {.take = 100, .partial = 1};
+    assert_int_equal(CALL(ae_stream_on_read(F->s, consume, &c)), 0);
+    peer_puts("one");
+    WAIT(c.seen >= 3);
+    assert_int_equal(CALL(ae_stream_on_read(F->s, NULL, NULL)), 0);
+    peer_puts("two");
+    run_for(0.03);
+    assert_int_equal(c.seen, 3);
+    assert_int_equal(peer_pending(F->fd[0]), 3);
+    /* A request queued later gets them. */
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_EXACTLY(3), on_data, NULL)), 0);
+    WAIT(data_count() >= 1);
+    assert_string_equal(F->data[0], "two");
+    assert_no_failure();
+}
+
+/* ---- framing errors and limits -------------------------------------------- */
+
+static size_t frame_bad(ae_stream *s, const char *data, size_t len, int eof, void *arg)
+{
+    (void)s, (void)data, (void)len, (void)eof, (void)arg;
+    return AE_STREAM_BAD;
+}
+
+static void test_badmsg(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("junk");
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_FRAMED(frame_bad, NULL), on_data, NULL)), 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EBADMSG);
+    assert_no_failure();
+}
+
+static void test_prefixed_max(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_write("\000\011123456789", 11);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_PREFIXED(2, 8), on_data, NULL)), 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EBADMSG);
+    assert_int_equal(data_count(), 0);
+    assert_no_failure();
+}
+
+static void test_rbuf_max(void **state)
+{
+    (void)state;
+    ae_stream_opts o = {.rbuf_max = 1000};
+    make_stream(&o);
+    char junk[3000];
+    memset(junk, 'x', sizeof junk);
+    peer_write(junk, sizeof junk);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], ENOSPC);
+    assert_no_failure();
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void test_write_through(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    /* Nothing queued: the bytes reach the kernel inside the call. */
+    assert_int_equal(CALL(ae_stream_write(F->s, "now", 3)), 0);
+    assert_int_equal(peer_pending(F->fd[1]), 3);
+    struct iovec iov[2] = {{"ab", 2}, {"cd", 2}};
+    assert_int_equal(CALL(ae_stream_writev(F->s, iov, 2)), 0);
+    assert_int_equal(peer_pending(F->fd[1]), 7);
+    assert_int_equal(ae_stream_queued(F->s), 0);
+    char buf[8] = {0};
+    assert_int_equal(recv(F->fd[1], buf, 7, 0), 7);
+    assert_string_equal(buf, "nowabcd");
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+static void done_count(void *data, void *arg)
+{
+    (void)data;
+    (void)arg;
+    in_callback("a write_ref done");
+    F->done_calls++;
+}
+
+/* Writes of every kind, interleaved, past what the kernel takes: never
+ * reordered, and DRAIN once the queue falls to wbuf_low. */
+static void test_write_order_and_drain(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    ae_stream_opts o = {.wbuf_high = 32 * 1024, .wbuf_low = 1024};
+    make_stream(&o);
+    enum { TOTAL = 300000 };
+    static unsigned char expect[TOTAL];
+    static unsigned char refmem[TOTAL];
+    for (size_t i = 0; i < TOTAL; i++)
+        expect[i] = refmem[i] = (unsigned char)(i * 7 + i / 251);
+    size_t off = 0;
+    int saw_high = 0, refs = 0;
+    for (int k = 0; off < TOTAL; k++) {
+        size_t n = (size_t)(k * 37 % 4000) + 1;
+        if (n > TOTAL - off)
+            n = TOTAL - off;
+        int rc;
+        if (k % 3 == 0) {
+            rc = CALL(ae_stream_write(F->s, expect + off, n));
+        } else if (k % 3 == 1) {
+            size_t h = n / 2;
+            struct iovec iov[2] = {{expect + off, h}, {expect + off + h, n - h}};
+            rc = CALL(ae_stream_writev(F->s, iov, 2));
+        } else {
+            rc = CALL(ae_stream_write_ref(F->s, refmem + off, n, done_count, NULL));
+            refs++;
+        }
+        assert_true(rc == 0 || rc == 1);
+        saw_high |= rc == 1;
+        off += n;
+    }
+    assert_true(saw_high);
+    assert_true(ae_stream_queued(F->s) > 0);
+    assert_int_equal(F->done_calls, 0); /* never inside the calls */
+    static unsigned char got[TOTAL];
+    size_t have = 0;
+    while (have < TOTAL) {
+        ssize_t r = recv(F->fd[1], got + have, TOTAL - have, MSG_DONTWAIT);
+        if (r > 0)
+            have += (size_t)r;
+        else
+            run_once();
+    }
+    WAIT(!(count_event(AE_STREAM_DRAIN) < 1 || F->done_calls < refs));
+    run_for(0.02);
+    assert_memory_equal(got, expect, TOTAL);
+    assert_int_equal(count_event(AE_STREAM_DRAIN), 1);
+    assert_int_equal(F->nevents, 1);
+    assert_int_equal(F->done_calls, refs);
+    assert_int_equal(ae_stream_queued(F->s), 0);
+    assert_no_failure();
+}
+
+static void test_wbuf_max(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    ae_stream_opts o = {.wbuf_high = 8192, .wbuf_max = 10000};
+    make_stream(&o);
+    static char big[100000];
+    int rc = CALL(ae_stream_write(F->s, big, sizeof big));
+    assert_int_equal(rc, AE_ELIMIT);
+    assert_int_equal(F->nevents, 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], ENOSPC);
+    assert_int_equal(CALL(ae_stream_write(F->s, "x", 1)), AE_ESTATE);
+    assert_no_failure();
+}
+
+/* A write the kernel refuses is an event in a later iteration. */
+static void test_write_epipe(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    close(F->fd[1]);
+    F->fd[1] = -1;
+    int rc = CALL(ae_stream_write_ref(F->s, "x", 1, done_count, NULL));
+    assert_int_equal(rc, 0);
+    assert_int_equal(F->nevents, 0);
+    assert_int_equal(F->done_calls, 0);
+    WAIT(!(F->nevents < 1 || F->done_calls < 1));
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EPIPE);
+    assert_int_equal(F->done_calls, 1);
+    assert_no_failure();
+}
+
+static void test_write_ref_done_on_free(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    make_stream(NULL);
+    static char big[200000];
+    /* Written at once: done from the loop, not from the call. */
+    assert_int_equal(CALL(ae_stream_write_ref(F->s, "a", 1, done_count, NULL)), 0);
+    assert_int_equal(F->done_calls, 0);
+    WAIT(F->done_calls >= 1);
+    /* Queued, then the stream freed from outside: done still runs once, from the loop. */
+    CALL(ae_stream_write_ref(F->s, big, sizeof big, done_count, NULL));
+    CALL(ae_stream_write_ref(F->s, big, 10, done_count, NULL));
+    assert_true(ae_stream_queued(F->s) > 0);
+    CALLV(ae_stream_free(F->s));
+    F->s = NULL;
+    assert_int_equal(F->done_calls, 1);
+    WAIT(F->done_calls >= 3);
+    run_for(0.02);
+    assert_int_equal(F->done_calls, 3);
+    assert_no_failure();
+}
+
+static void test_shutdown(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    make_stream(NULL);
+    static char big[100000];
+    memset(big, 'q', sizeof big);
+    assert_true(CALL(ae_stream_write(F->s, big, sizeof big)) >= 0);
+    assert_int_equal(CALL(ae_stream_shutdown(F->s)), 0);
+    assert_int_equal(CALL(ae_stream_write(F->s, "x", 1)), AE_ESTATE);
+    static char got[100001];
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = recv(F->fd[1], got + have, sizeof got - have, MSG_DONTWAIT);
+        if (r > 0) {
+            have += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            break; /* FIN after the whole queue */
+        run_once();
+    }
+    assert_int_equal(have, sizeof big);
+    assert_memory_equal(got, big, sizeof big);
+    assert_no_failure();
+}
+
+/* ---- timeouts ------------------------------------------------------------- */
+
+static void test_rtimeout(void **state)
+{
+    (void)state;
+    ae_stream_opts o = {.rtimeout = 0.05};
+    make_stream(&o);
+    /* Not reading: no read timeout. */
+    run_for(0.12);
+    assert_int_equal(F->nevents, 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    double t0 = ae_time();
+    WAIT(F->nevents >= 2);
+    double took = ae_time() - t0;
+    assert_int_equal(F->events[0], AE_STREAM_RTIMEOUT);
+    assert_int_equal(F->errs[0], ETIMEDOUT);
+    assert_int_equal(F->events[1], AE_STREAM_RTIMEOUT); /* re-armed by returning */
+    assert_true(took >= 0.095);
+    /* Reads keep it quiet: a byte every 10 ms for 100 ms. A timeout can still
+     * come when this process stalls (nothing is written then either), but
+     * never sooner than rtimeout after the last byte. */
+    F->nevents = 0;
+    for (int i = 0; i < 10; i++) {
+        F->last_put = ae_time();
+        peer_puts("x");
+        run_for(0.01);
+    }
+    WAIT(F->nevents >= 1);
+    for (int i = 0; i < F->nevents; i++)
+        assert_true(F->event_time[i] - F->put_then[i] >= 0.05 - 0.001);
+    assert_no_failure();
+}
+
+static void test_timeout_any(void **state)
+{
+    (void)state;
+    ae_stream_opts o = {.timeout = 0.05};
+    make_stream(&o);
+    F->free_in = AE_STREAM_TIMEOUT; /* and free it from the callback */
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_TIMEOUT);
+    assert_int_equal(F->errs[0], ETIMEDOUT);
+    assert_null(F->s);
+    assert_no_failure();
+}
+
+static void test_wtimeout(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    ae_stream_opts o = {.wtimeout = 0.05};
+    make_stream(&o);
+    run_for(0.1);
+    assert_int_equal(F->nevents, 0); /* nothing queued: no write timeout */
+    static char big[200000];
+    CALL(ae_stream_write(F->s, big, sizeof big));
+    assert_true(ae_stream_queued(F->s) > 0);
+    WAIT(F->nevents >= 1);
+    assert_int_equal(F->events[0], AE_STREAM_WTIMEOUT);
+    assert_int_equal(F->errs[0], ETIMEDOUT);
+    assert_no_failure();
+}
+
+/* ---- closing and freeing -------------------------------------------------- */
+
+static void test_close_linger_flushes(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    make_stream(NULL);
+    static char big[100000];
+    memset(big, 'z', sizeof big);
+    CALL(ae_stream_write(F->s, big, sizeof big));
+    assert_int_equal(CALL(ae_stream_close(F->s, 5)), 0);
+    F->s = NULL;
+    F->fd[0] = -1; /* the stream closes it */
+    static char got[100001];
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = recv(F->fd[1], got + have, sizeof got - have, MSG_DONTWAIT);
+        if (r > 0) {
+            have += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            break;
+        run_once();
+    }
+    assert_int_equal(have, sizeof big);
+    assert_int_equal(F->nevents, 0); /* no callback during the linger */
+    assert_no_failure();
+}
+
+static void test_close_linger_expires(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    make_stream(NULL);
+    static char big[100000];
+    CALL(ae_stream_write(F->s, big, sizeof big));
+    int fd = F->fd[0];
+    assert_int_equal(CALL(ae_stream_close(F->s, 0.05)), 0);
+    F->s = NULL;
+    F->fd[0] = -1;
+    assert_true(fcntl(fd, F_GETFD) >= 0); /* still lingering */
+    run_for(0.15);
+    assert_true(fcntl(fd, F_GETFD) < 0); /* closed when the linger ran out */
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+static void test_free_keeps_fd(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    CALLV(ae_stream_free(F->s));
+    F->s = NULL;
+    assert_true(fcntl(F->fd[0], F_GETFD) >= 0);
+    ae_stream_opts o = {.flags = AE_STREAM_CLOSE_FD};
+    make_stream(&o);
+    CALLV(ae_stream_free(F->s));
+    F->s = NULL;
+    assert_true(fcntl(F->fd[0], F_GETFD) < 0);
+    F->fd[0] = -1;
+    assert_no_failure();
+}
+
+static void test_free_in_data_cb(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    F->free_in = -1;
+    peer_puts("a\nb\n");
+    CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL));
+    CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL));
+    WAIT(F->ndata);
+    run_for(0.02);
+    assert_null(F->s);
+    assert_int_equal(data_count(), 1);
+    assert_no_failure();
+}
+
+static void test_free_in_eof_and_error(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    F->free_in = AE_STREAM_EOF;
+    shutdown(F->fd[1], SHUT_WR);
+    struct consumer c = {.take = 10, .partial = 1};
+    CALL(ae_stream_on_read(F->s, consume, &c));
+    WAIT(F->nevents);
+    assert_null(F->s);
+    F->nevents = 0;
+    make_stream(NULL);
+    F->free_in = AE_STREAM_ERROR;
+    CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL));
+    WAIT(F->nevents);
+    assert_null(F->s);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_no_failure();
+}
+
+static void test_free_in_drain(void **state)
+{
+    (void)state;
+    int sz = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    make_stream(NULL);
+    F->free_in = AE_STREAM_DRAIN;
+    static char big[50000];
+    CALL(ae_stream_write(F->s, big, sizeof big));
+    CALL(ae_stream_write_ref(F->s, big, 10, done_count, NULL));
+    char sink[65536];
+    while (!F->nevents) {
+        (void)!recv(F->fd[1], sink, sizeof sink, MSG_DONTWAIT);
+        run_once();
+    }
+    assert_null(F->s);
+    WAIT(F->done_calls >= 1);
+    assert_int_equal(F->done_calls, 1);
+    assert_no_failure();
+}
+
+static size_t frame_free(ae_stream *s, const char *data, size_t len, int eof, void *arg)
+{
+    (void)data, (void)eof, (void)arg;
+    ae_stream_free(s);
+    F->s = NULL;
+    return len;
+}
+
+static void test_free_in_frame(void **state)
+{
+    (void)state;
+    make_stream(NULL);
+    peer_puts("abc");
+    CALL(ae_stream_read(F->s, AE_FRAMED(frame_free, NULL), on_data, NULL));
+    WAIT(!F->s);
+    run_for(0.02);
+    assert_int_equal(data_count(), 0);
+    assert_int_equal(F->nevents, 0);
+    assert_no_failure();
+}
+
+/* Two streams, each end of a socketpair: an echo of lines. */
+struct echo {
+    ae_stream *a, *b;
+    int lines;
+};
+
+static void echo_event(ae_stream *s, int what, int err, void *arg)
+{
+    (void)s;
+    (void)arg;
+    in_callback("an echo event");
+    failure("echo: unexpected event %d err %d", what, err);
+}
+
+static void echo_line(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    struct echo *e = arg;
+    if (s == e->b) { /* the server: send it back */
+        ae_stream_write(s, data, len);
+        ae_stream_write(s, "\n", 1);
+        ae_stream_read(s, AE_LINE(NULL), echo_line, e);
+        return;
+    }
+    e->lines++;
+    if (e->lines < 1000) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "%d\n", e->lines);
+        ae_stream_write(s, line, (size_t)n);
+        ae_stream_read(s, AE_LINE(NULL), echo_line, e);
+    }
+}
+
+static void test_echo_pair(void **state)
+{
+    (void)state;
+    struct echo e = {0};
+    e.a = CALL(ae_stream_new(F->loop, F->fd[0], NULL, echo_event, &e));
+    e.b = CALL(ae_stream_new(F->loop, F->fd[1], NULL, echo_event, &e));
+    assert_non_null(e.a);
+    assert_non_null(e.b);
+    CALL(ae_stream_read(e.b, AE_LINE(NULL), echo_line, &e));
+    CALL(ae_stream_read(e.a, AE_LINE(NULL), echo_line, &e));
+    CALL(ae_stream_write(e.a, "0\n", 2));
+    WAIT(!(e.lines < 1000 && !F->failures));
+    ae_stream_free(e.a);
+    ae_stream_free(e.b);
+    assert_int_equal(e.lines, 1000);
+    assert_no_failure();
+}
+
+int main(int argc, char **argv)
+{
+#ifdef AE_STREAM_TEST_HOST
+    (void)argc;
+    (void)argv;
+    backend = host_backend();
+#else
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s BACKEND\n", argv[0]);
+        return 2;
+    }
+    backend = argv[1];
+#endif
+    signal(SIGPIPE, SIG_IGN);
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_bad_input),
+        T(test_lines),
+        T(test_kinds_each),
+        T(test_order),
+        T(test_order_inside),
+        T(test_reading_stops),
+        T(test_eof_epipe),
+        T(test_eof_half_close),
+        T(test_eof_event_then_write),
+        T(test_on_read),
+        T(test_on_read_eof_clean),
+        T(test_on_read_unset),
+        T(test_badmsg),
+        T(test_prefixed_max),
+        T(test_rbuf_max),
+        T(test_write_through),
+        T(test_write_order_and_drain),
+        T(test_wbuf_max),
+        T(test_write_epipe),
+        T(test_write_ref_done_on_free),
+        T(test_shutdown),
+        T(test_rtimeout),
+        T(test_timeout_any),
+        T(test_wtimeout),
+        T(test_close_linger_flushes),
+        T(test_close_linger_expires),
+        T(test_free_keeps_fd),
+        T(test_free_in_data_cb),
+        T(test_free_in_eof_and_error),
+        T(test_free_in_drain),
+        T(test_free_in_frame),
+        T(test_echo_pair),
+    };
+    char group[64];
+    snprintf(group, sizeof group, "stream-%s%s", backend,
+#ifdef AE_STREAM_TEST_HOST
+             "-adopted"
+#else
+             ""
+#endif
+    );
+    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+}
