@@ -546,6 +546,108 @@ static void test_io_10000_fds(void **state)
     ae_loop_free(loop);
 }
 
+/* A callback that starts watching many new fds while the wait that called it
+ * is still walking what it found ready (a server accepting connections):
+ * a backend that grows an array here (its per-fd tables, its buffer of
+ * ready events) must not move one the walk still reads. 200 new fds is more
+ * than any backend's first capacity. */
+enum { GROW_READY = 40, GROW_NEW = 200 };
+
+struct grow {
+    ae_loop *loop;
+    int ready[GROW_READY][2]; /* [0] watched for writing: ready at once */
+    int fresh[GROW_NEW][2];
+    ae_watcher *fresh_w[GROW_NEW];
+    int writer_calls[GROW_READY];
+    int reader_calls[GROW_NEW];
+    bool opened;
+};
+
+struct grow_arg {
+    struct grow *g;
+    int i;
+};
+
+static void cb_grow_reader(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    struct grow_arg *a = arg;
+    assert_int_equal(revents, AE_READ);
+    char c;
+    assert_int_equal(read(a->g->fresh[a->i][0], &c, 1), 1);
+    a->g->reader_calls[a->i]++;
+}
+
+static void cb_grow_writer(ae_watcher *w, int revents, void *arg)
+{
+    struct grow_arg *a = arg;
+    struct grow *g = a->g;
+    assert_int_equal(revents, AE_WRITE);
+    g->writer_calls[a->i]++;
+    ae_watcher_free(w);
+    if (g->opened)
+        return;
+    g->opened = true;
+    static struct grow_arg args[GROW_NEW];
+    for (int i = 0; i < GROW_NEW; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g->fresh[i]), 0);
+        args[i] = (struct grow_arg){g, i};
+        g->fresh_w[i] = io_watcher(g->loop, g->fresh[i][0], AE_READ, cb_grow_reader, &args[i]);
+    }
+}
+
+static void test_io_watch_many_from_callback(void **state)
+{
+    (void)state;
+    static struct grow g;
+    static struct grow_arg args[GROW_READY];
+    memset(&g, 0, sizeof g);
+    g.loop = new_loop();
+    for (int i = 0; i < GROW_READY; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g.ready[i]), 0);
+        args[i] = (struct grow_arg){&g, i};
+        io_watcher(g.loop, g.ready[i][0], AE_WRITE, cb_grow_writer, &args[i]);
+    }
+    /* Every writer runs once, the first one opening the new fds: those of
+     * the same wait after it too (a backend may spread them over a few). */
+    for (int n = 0; n < 100; n++) {
+        int done = 0;
+        for (int i = 0; i < GROW_READY; i++)
+            done += g.writer_calls[i];
+        if (done == GROW_READY)
+            break;
+        assert_int_equal(ae_run_once(g.loop, 0), 1);
+    }
+    assert_true(g.opened);
+    for (int i = 0; i < GROW_READY; i++)
+        assert_int_equal(g.writer_calls[i], 1);
+    /* The new watchers work: each fires once for its byte. */
+    for (int i = 0; i < GROW_NEW; i++) {
+        assert_int_equal(g.reader_calls[i], 0);
+        write_byte(g.fresh[i][1]);
+    }
+    int done = 0;
+    for (int n = 0; n < 100 && done < GROW_NEW; n++) {
+        assert_int_equal(ae_run_once(g.loop, 0), 1);
+        done = 0;
+        for (int i = 0; i < GROW_NEW; i++)
+            done += g.reader_calls[i];
+    }
+    for (int i = 0; i < GROW_NEW; i++)
+        assert_int_equal(g.reader_calls[i], 1);
+    for (int i = 0; i < GROW_NEW; i++) {
+        ae_watcher_free(g.fresh_w[i]);
+        close(g.fresh[i][0]);
+        close(g.fresh[i][1]);
+    }
+    for (int i = 0; i < GROW_READY; i++) {
+        close(g.ready[i][0]);
+        close(g.ready[i][1]);
+    }
+    assert_int_equal(ae_run(g.loop), 0);
+    ae_loop_free(g.loop);
+}
+
 /* ---- freeing from callbacks ------------------------------------------------- */
 
 static void cb_io_free_self(ae_watcher *w, int revents, void *arg)
@@ -2295,6 +2397,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_closed_while_watched),
     T(test_io_reused_fd_in_same_iteration),
     T(test_io_10000_fds),
+    T(test_io_watch_many_from_callback),
     T(test_free_self_in_callback),
     T(test_free_all_in_callback),
     T(test_free_other_in_callback),
