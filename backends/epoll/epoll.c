@@ -38,9 +38,9 @@
  * against the core's symbols: the program may have linked it statically). */
 static const ae_backend_services *core;
 
-/* Events fetched by one epoll_wait. The loop's own buffer grows (in fd_init)
- * with the number of fds up to this; a nested wait (from a callback) uses a
- * small buffer on its stack. */
+/* Events fetched by one epoll_wait. The loop's own buffer grows with the
+ * number of fds up to this; a nested wait (from a callback) uses a small
+ * buffer on its stack. */
 #define EP_EVENTS_MAX 4096
 #define EP_EVENTS_NESTED 64
 
@@ -88,6 +88,7 @@ typedef struct ep_state {
 
     struct epoll_event *events; /* the outermost wait's buffer */
     int events_cap;
+    int events_want; /* the size fd_init asks for: the outermost wait grows it (see ep_wait) */
 
     ep_child *children;
     size_t nchildren;
@@ -145,8 +146,10 @@ static int reserve_ptrs(ep_fd ***array, size_t n)
     return 0;
 }
 
-/* The core meets fd: reserve everything fd_update and wait may need for it,
- * so that neither of them ever allocates. */
+/* The core meets fd: reserve everything fd_update may need for it, so that
+ * it never allocates. Often called from a callback (a server accepting a
+ * connection), while the wait that ran it walks its events buffer: that
+ * buffer is not touched here, only asked to grow (see ep_wait). */
 static int ep_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
@@ -169,14 +172,7 @@ static int ep_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
         if (reserve_ptrs(&s->changed, cap) < 0 || reserve_ptrs(&s->refused, cap) < 0)
             return core->set_error(AE_ENOMEM, "epoll: out of memory for fd %d", fd);
         s->lists_cap = cap;
-        int want = cap > EP_EVENTS_MAX ? EP_EVENTS_MAX : (int)cap;
-        if (want > s->events_cap) {
-            struct epoll_event *e = realloc(s->events, (size_t)want * sizeof *e);
-            if (!e)
-                return core->set_error(AE_ENOMEM, "epoll: out of memory for fd %d", fd);
-            s->events = e;
-            s->events_cap = want;
-        }
+        s->events_want = cap > EP_EVENTS_MAX ? EP_EVENTS_MAX : (int)cap;
     }
     ep_fd *f = fd_data;
     f->fd = fd;
@@ -424,6 +420,20 @@ static int ae_revents(uint32_t events, int want)
 
 static void child_event(ep_state *s, uint32_t slot); /* optional section */
 
+/* Brings the outermost wait's buffer to the size fd_init asked for. Only
+ * while no wait is walking it (depth 0): a callback that watches new fds
+ * must never move the events its wait has still to dispatch. Once per
+ * doubling of the fds; without memory the smaller buffer serves (fewer
+ * events per wait, nothing lost). */
+static void events_grow(ep_state *s)
+{
+    struct epoll_event *e = realloc(s->events, (size_t)s->events_want * sizeof *e);
+    if (!e)
+        return;
+    s->events = e;
+    s->events_cap = s->events_want;
+}
+
 static int ep_wait(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
@@ -437,6 +447,10 @@ static int ep_wait(ae_loop *loop, void *state, double timeout)
     if (!apply_changes(s, &reported))
         return 0;
 
+    /* After apply_changes: a wait nested in its callbacks is at depth 0
+     * too, and may have grown the buffer. */
+    if (s->depth == 0 && s->events_cap < s->events_want)
+        events_grow(s);
     struct epoll_event nested[EP_EVENTS_NESTED];
     struct epoll_event *events = s->depth == 0 ? s->events : nested;
     int cap = s->depth == 0 ? s->events_cap : EP_EVENTS_NESTED;
@@ -478,7 +492,9 @@ static int ep_wait(ae_loop *loop, void *state, double timeout)
 
     /* Then the callbacks. Each may change any registration: readiness of an
      * fd whose interest went to 0 (or was registered anew) since the wait
-     * is stale and dropped. */
+     * is stale and dropped. Each may watch new fds too, and fd_init then
+     * moves s->by_fd: read it through s at every event. events stays put
+     * (depth > 0: see events_grow). */
     int dispatched = 0;
     s->depth++;
     for (int i = 0; i < n; i++) {
