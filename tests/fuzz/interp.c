@@ -39,6 +39,19 @@
  *  - Every blocking call has a guard timer (after 0) armed first, so it
  *    never waits: ae_run_once(loop, 0), ae_run() (the guard calls
  *    ae_break()), ae_cv_recv() (the guard sends the condvar).
+ *  - Bursts. The first fd_burst action that a callback runs opens
+ *    FZ_BURST_FDS socketpairs and watches one end of each for reading:
+ *    more fds than any per-fd array's first capacity, so the core and the
+ *    backend grow their arrays from inside a dispatch (issue 19: epoll's
+ *    fd_init moved the events its wait was walking). Nobody writes to them
+ *    while the program runs, so they add nothing to the lanes' lines. At
+ *    the end, with every other watcher and condvar gone, each gets a byte,
+ *    so that one wait finds them all ready; the first of their callbacks
+ *    watches a second wave of as many new fds while that wait still walks
+ *    the others (a random program seldom has several fds ready around the
+ *    callback that bursts). The trace says how many of each wave fired
+ *    exactly once. (At top level fd_burst does nothing: the trap is in
+ *    callbacks, and bursts cost run time.)
  */
 #include "interp.h"
 
@@ -103,6 +116,14 @@ typedef struct guard {
     int lane, cv_slot, cv_serial; /* the condvar a recv guard sends */
 } guard;
 
+/* One fd of the burst. */
+typedef struct burst_fd {
+    struct interp *ip;
+    int fd, peer;
+    ae_watcher *w;
+    int calls, bad; /* callbacks; of them, not exactly AE_READ with one byte */
+} burst_fd;
+
 typedef struct interp {
     const fz_program *prog;
     ae_loop *loop;
@@ -116,6 +137,10 @@ typedef struct interp {
     pid_t children[FZ_MAX_CHILDREN];
     int nchildren;
     guard guard;
+    int burst_first;     /* fds the program's burst opened (0: none yet) */
+    int nburst;          /* fds opened, both waves */
+    bool burst_checking; /* burst_check() fires the first wave */
+    burst_fd burst[2 * FZ_BURST_FDS];
 } interp;
 
 /* Values sent through condvars: pointers into this array, traced as indexes. */
@@ -368,6 +393,118 @@ static void fd_action(interp *ip, int lane, const fz_action *a)
     }
 }
 
+static void burst_open(interp *ip, int lane, int count);
+
+static void on_burst(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    burst_fd *b = arg;
+    interp *ip = b->ip;
+    char c;
+    b->calls++;
+    if (revents != AE_READ || read(b->fd, &c, 1) != 1)
+        b->bad++;
+    /* The end's first wave: the first of its callbacks watches the second
+     * wave while the wait is still walking the first (see "Bursts"). */
+    if (ip->burst_checking && ip->nburst == ip->burst_first)
+        burst_open(ip, -2, FZ_BURST_FDS);
+}
+
+/* Opens count more socketpairs and watches one end of each for reading. */
+static void burst_open(interp *ip, int lane, int count)
+{
+    for (int n = 0; n < count && ip->nburst < 2 * FZ_BURST_FDS; n++) {
+        burst_fd *b = &ip->burst[ip->nburst];
+        int p[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0) {
+            emit(ip, lane, "fd_burst: socketpair: %s", strerror(errno));
+            return;
+        }
+        *b = (burst_fd){.ip = ip, .fd = p[0], .peer = p[1]};
+        ip->nburst++;
+        b->w = ae_io(ip->loop, b->fd, AE_READ, on_burst, b);
+        if (!b->w) {
+            emit(ip, lane, "fd_burst: ae_io: %s", ae_last_error());
+            return;
+        }
+    }
+}
+
+/* See "Bursts" at the top. */
+static void burst_action(interp *ip, int lane)
+{
+    if (ip->depth == 0)
+        return; /* the trap is in callbacks, and a burst costs run time */
+    if (ip->burst_first) {
+        emit(ip, lane, "fd_burst: made already");
+        return;
+    }
+    burst_open(ip, lane, FZ_BURST_FDS);
+    ip->burst_first = ip->nburst;
+    emit(ip, lane, "fd_burst %d fds", ip->nburst);
+}
+
+/* Gives each burst fd in [from, to) a byte and runs the loop until they all
+ * fired (or 20 iterations); the number that fired exactly once. */
+static int burst_fire(interp *ip, int from, int to)
+{
+    int watched = 0;
+    for (int i = from; i < to; i++)
+        if (ip->burst[i].w && write(ip->burst[i].peer, "x", 1) == 1)
+            watched++;
+    int fired = 0;
+    for (int n = 0; n < 20 && fired < watched; n++) {
+        ae_run_once(ip->loop, AE_NOWAIT);
+        fired = 0;
+        for (int i = from; i < to; i++)
+            fired += ip->burst[i].calls > 0;
+    }
+    int once = 0;
+    for (int i = from; i < to; i++)
+        once += ip->burst[i].calls == 1 && !ip->burst[i].bad;
+    return once;
+}
+
+/* The end of a program that made a burst: with nothing else left in the
+ * loop, the burst's fds all become ready at once, and the first callback
+ * watches a second wave of new fds while the wait walks the rest; then the
+ * second wave must work too. */
+static void burst_check(interp *ip)
+{
+    if (!ip->burst_first)
+        return;
+    free_all_watchers(ip);
+    for (int i = 0; i < ip->prog->nlanes; i++)
+        for (int c = 0; c < FZ_CVS; c++) {
+            cv_obj *cv = &ip->lanes[i].cvs[c];
+            if (cv->cv) {
+                ae_cv_free(cv->cv);
+                cv->cv = NULL;
+            }
+        }
+    ip->burst_checking = true;
+    int first = ip->burst_first;
+    int once = burst_fire(ip, 0, first);
+    ip->burst_checking = false;
+    emit(ip, -2, "burst: %d of %d fds fired once", once, first);
+    once = burst_fire(ip, first, ip->nburst);
+    emit(ip, -2, "burst: second wave, watched from a callback: %d of %d fds fired once", once, ip->nburst - first);
+    for (int i = 0; i < ip->nburst; i++)
+        if (ip->burst[i].w) {
+            ae_watcher_free(ip->burst[i].w);
+            ip->burst[i].w = NULL;
+        }
+}
+
+static void burst_close(interp *ip)
+{
+    for (int i = 0; i < ip->nburst; i++) {
+        close(ip->burst[i].fd);
+        close(ip->burst[i].peer);
+    }
+    ip->nburst = 0;
+}
+
 static void cv_action(interp *ip, int lane, const fz_action *a)
 {
     lane_state *l = &ip->lanes[lane];
@@ -551,6 +688,9 @@ static void do_action(interp *ip, int lane, const fz_action *a)
     case FZ_FD_FILL:
     case FZ_FD_CLOSE_PEER:
         fd_action(ip, lane, a);
+        return;
+    case FZ_FD_BURST:
+        burst_action(ip, lane);
         return;
     default:
         cv_action(ip, lane, a);
@@ -803,7 +943,9 @@ int fz_run(const fz_program *prog, const char *backend, fz_trace *out)
     for (int i = 0; i < prog->nsteps && !ip.runaway; i++)
         do_step(&ip, &prog->steps[i]);
     trace_final_state(&ip);
+    burst_check(&ip);
     ae_loop_free(ip.loop);
+    burst_close(&ip);
     close_lanes(&ip);
     for (int i = 0; i < ip.nchildren; i++) {
         int status;

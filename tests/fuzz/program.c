@@ -21,7 +21,7 @@ static const uint8_t action_table[] = {
     FZ_FREE, FZ_FREE, FZ_FREE, FZ_IO_SET, FZ_IO_SET, FZ_TIMER_SET, FZ_TIMER_SET, FZ_ACTIVE,
     FZ_CV_NEW, FZ_CV_NEW, FZ_CV_SEND, FZ_CV_CROAK, FZ_CV_BEGIN, FZ_CV_END, FZ_CV_FREE,
     FZ_CV_CB, FZ_CV_CB, FZ_CV_READY, FZ_FD_WRITE, FZ_FD_WRITE, FZ_FD_DRAIN, FZ_FD_FILL,
-    FZ_FD_CLOSE_PEER,
+    FZ_FD_CLOSE_PEER, FZ_FD_BURST,
 };
 
 static const uint8_t top_table[] = {
@@ -101,7 +101,7 @@ const char *fz_action_name(int op)
     static const char *const names[FZ_ACTION_OPS] = {
         "timer", "idle", "io", "source", "free", "io_set", "timer_set", "active",
         "cv_new", "cv_send", "cv_croak", "cv_begin", "cv_end", "cv_free", "cv_cb", "cv_ready",
-        "fd_write", "fd_drain", "fd_fill", "fd_close_peer",
+        "fd_write", "fd_drain", "fd_fill", "fd_close_peer", "fd_burst",
     };
     return op >= 0 && op < FZ_ACTION_OPS ? names[op] : "?";
 }

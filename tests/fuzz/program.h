@@ -27,6 +27,10 @@
 #define FZ_SCRIPT_LEN 3
 #define FZ_MAX_STEPS 48    /* top-level steps of one program */
 #define FZ_MAX_CHILDREN 2  /* fork()s per program */
+/* New fds a burst watches: more than the first capacity of any per-fd array
+ * of the core or a backend (64), so that the burst grows them all, from
+ * inside a callback when a script does it. */
+#define FZ_BURST_FDS 100
 
 /* What a lane's event source is. */
 enum fz_lane_kind {
@@ -61,6 +65,7 @@ enum fz_action_op {
     FZ_FD_DRAIN,    /* read everything: readable no more, writable again */
     FZ_FD_FILL,     /* write until EAGAIN: the lane's fd is not writable */
     FZ_FD_CLOSE_PEER, /* close the unwatched end: hang-up, end of file, EPIPE */
+    FZ_FD_BURST,    /* once per program: watch FZ_BURST_FDS new fds (interp.c, "bursts") */
     FZ_ACTION_OPS
 };
 
