@@ -187,6 +187,7 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
         return NULL;
     }
     loop->child_count++;
+    w->u.child.listed = true;
     pthread_mutex_lock(&child_lock);
     w->u.child.gnext = child_watchers;
     if (child_watchers)
@@ -204,10 +205,11 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
     return w;
 }
 
-/* Take an active watcher out of reaping: it reported, or it is stopped. */
-static void child_retire(ae_watcher *w)
+/* Take a watcher out of reaping: it reported, or it is freed. */
+static void child_unlist(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
+    w->u.child.listed = false;
     pthread_mutex_lock(&child_lock);
     if (w->u.child.gprev)
         w->u.child.gprev->u.child.gnext = w->u.child.gnext;
@@ -219,16 +221,87 @@ static void child_retire(ae_watcher *w)
     if (w->u.child.pid == 0)
         child_any--;
     pthread_mutex_unlock(&child_lock);
-    ae__watcher_deactivate(w);
     loop->child_count--;
     child_unwatch(w);
 }
 
 void ae__child_stop(ae_watcher *w)
 {
-    if (w->active)
-        child_retire(w);
+    if (w->u.child.listed)
+        child_unlist(w);
+    if (w->u.child.replay_wake)
+        ae__wake_use(w->loop, false);
+    free(w->u.child.held);
+    w->u.child.held = NULL;
     ae__list_unlink(w->loop, &w->loop->children, w);
+}
+
+/* A stopped watcher stays in reaping: what its child reports meanwhile is
+ * held, and reported from the loop once it is started again. */
+void ae__child_pause(ae_watcher *w, bool stop)
+{
+    if (stop) {
+        ae__watcher_deactivate(w);
+        return;
+    }
+    if (w->u.child.listed || w->u.child.held_len)
+        ae__watcher_activate(w);
+    if (w->u.child.held_len) {
+        /* Unlisted once reported, the watcher may have let go of the
+         * wake-up fd: hold it until the replay is done. */
+        if (!w->u.child.replay_wake && ae__wake_use(w->loop, true) == 0)
+            w->u.child.replay_wake = true;
+        w->loop->child_replay = true;
+        atomic_store(&w->loop->inbox_pending, true);
+        ae__wake(w->loop);
+    }
+}
+
+static void child_hold(ae_watcher *w, const ae_child_record *rec)
+{
+    if (w->u.child.held_len == w->u.child.held_cap) {
+        uint32_t cap = w->u.child.held_cap ? w->u.child.held_cap * 2 : 2;
+        ae_child_record *r = realloc(w->u.child.held, cap * sizeof *r);
+        if (!r) {
+            fprintf(stderr, "anyevent: out of memory: status of child %d lost\n", (int)rec->pid);
+            return;
+        }
+        w->u.child.held = r;
+        w->u.child.held_cap = cap;
+    }
+    w->u.child.held[w->u.child.held_len++] = *rec;
+}
+
+/* The exits held while watchers were stopped, one per watcher and round;
+ * another round follows while any is left. */
+static void children_replay(ae_loop *loop)
+{
+    loop->child_replay = false;
+    ae_cursor cur;
+    ae__cursor_push(loop, &cur, loop->children.head);
+    ae_watcher *w;
+    while ((w = ae__cursor_take(loop, &cur))) {
+        if (w->stopped || !w->u.child.held_len)
+            continue;
+        ae_child_record rec = w->u.child.held[0];
+        w->u.child.held_len--;
+        memmove(w->u.child.held, w->u.child.held + 1, w->u.child.held_len * sizeof rec);
+        if (w->u.child.held_len) {
+            loop->child_replay = true;
+            atomic_store(&loop->inbox_pending, true);
+            ae__wake(loop);
+        } else {
+            if (w->u.child.replay_wake) {
+                w->u.child.replay_wake = false;
+                ae__wake_use(loop, false);
+            }
+            if (!w->u.child.listed)
+                ae__watcher_deactivate(w); /* reported: inactive, still the caller's */
+        }
+        loop->dispatched++;
+        w->cb.child(w, rec.pid, rec.status, w->arg);
+    }
+    ae__cursor_pop(loop, &cur);
 }
 
 static bool inbox_take(ae_loop *loop, ae_child_record *rec)
@@ -251,16 +324,24 @@ void ae__children_dispatch(ae_loop *loop)
         ae__children_reap();
     if (!atomic_exchange(&loop->inbox_pending, false))
         return;
+    if (loop->child_replay)
+        children_replay(loop);
     ae_child_record rec;
     while (!loop->free_requested && inbox_take(loop, &rec)) {
         ae_cursor cur;
         ae__cursor_push(loop, &cur, loop->children.head);
         ae_watcher *w;
         while ((w = ae__cursor_take(loop, &cur))) {
-            if (!w->active || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))
+            if (!w->u.child.listed || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))
                 continue;
             if (w->u.child.pid != 0)
-                child_retire(w); /* reported: inactive, still the caller's */
+                child_unlist(w); /* reported */
+            if (w->stopped) {
+                child_hold(w, &rec);
+                continue;
+            }
+            if (w->u.child.pid != 0)
+                ae__watcher_deactivate(w); /* inactive, still the caller's */
             loop->dispatched++;
             w->cb.child(w, rec.pid, rec.status, w->arg);
         }

@@ -25,7 +25,21 @@ ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg)
 void ae__idle_stop(ae_watcher *w)
 {
     ae__list_unlink(w->loop, &w->loop->idle, w);
-    w->loop->idle_count--;
+    if (!w->stopped)
+        w->loop->idle_count--;
+    ae__reschedule(w->loop);
+}
+
+/* A stopped idle watcher no longer keeps the loop from blocking. */
+void ae__idle_pause(ae_watcher *w, bool stop)
+{
+    if (stop) {
+        w->loop->idle_count--;
+        ae__watcher_deactivate(w);
+    } else {
+        w->loop->idle_count++;
+        ae__watcher_activate(w);
+    }
     ae__reschedule(w->loop);
 }
 
@@ -36,6 +50,8 @@ int ae__idle_run(ae_loop *loop)
     ae__cursor_push(loop, &cur, loop->idle.head);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
+        if (w->stopped)
+            continue;
         ran++;
         w->cb.idle(w, w->arg);
     }

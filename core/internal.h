@@ -17,10 +17,24 @@
 #define NSIG 65
 #endif
 
-enum ae_kind { AE_KIND_IO = 1, AE_KIND_TIMER, AE_KIND_SIGNAL, AE_KIND_CHILD, AE_KIND_IDLE };
+enum ae_kind {
+    AE_KIND_IO = 1,
+    AE_KIND_TIMER,
+    AE_KIND_SIGNAL,
+    AE_KIND_CHILD,
+    AE_KIND_IDLE,
+    AE_KIND_ASYNC,
+    AE_KIND_PREPARE,
+    AE_KIND_CHECK
+};
 
 #define AE_WATCHER_MAGIC 0x61657774u /* "aewt": tells a live watcher from garbage */
 #define AE_CV_MAGIC 0x61656376u
+
+typedef struct ae_child_record {
+    pid_t pid;
+    int status;
+} ae_child_record;
 
 /* A doubly linked list of watchers with a tail, so that watchers are called
  * in creation order. */
@@ -34,6 +48,8 @@ struct ae_watcher {
     uint8_t kind;
     bool active;   /* counts in loop->active */
     bool internal; /* the core's own (wake-up fd): never counts */
+    bool unref;    /* active, but does not keep the loop alive (ae_watcher_unref) */
+    bool stopped;  /* paused by ae_watcher_stop(), until ae_watcher_start() */
     ae_loop *loop;
     void *arg;
     union {
@@ -41,17 +57,20 @@ struct ae_watcher {
         ae_timer_cb timer;
         ae_signal_cb signal;
         ae_child_cb child;
-        ae_idle_cb idle;
+        ae_idle_cb idle; /* also prepare and check */
+        ae_async_cb async;
     } cb;
     ae_watcher *next, *prev; /* in its fd's, the timer, signal's, child or idle list */
     union {
         struct {
             int fd;
             int events;
+            int stopped_events; /* what ae_watcher_start() restores */
         } io;
         struct {
             double interval;
             size_t heap_index; /* 0: not armed; else its 1-based heap slot */
+            double after;      /* as last armed: ae_watcher_start() arms it so again */
         } timer;
         struct {
             int signum;
@@ -59,8 +78,15 @@ struct ae_watcher {
         struct {
             pid_t pid;
             bool native; /* the backend watches pid (child_start) */
-            ae_watcher *gnext, *gprev; /* process-wide list of child watchers */
+            bool listed; /* in the process-wide list: its exit is looked for */
+            bool replay_wake; /* holds the wake-up fd in use until held exits are reported */
+            uint32_t held_len, held_cap;
+            struct ae_child_record *held; /* exits seen while stopped, reported at start */
+            ae_watcher *gnext, *gprev;    /* process-wide list of child watchers */
         } child;
+        struct {
+            atomic_bool sent; /* ae_async_send() since the callback last ran */
+        } async;
     } u;
 };
 
@@ -100,10 +126,6 @@ typedef struct ae_sig_node {
     bool linked;
 } ae_sig_node;
 
-typedef struct ae_child_record {
-    pid_t pid;
-    int status;
-} ae_child_record;
 
 struct ae_loop {
     const ae_backend_ops *ops;
@@ -129,7 +151,11 @@ struct ae_loop {
     uint64_t timer_seq;
 
     ae_list idle;
-    size_t idle_count;
+    size_t idle_count; /* started idle watchers */
+    ae_list asyncs, prepares, checks;
+    size_t prepare_count, check_count; /* of the hooks, started ones */
+    atomic_bool async_pending;         /* some async watcher of the loop was sent to */
+    bool child_replay;                 /* a started child watcher holds exits seen while stopped */
     ae_list signals[NSIG];
     bool sig_native[NSIG]; /* the backend catches this signal for the loop */
     ae_list children;
@@ -253,6 +279,7 @@ static inline ae_watcher *ae__cursor_take(ae_loop *loop, ae_cursor *c)
 
 /* io.c */
 void ae__io_stop(ae_watcher *w);
+int ae__io_pause(ae_watcher *w, bool stop);
 void ae__fds_free(ae_loop *loop);
 int ae__fds_reannounce(ae_loop *loop); /* fd_update from 0 for every fd with interest */
 int ae__io_set_events(ae_watcher *w, int events);
@@ -260,6 +287,7 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 
 /* timer.c */
 void ae__timer_stop(ae_watcher *w);
+int ae__timer_pause(ae_watcher *w, bool stop);
 double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if none */
 int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 
@@ -267,12 +295,14 @@ int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 int ae__signal_watch(ae_loop *loop, int signum, bool native);
 void ae__signal_unwatch(ae_loop *loop, int signum, bool native);
 void ae__signal_stop(ae_watcher *w);
+void ae__signal_pause(ae_watcher *w, bool stop);
 void ae__signals_dispatch(ae_loop *loop);
 void ae__signal_loop_free(ae_loop *loop);
 void ae__signal_handlers_wait(void); /* until no handler runs on any thread */
 
 /* child.c */
 void ae__child_stop(ae_watcher *w);
+void ae__child_pause(ae_watcher *w, bool stop);
 void ae__children_reap(void);
 void ae__children_dispatch(ae_loop *loop);
 void ae__child_loop_free(ae_loop *loop);
@@ -281,6 +311,17 @@ void ae__child_reapers_wait(void); /* until no reaper is delivering */
 /* idle.c */
 void ae__idle_stop(ae_watcher *w);
 int ae__idle_run(ae_loop *loop);
+void ae__idle_pause(ae_watcher *w, bool stop); /* ae_watcher_stop/start */
+
+/* async.c */
+void ae__async_stop(ae_watcher *w);
+void ae__async_pause(ae_watcher *w, bool stop);
+void ae__async_dispatch(ae_loop *loop);
+
+/* hooks.c: prepare and check watchers */
+void ae__hook_stop(ae_watcher *w);
+void ae__hook_pause(ae_watcher *w, bool stop);
+void ae__hooks_run(ae_loop *loop, ae_list *hooks);
 
 /* cv.c */
 void ae__cvs_free(ae_loop *loop);

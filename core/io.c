@@ -119,7 +119,21 @@ int ae_io_set(ae_watcher *w, int events)
         return AE_EINVAL;
     if (events & ~AE_IO_EVENTS)
         return ae__set_error(AE_EINVAL, "ae_io_set: events %#x: only AE_READ and AE_WRITE can be watched", events);
-    return ae__io_set_events(w, events);
+    int rc = ae__io_set_events(w, events);
+    if (rc == 0)
+        w->stopped = false; /* set anew: nothing left to resume */
+    return rc;
+}
+
+int ae__io_pause(ae_watcher *w, bool stop)
+{
+    if (!stop)
+        return ae__io_set_events(w, w->u.io.stopped_events);
+    int events = w->u.io.events;
+    int rc = ae__io_set_events(w, 0);
+    if (rc == 0)
+        w->u.io.stopped_events = events;
+    return rc;
 }
 
 int ae__io_set_events(ae_watcher *w, int events)

@@ -100,11 +100,13 @@ ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
     return w;
 }
 
+/* loop->active counts the active watchers that are not unref'd. */
 void ae__watcher_activate(ae_watcher *w)
 {
     if (!w->active && !w->internal) {
         w->active = true;
-        w->loop->active++;
+        if (!w->unref)
+            w->loop->active++;
     }
 }
 
@@ -112,7 +114,8 @@ void ae__watcher_deactivate(ae_watcher *w)
 {
     if (w->active) {
         w->active = false;
-        w->loop->active--;
+        if (!w->unref)
+            w->loop->active--;
     }
 }
 
@@ -125,6 +128,9 @@ static void watcher_stop(ae_watcher *w)
     case AE_KIND_SIGNAL: ae__signal_stop(w); break;
     case AE_KIND_CHILD: ae__child_stop(w); break;
     case AE_KIND_IDLE: ae__idle_stop(w); break;
+    case AE_KIND_ASYNC: ae__async_stop(w); break;
+    case AE_KIND_PREPARE:
+    case AE_KIND_CHECK: ae__hook_stop(w); break;
     }
     ae__watcher_deactivate(w);
 }
@@ -183,6 +189,7 @@ static void wake_cb(ae_watcher *w, int revents, void *arg)
     wake_drain(loop);
     ae__signals_dispatch(loop);
     ae__children_dispatch(loop);
+    ae__async_dispatch(loop);
 }
 
 /* After the wait: a signal that interrupted it (EINTR), or a child that a
@@ -195,7 +202,8 @@ void ae__wake_pending_run(ae_loop *loop)
         return;
     if (!atomic_load_explicit(&loop->sig.any_pending, memory_order_relaxed) &&
         !atomic_load_explicit(&loop->inbox_pending, memory_order_relaxed) &&
-        !atomic_load_explicit(&loop->reap_requested, memory_order_relaxed))
+        !atomic_load_explicit(&loop->reap_requested, memory_order_relaxed) &&
+        !atomic_load_explicit(&loop->async_pending, memory_order_relaxed))
         return;
     wake_cb(loop->wake_watcher, AE_READ, NULL);
 }
@@ -566,6 +574,12 @@ static void loop_destroy(ae_loop *loop)
         watcher_destroy(loop->children.head);
     while (loop->idle.head)
         watcher_destroy(loop->idle.head);
+    while (loop->asyncs.head)
+        watcher_destroy(loop->asyncs.head);
+    while (loop->prepares.head)
+        watcher_destroy(loop->prepares.head);
+    while (loop->checks.head)
+        watcher_destroy(loop->checks.head);
     /* With its watchers gone, no reaper in another thread reaches the loop;
      * unlinking its signal node makes sure no signal handler does either,
      * before the wake-up fd closes. */
@@ -629,6 +643,11 @@ static int run_once(ae_loop *loop, int flags)
         return rc;
     if (loop->active == 0 && !(flags & AE_NOWAIT))
         return 0;
+    if (loop->prepare_count) {
+        ae__hooks_run(loop, &loop->prepares);
+        if (loop->free_requested)
+            return 0;
+    }
     uint64_t before = loop->dispatched;
     uint64_t timer_limit = loop->timer_seq;
     double timeout = wait_timeout(loop, flags);
@@ -644,6 +663,8 @@ static int run_once(ae_loop *loop, int flags)
     ae__timers_run(loop, timer_limit);
     if (loop->dispatched == before && loop->idle_count && !loop->free_requested)
         ae__idle_run(loop);
+    if (loop->check_count && !loop->free_requested)
+        ae__hooks_run(loop, &loop->checks);
     return loop->active > 0;
 }
 

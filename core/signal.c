@@ -211,6 +211,16 @@ void ae__signal_stop(ae_watcher *w)
         signal_native_stop(loop, signum);
 }
 
+/* A stopped signal watcher stays registered (the disposition stays ours)
+ * and misses what arrives meanwhile: signals are not queued. */
+void ae__signal_pause(ae_watcher *w, bool stop)
+{
+    if (stop)
+        ae__watcher_deactivate(w);
+    else
+        ae__watcher_activate(w);
+}
+
 void ae__signals_dispatch(ae_loop *loop)
 {
     if (!atomic_exchange(&loop->sig.any_pending, false))
@@ -224,6 +234,8 @@ void ae__signals_dispatch(ae_loop *loop)
         ae__cursor_push(loop, &cur, loop->signals[s].head);
         ae_watcher *w;
         while ((w = ae__cursor_take(loop, &cur))) {
+            if (w->stopped)
+                continue;
             loop->dispatched++;
             w->cb.signal(w, s, w->arg);
         }

@@ -97,6 +97,7 @@ static int check_times(const char *fn, double after, double interval)
 
 static void timer_arm(ae_watcher *w, double after, double interval)
 {
+    w->u.timer.after = after;
     w->u.timer.interval = interval;
     heap_insert(w->loop, w, w->loop->now_mono + after);
     ae__watcher_activate(w);
@@ -132,6 +133,19 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
     if (w->u.timer.heap_index)
         heap_remove(w->loop, w);
     timer_arm(w, after, interval); /* into the slot reserved at creation */
+    w->stopped = false;
+    return 0;
+}
+
+/* Stop: disarm. Start: arm again from now, as last armed. */
+int ae__timer_pause(ae_watcher *w, bool stop)
+{
+    if (w->u.timer.heap_index) {
+        heap_remove(w->loop, w);
+        ae__watcher_deactivate(w);
+    }
+    if (!stop)
+        timer_arm(w, w->u.timer.after, w->u.timer.interval);
     return 0;
 }
 

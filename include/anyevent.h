@@ -14,7 +14,10 @@
  *    Freeing any watcher (the running one included) from inside any callback
  *    is safe, and a freed watcher's callback never runs again.
  *  - A loop and everything on it belong to one thread at a time. Different
- *    loops may run in different threads.
+ *    loops may run in different threads. The exceptions, callable from any
+ *    thread: ae_async_send() (also from a signal handler), ae_loop_default(),
+ *    ae_loop_new(), ae_loop_adopt(), ae_backends(), ae_backend_names(), the
+ *    error calls (per thread) and ae_time(). docs/api.md, "Threads".
  *  - Times are seconds as doubles. ae_now()/ae_time() are seconds since the
  *    epoch; timer deadlines run on a monotonic clock.
  */
@@ -255,12 +258,60 @@ AE_EXPORT ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg);
  * included; the watcher's callback never runs again. NULL is ignored. */
 AE_EXPORT void ae_watcher_free(ae_watcher *w);
 
-/* Whether the watcher is active (counts for ae_run()): 1 or 0; 0 also for
- * NULL or a pointer that is not a live watcher, with the error set. */
+/* Whether the watcher is active (counts for ae_run() unless unref'd, and
+ * prepare and check watchers never do): 1 or 0; 0 also for a stopped
+ * watcher, and for NULL or a pointer that is not a live watcher, with the
+ * error set. */
 AE_EXPORT int ae_watcher_active(const ae_watcher *w);
 
 /* The loop a watcher belongs to. */
 AE_EXPORT ae_loop *ae_watcher_loop(const ae_watcher *w);
+
+/* Cross-thread wake-up. Created on the loop's thread; ae_async_send() may be
+ * called from any thread, and from a signal handler (async-signal-safe), while
+ * the watcher exists. Sends coalesce: after a send, the callback runs at least
+ * once on the loop's thread, in a later iteration. An async watcher keeps the
+ * loop alive like any active watcher (unless unref'd). A send makes at most
+ * one write() to the loop's wake-up fd and never allocates. ae_async_send()
+ * returns 0, or AE_EINVAL for NULL or a watcher of another kind, without a
+ * message (setting one is not async-signal-safe). */
+typedef void (*ae_async_cb)(ae_watcher *w, void *arg);
+AE_EXPORT ae_watcher *ae_async(ae_loop *loop, ae_async_cb cb, void *arg);
+AE_EXPORT int ae_async_send(ae_watcher *w);
+
+/* Loop hooks: cb runs once per iteration, just before the loop waits for
+ * events (prepare; also before an AE_NOWAIT poll), or after the iteration's
+ * event callbacks ran (check). They never keep the loop alive by themselves,
+ * and do not count as events (idle watchers still run in an iteration in
+ * which only hooks ran). On an adopted loop they fail with AE_ENOTSUP for
+ * now: the host's native loop runs the iteration. */
+AE_EXPORT ae_watcher *ae_prepare(ae_loop *loop, ae_idle_cb cb, void *arg);
+AE_EXPORT ae_watcher *ae_check(ae_loop *loop, ae_idle_cb cb, void *arg);
+
+/* An unref'd watcher does not keep ae_run() (or a condvar wait's deadlock
+ * check) alive; ref undoes it. New watchers are ref'd. Both are idempotent
+ * and change nothing for prepare and check watchers, which never count. */
+AE_EXPORT void ae_watcher_unref(ae_watcher *w);
+AE_EXPORT void ae_watcher_ref(ae_watcher *w);
+
+/* Uniform pause and resume for every kind: a stopped watcher is inactive and
+ * kept; start resumes io with its last events, a timer re-armed from ae_now()
+ * with its after and interval, the other kinds as they were. A child that exits
+ * while its watcher is stopped is reported when it is started again (from the
+ * loop, never from inside ae_watcher_start()). Signals that arrive while a
+ * signal watcher is stopped are missed (the disposition stays anyevent's);
+ * async sends to a stopped watcher run its callback once it is started.
+ * Stopping a stopped watcher, or starting one that is not stopped, does
+ * nothing (except that start always re-arms a timer). ae_io_set() and
+ * ae_timer_set() on a stopped watcher start it with the new settings.
+ * Return 0, or a negative code (AE_EINVAL; io: what ae_io_set() can fail
+ * with). */
+AE_EXPORT int ae_watcher_stop(ae_watcher *w);
+AE_EXPORT int ae_watcher_start(ae_watcher *w);
+
+/* The watcher's user pointer, and replacing it. */
+AE_EXPORT void *ae_watcher_arg(const ae_watcher *w);
+AE_EXPORT void ae_watcher_set_arg(ae_watcher *w, void *arg);
 
 /* ---- condition variables ----------------------------------------------- */
 

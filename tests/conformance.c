@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -2380,6 +2381,438 @@ static void test_time(void **state)
 
 /* ---- what the runner sees ------------------------------------------------------------ */
 
+/* ---- async, prepare and check, ref/unref, stop/start -------------------------- */
+
+struct async_rec {
+    int calls;
+    pthread_t thread; /* where the callback ran */
+};
+
+static void cb_async(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct async_rec *r = arg;
+    r->calls++;
+    r->thread = pthread_self();
+}
+
+/* Sends coalesce, and the callback runs from the loop, never inside the send. */
+static void test_async_coalesces(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct async_rec r = {0};
+    ae_watcher *w = ae_async(loop, cb_async, &r);
+    assert_non_null(w);
+    assert_int_equal(ae_watcher_active(w), 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ae_async_send(w), 0);
+    assert_int_equal(r.calls, 0);
+    run_until(loop, &r.calls, 10);
+    assert_int_equal(r.calls, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(r.calls, 1); /* nothing sent since */
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+struct async_sender {
+    ae_watcher *w;
+    int sends;
+    atomic_int sent; /* sends made so far */
+    int seen;        /* what the last callback found in sent */
+    int calls;
+    bool foreign;    /* a callback ran on another thread than the loop's */
+    pthread_t loop_thread, thread;
+};
+
+static void *async_sender_run(void *arg)
+{
+    struct async_sender *s = arg;
+    for (int i = 0; i < s->sends; i++) {
+        sleep_for(0.001);
+        atomic_fetch_add(&s->sent, 1);
+        ae_async_send(s->w);
+    }
+    return NULL;
+}
+
+static void cb_async_seen(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct async_sender *s = arg;
+    s->calls++;
+    s->seen = atomic_load(&s->sent);
+    if (!pthread_equal(pthread_self(), s->loop_thread))
+        s->foreign = true;
+}
+
+/* Sends from another thread wake a blocked loop; the callback runs on the
+ * loop's thread, and once more after the last send (no lost wake-up). */
+static void test_async_from_another_thread(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct async_sender s = {.sends = 50, .loop_thread = pthread_self()};
+    s.w = ae_async(loop, cb_async_seen, &s);
+    assert_non_null(s.w);
+    ae_watcher *deadline = ae_timer(loop, 10, 0, cb_fail_timer, "a send was lost");
+    assert_int_equal(pthread_create(&s.thread, NULL, async_sender_run, &s), 0);
+    while (s.seen < s.sends)
+        assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(pthread_join(s.thread, NULL), 0);
+    assert_false(s.foreign);
+    assert_true(s.calls >= 1 && s.calls <= s.sends);
+    ae_watcher_free(deadline);
+    ae_watcher_free(s.w);
+    ae_loop_free(loop);
+}
+
+static ae_watcher *async_from_handler;
+
+static void send_from_handler(int signum)
+{
+    (void)signum;
+    ae_async_send(async_from_handler);
+}
+
+/* ae_async_send() from a signal handler of the program's own. */
+static void test_async_from_signal_handler(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct async_rec r = {0};
+    async_from_handler = ae_async(loop, cb_async, &r);
+    assert_non_null(async_from_handler);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = send_from_handler;
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    struct signal_later later;
+    signal_later_start(&later, SIGUSR2, 0.02);
+    ae_watcher *deadline = ae_timer(loop, 10, 0, cb_fail_timer, "the send never woke the loop");
+    run_until(loop, &r.calls, 1000);
+    assert_int_equal(pthread_join(later.thread, NULL), 0);
+    assert_int_equal(r.calls, 1);
+    sigaction(SIGUSR2, &old, NULL);
+    ae_watcher_free(deadline);
+    ae_loop_free(loop);
+}
+
+static void test_async_bad(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_null(ae_async(loop, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_async(NULL, cb_async, NULL));
+    assert_int_equal(ae_async_send(NULL), AE_EINVAL);
+    int n = 0;
+    ae_watcher *t = ae_timer(loop, 1, 0, cb_count_timer, &n);
+    assert_int_equal(ae_async_send(t), AE_EINVAL);
+    ae_loop_free(loop);
+}
+
+struct hook_log {
+    char seq[64];
+    int len;
+};
+
+static void hook_note(struct hook_log *log, char c)
+{
+    if (log->len < (int)sizeof log->seq - 1)
+        log->seq[log->len++] = c;
+}
+
+static void cb_prepare_note(ae_watcher *w, void *arg)
+{
+    (void)w;
+    hook_note(arg, 'p');
+}
+
+static void cb_check_note(ae_watcher *w, void *arg)
+{
+    (void)w;
+    hook_note(arg, 'c');
+}
+
+static void cb_timer_note(ae_watcher *w, void *arg)
+{
+    (void)w;
+    hook_note(arg, 't');
+}
+
+/* prepare before the wait, check after the iteration's callbacks; both
+ * also around an AE_NOWAIT poll. */
+static void test_prepare_check_order(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct hook_log log = {0};
+    ae_watcher *p = ae_prepare(loop, cb_prepare_note, &log);
+    ae_watcher *c = ae_check(loop, cb_check_note, &log);
+    assert_non_null(p);
+    assert_non_null(c);
+    ae_watcher *t = ae_timer(loop, 0.01, 0, cb_timer_note, &log);
+    assert_int_equal(ae_run_once(loop, 0), 0); /* the timer fired: nothing left */
+    assert_string_equal(log.seq, "ptc");
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_string_equal(log.seq, "ptcpc");
+    ae_watcher_free(t);
+    ae_watcher_free(p);
+    ae_watcher_free(c);
+    ae_loop_free(loop);
+}
+
+/* Hooks never keep the loop alive: with only hooks, ae_run returns. */
+static void test_hooks_do_not_keep_alive(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct hook_log log = {0};
+    ae_watcher *p = ae_prepare(loop, cb_prepare_note, &log);
+    ae_watcher *c = ae_check(loop, cb_check_note, &log);
+    assert_int_equal(ae_watcher_active(p), 1);
+    ae_watcher_ref(p); /* changes nothing for a hook */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(ae_run_once(loop, 0), 0);
+    assert_int_equal(log.len, 0);
+    ae_watcher_free(p);
+    ae_watcher_free(c);
+    ae_loop_free(loop);
+}
+
+struct flush {
+    int pending, flushed;
+    ae_watcher *t;
+};
+
+/* What hooks are for: a prepare callback flushes what the iteration's
+ * callbacks batched, before the loop sleeps. */
+static void cb_flush(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct flush *f = arg;
+    f->flushed += f->pending;
+    f->pending = 0;
+}
+
+static void cb_batch(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct flush *f = arg;
+    f->pending++;
+}
+
+static void test_prepare_flushes_before_sleep(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct flush f = {0};
+    ae_watcher *p = ae_prepare(loop, cb_flush, &f);
+    ae_watcher *t = ae_timer(loop, 0.001, 0.001, cb_batch, &f);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_true(f.pending <= 1); /* what one iteration batched, at most */
+    }
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_true(f.flushed >= 5);
+    ae_watcher_free(t);
+    ae_watcher_free(p);
+    ae_loop_free(loop);
+}
+
+static void test_hooks_bad(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    assert_null(ae_prepare(loop, NULL, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_check(NULL, cb_count_idle, NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_loop_free(loop);
+}
+
+/* An unref'd watcher keeps neither ae_run() nor a condvar wait alive, but
+ * runs while something else does. */
+static void test_unref(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int fired = 0, other = 0;
+    ae_watcher *t = ae_timer(loop, 0.01, 0.01, cb_count_timer, &fired);
+    ae_watcher_unref(t);
+    ae_watcher_unref(t); /* idempotent */
+    assert_int_equal(ae_watcher_active(t), 1);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(fired, 0);
+    ae_cv *cv = ae_cv_new(loop);
+    assert_int_equal(ae_cv_recv(cv, NULL), AE_EDEADLK);
+    /* Runs while a ref'd watcher keeps the loop going. */
+    ae_watcher *keep = ae_timer(loop, 0.1, 0, cb_count_timer, &other);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(other, 1);
+    assert_true(fired >= 2);
+    /* ref: counts again. */
+    ae_watcher_ref(t);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    ae_watcher_unref(t);
+    ae_watcher_free(t); /* unref'd and active: the count stays right */
+    assert_int_equal(ae_run(loop), 0);
+    ae_watcher_free(keep);
+    ae_cv_free(cv);
+    ae_loop_free(loop);
+}
+
+static void test_watcher_stop_start_io_timer(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    int ios = 0, ticks = 0;
+    ae_watcher *io = io_watcher(loop, p[0], AE_READ, cb_count_io, &ios);
+    write_byte(p[1]);
+    assert_int_equal(ae_watcher_stop(io), 0);
+    assert_int_equal(ae_watcher_stop(io), 0); /* again: nothing */
+    assert_int_equal(ae_watcher_active(io), 0);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_int_equal(ios, 0);
+    assert_int_equal(ae_watcher_start(io), 0);
+    assert_int_equal(ae_watcher_active(io), 1);
+    run_until(loop, &ios, 10);
+    assert_int_equal(ios, 1); /* with its last events: READ */
+    ae_watcher_free(io);
+
+    ae_watcher *t = ae_timer(loop, 0.05, 0, cb_count_timer, &ticks);
+    assert_int_equal(ae_watcher_stop(t), 0);
+    assert_int_equal(ae_watcher_active(t), 0);
+    sleep_for(0.07);
+    assert_int_equal(ae_run(loop), 0); /* nothing active */
+    assert_int_equal(ticks, 0);
+    ae_now_update(loop);
+    double start = mono();
+    assert_int_equal(ae_watcher_start(t), 0); /* 0.05 s from now */
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(ticks, 1);
+    assert_true(mono() - start >= 0.045);
+    /* start re-arms a timer that fired, too. */
+    assert_int_equal(ae_watcher_start(t), 0);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(ticks, 2);
+    ae_watcher_free(t);
+    close(p[0]);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+static void test_watcher_stop_start_signal_idle_async(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct sig_rec r = {0};
+    ae_watcher *s = ae_signal(loop, SIGUSR1, cb_sig, &r);
+    assert_int_equal(ae_watcher_stop(s), 0);
+    raise(SIGUSR1);
+    for (int i = 0; i < 3; i++)
+        ae_run_once(loop, AE_NOWAIT);
+    assert_int_equal(r.calls, 0); /* missed while stopped */
+    assert_int_equal(ae_watcher_start(s), 0);
+    raise(SIGUSR1);
+    run_until(loop, &r.calls, 10);
+    assert_int_equal(r.calls, 1);
+    ae_watcher_free(s);
+
+    int idles = 0;
+    ae_watcher *idle = ae_idle(loop, cb_count_idle, &idles);
+    assert_int_equal(ae_watcher_stop(idle), 0);
+    assert_int_equal(ae_run(loop), 0); /* a stopped idle watcher keeps nothing going */
+    assert_int_equal(idles, 0);
+    assert_int_equal(ae_watcher_start(idle), 0);
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(idles, 1);
+    ae_watcher_free(idle);
+
+    struct async_rec a = {0};
+    ae_watcher *as = ae_async(loop, cb_async, &a);
+    assert_int_equal(ae_watcher_stop(as), 0);
+    assert_int_equal(ae_async_send(as), 0);
+    for (int i = 0; i < 3; i++)
+        ae_run_once(loop, AE_NOWAIT);
+    assert_int_equal(a.calls, 0);
+    assert_int_equal(ae_watcher_start(as), 0);
+    assert_int_equal(a.calls, 0); /* never from inside the call */
+    run_until(loop, &a.calls, 10);
+    assert_int_equal(a.calls, 1);
+    ae_watcher_free(as);
+
+    struct hook_log log = {0};
+    ae_watcher *p = ae_prepare(loop, cb_prepare_note, &log);
+    assert_int_equal(ae_watcher_stop(p), 0);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_int_equal(log.len, 0);
+    assert_int_equal(ae_watcher_start(p), 0);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 0);
+    assert_int_equal(log.len, 1);
+    ae_watcher_free(p);
+    ae_loop_free(loop);
+}
+
+/* A child that exits while its watcher is stopped is reported once the
+ * watcher is started again. */
+static void test_watcher_stop_start_child(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pid = spawn_exit(5, 0.01);
+    struct child_rec r = {0};
+    ae_watcher *w = ae_child(loop, pid, cb_child, &r);
+    assert_non_null(w);
+    assert_int_equal(ae_watcher_stop(w), 0);
+    assert_int_equal(ae_watcher_active(w), 0);
+    /* Long enough for the exit to be seen (a timer keeps the loop going). */
+    int ticks = 0;
+    ae_watcher *t = ae_timer(loop, 0.2, 0, cb_count_timer, &ticks);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(ae_watcher_start(w), 0);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(ae_watcher_active(w), 1);
+    assert_int_equal(ae_run(loop), 0); /* reports, then nothing is left */
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.pid, pid);
+    assert_int_equal(WEXITSTATUS(r.status), 5);
+    assert_int_equal(ae_watcher_active(w), 0);
+    ae_watcher_free(t);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+}
+
+static void test_watcher_arg_and_bad(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int a = 0, b = 0;
+    ae_watcher *t = ae_timer(loop, 0.001, 0, cb_count_timer, &a);
+    assert_ptr_equal(ae_watcher_arg(t), &a);
+    ae_watcher_set_arg(t, &b);
+    assert_ptr_equal(ae_watcher_arg(t), &b);
+    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 1);
+    assert_null(ae_watcher_arg(NULL));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_int_equal(ae_watcher_stop(NULL), AE_EINVAL);
+    assert_int_equal(ae_watcher_start(NULL), AE_EINVAL);
+    ae_watcher_ref(NULL);
+    ae_watcher_unref(NULL);
+    ae_watcher_set_arg(NULL, &a);
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_watcher_free(t);
+    ae_loop_free(loop);
+}
+
 #define T(name) cmocka_unit_test(name)
 static const struct CMUnitTest checks[] = {
     T(test_loop_backend_name),
@@ -2449,6 +2882,19 @@ static const struct CMUnitTest checks[] = {
     T(test_loop_free_in_callback),
     T(test_loop_free_in_io_callback),
     T(test_time),
+    T(test_async_coalesces),
+    T(test_async_from_another_thread),
+    T(test_async_from_signal_handler),
+    T(test_async_bad),
+    T(test_prepare_check_order),
+    T(test_hooks_do_not_keep_alive),
+    T(test_prepare_flushes_before_sleep),
+    T(test_hooks_bad),
+    T(test_unref),
+    T(test_watcher_stop_start_io_timer),
+    T(test_watcher_stop_start_signal_idle_async),
+    T(test_watcher_stop_start_child),
+    T(test_watcher_arg_and_bad),
 };
 #undef T
 

@@ -6,6 +6,7 @@
  * libev.so also defines libevent's names: never both in one program).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -410,6 +411,104 @@ static void test_adopt_idle_waits_for_io(void **state)
     host_loop_free(native);
 }
 
+/* ---- async, stop/start, ref/unref and hooks in an adopted loop ---------- */
+
+struct adopt_async {
+    ae_watcher *w;
+    int calls;
+    int foreign; /* callbacks on another thread than the host's */
+    pthread_t host, sender;
+};
+
+static void *adopt_async_send_later(void *arg)
+{
+    struct adopt_async *a = arg;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ae_async_send(a->w);
+    return NULL;
+}
+
+static void on_adopt_async(ae_watcher *w, void *arg)
+{
+    struct adopt_async *a = arg;
+    a->calls++;
+    if (!pthread_equal(pthread_self(), a->host))
+        a->foreign++;
+    ae_watcher_free(w); /* nothing of ours is left: the host's run ends */
+}
+
+/* A send from another thread wakes the host's loop; the callback runs in
+ * it, on the host's thread. */
+static void test_adopt_async_from_thread(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    struct adopt_async a = {.host = pthread_self()};
+    a.w = ae_async(loop, on_adopt_async, &a);
+    assert_non_null(a.w);
+    assert_int_equal(pthread_create(&a.sender, NULL, adopt_async_send_later, &a), 0);
+    host_run(native);
+    assert_int_equal(pthread_join(a.sender, NULL), 0);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.foreign, 0);
+    ae_loop_free(loop);
+    host_loop_free(native);
+}
+
+static void on_adopt_tick(ae_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+/* A stopped timer leaves nothing armed in the host's loop; started, it
+ * fires there. An unref'd one does not keep a condvar wait alive. */
+static void test_adopt_stop_start_unref(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int ticks = 0, host_fired = 0;
+    ae_watcher *t = ae_timer(loop, 0.01, 0, on_adopt_tick, &ticks);
+    assert_int_equal(ae_watcher_stop(t), 0);
+    host_timer(native, 0.03, &host_fired);
+    host_run(native);
+    assert_int_equal(host_fired, 1);
+    assert_int_equal(ticks, 0);
+    assert_int_equal(ae_watcher_start(t), 0);
+    host_run(native);
+    assert_int_equal(ticks, 1);
+    assert_int_equal(ae_watcher_start(t), 0);
+    ae_watcher_unref(t);
+    ae_cv *cv = ae_cv_new(loop);
+    assert_int_equal(ae_cv_recv(cv, NULL), AE_EDEADLK);
+    ae_watcher_ref(t);
+    ae_cv_free(cv);
+    host_run(native);
+    assert_int_equal(ticks, 2);
+    ae_watcher_free(t);
+    ae_loop_free(loop);
+    host_loop_free(native);
+}
+
+/* Hooks need the host's iteration: refused with a clear error for now. */
+static void test_adopt_hooks_refused(void **state)
+{
+    (void)state;
+    void *native = host_loop_new();
+    ae_loop *loop = adopt(native);
+    int n = 0;
+    assert_null(ae_prepare(loop, on_adopt_tick, &n));
+    assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    assert_non_null(strstr(ae_last_error(), "adopted"));
+    assert_null(ae_check(loop, on_adopt_tick, &n));
+    assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    ae_loop_free(loop);
+    host_loop_free(native);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +521,9 @@ int main(void)
         T(test_adopt_free_from_callback),
         T(test_adopt_closed_fd_then_free),
         T(test_adopt_idle_waits_for_io),
+        T(test_adopt_async_from_thread),
+        T(test_adopt_stop_start_unref),
+        T(test_adopt_hooks_refused),
 #undef T
     };
     char group[64];

@@ -1,0 +1,81 @@
+/* Async watchers: a wake-up sent from any thread, or from a signal handler,
+ * that runs the callback on the loop's thread. A send sets the watcher's flag
+ * and, if the loop's flag was not set yet, writes the loop's wake-up fd: one
+ * system call for any number of sends the loop has not looked at yet, as
+ * ev_async_send() makes. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+ae_watcher *ae_async(ae_loop *loop, ae_async_cb cb, void *arg)
+{
+    if (!ae__loop_ok(loop, "ae_async"))
+        return NULL;
+    if (!cb) {
+        ae__set_error(AE_EINVAL, "ae_async: callback is NULL");
+        return NULL;
+    }
+    int rc = ae__wake_open(loop);
+    if (rc == 0)
+        rc = ae__wake_use(loop, true);
+    if (rc < 0)
+        return NULL;
+    ae_watcher *w = ae__watcher_alloc(loop, AE_KIND_ASYNC, arg);
+    if (!w) {
+        ae__wake_use(loop, false);
+        return NULL;
+    }
+    w->cb.async = cb;
+    atomic_init(&w->u.async.sent, false);
+    ae__list_append(&loop->asyncs, w);
+    ae__watcher_activate(w);
+    return w;
+}
+
+/* Async-signal-safe: atomics and write() only; so no message on failure. */
+int ae_async_send(ae_watcher *w)
+{
+    if (!w || w->magic != AE_WATCHER_MAGIC || w->kind != AE_KIND_ASYNC)
+        return AE_EINVAL;
+    if (atomic_exchange_explicit(&w->u.async.sent, true, memory_order_acq_rel))
+        return 0; /* sent before, and the loop has not run the callback since */
+    ae_loop *loop = w->loop;
+    if (!atomic_exchange_explicit(&loop->async_pending, true, memory_order_acq_rel))
+        ae__wake(loop);
+    return 0;
+}
+
+void ae__async_stop(ae_watcher *w)
+{
+    ae__list_unlink(w->loop, &w->loop->asyncs, w);
+    ae__wake_use(w->loop, false);
+}
+
+void ae__async_pause(ae_watcher *w, bool stop)
+{
+    if (stop) {
+        ae__watcher_deactivate(w);
+        return;
+    }
+    ae__watcher_activate(w);
+    /* Sent while stopped: the callback runs now that it is started. */
+    if (atomic_load(&w->u.async.sent) && !atomic_exchange(&w->loop->async_pending, true))
+        ae__wake(w->loop);
+}
+
+void ae__async_dispatch(ae_loop *loop)
+{
+    if (!atomic_exchange_explicit(&loop->async_pending, false, memory_order_acq_rel))
+        return;
+    ae_cursor cur;
+    ae__cursor_push(loop, &cur, loop->asyncs.head);
+    ae_watcher *w;
+    while ((w = ae__cursor_take(loop, &cur))) {
+        /* A stopped watcher keeps its flag for ae_watcher_start(). */
+        if (w->stopped || !atomic_exchange_explicit(&w->u.async.sent, false, memory_order_acq_rel))
+            continue;
+        loop->dispatched++;
+        w->cb.async(w, w->arg);
+    }
+    ae__cursor_pop(loop, &cur);
+}
