@@ -453,6 +453,7 @@ typedef struct pingpong {
     long size;
     long count; /* round trips wanted */
     long done;  /* round trips completed */
+    ae_watcher *w[2];
 } pingpong;
 
 /* The sockets are blocking: a callback reads the whole message, however it
@@ -498,8 +499,13 @@ static void ping_cb(ae_watcher *w, int revents, void *arg)
     (void)revents;
     pingpong *p = arg;
     read_whole(p->fd[0], p->buf, p->size);
-    if (++p->done < p->count)
+    if (++p->done < p->count) {
         write_whole(p->fd[0], p->buf, p->size);
+    } else {
+        /* As the native twins do: stop both, and ae_run() returns. */
+        ae_io_set(p->w[0], 0);
+        ae_io_set(p->w[1], 0);
+    }
 }
 
 static void run_pingpong(ae_loop *loop, const bench_args *a)
@@ -511,11 +517,18 @@ static void run_pingpong(ae_loop *loop, const bench_args *a)
     memset(p.buf, 'x', (size_t)p.size);
     ae_watcher *wa = check_w(ae_io(loop, p.fd[0], AE_READ, ping_cb, &p), "ae_io");
     ae_watcher *wb = check_w(ae_io(loop, p.fd[1], AE_READ, pong_cb, &p), "ae_io");
+    p.w[0] = wa;
+    p.w[1] = wb;
 
     long allocs0 = bench_allocs();
     double t0 = bench_now();
     write_whole(p.fd[0], p.buf, p.size);
-    run_until(loop, &p.done, p.count);
+    /* ae_run() as the twins run their loop (ev_run(loop, 0), uv_run DEFAULT):
+     * ping_cb stops both watchers after the last round trip. */
+    if (ae_run(loop) < 0)
+        ae_failed("ae_run");
+    if (p.done != p.count)
+        bench_fail("ae_run returned after %ld of %ld round trips", p.done, p.count);
     double t1 = bench_now();
     long allocs1 = bench_allocs();
 

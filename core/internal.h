@@ -17,6 +17,9 @@
 #define NSIG 65
 #endif
 
+/* ae_loop.native_frame */
+enum { AE_NATIVE_RUN = 1, AE_NATIVE_ONCE };
+
 enum ae_kind {
     AE_KIND_IO = 1,
     AE_KIND_TIMER,
@@ -131,10 +134,14 @@ struct ae_loop {
     const ae_backend_ops *ops;
     void *backend_state;
     bool adopted;          /* the host program runs the native loop */
+    bool native_iter;      /* the backend has run(): the native loop owns the iteration */
+    uint8_t native_frame;  /* the innermost run() under way: 0 none, AE_NATIVE_RUN, AE_NATIVE_ONCE */
+    bool expiring;         /* inside the expire service: it re-arms the native timer at its end */
+    int native_error;      /* a failure found by the iteration service, for run()'s caller */
     unsigned fork_gen;     /* the fork generation the loop's kernel state belongs to */
     int fork_error;        /* a failed renewal after fork(): the loop refuses to run */
     char fork_message[320];
-    double armed_deadline; /* adopted: what timer_update was last asked for */
+    double armed_deadline; /* adopted or native_iter: what timer_update was last asked for */
 
     double now_wall, now_mono;
     double wall_offset; /* epoch minus monotonic time, as last measured */
@@ -168,9 +175,12 @@ struct ae_loop {
     int busy;        /* entries into ae_run/ae_run_once/ae_cv_recv under way */
     bool break_requested;
     bool free_requested;
-    bool time_stale; /* the wait has returned but now is not refreshed yet */
+    bool time_stale; /* a new iteration began: the time is read again at its first use */
+    bool time_used;  /* native_iter: the last iteration read the time */
     uint64_t dispatched; /* callbacks run; tells whether idle may run */
     uint64_t expire_mark; /* adopted: dispatched at the end of the last expiry */
+    uint64_t iter_mark;   /* native_iter: dispatched when the native iteration began */
+    uint64_t iter_seq;    /* native_iter: timer_seq then; later timers wait for the next iteration */
 
     /* Wake-up fd: signals, reaped children, other threads. */
     int wake_rfd, wake_wfd; /* one eventfd, or a pipe's two ends */
@@ -257,6 +267,14 @@ int ae__loop_on_free(ae_loop *loop, ae__loop_free_fn *fn, void *arg);
 void ae__loop_on_free_remove(ae_loop *loop, ae__loop_free_fn *fn, void *arg);
 void *ae__loop_layer(const ae_loop *loop, ae__loop_free_fn *fn);
 bool ae__loop_freeing(const ae_loop *loop); /* ae_loop_free() was called: run no more callbacks */
+
+/* The loop time, read again if the iteration has not needed it yet. */
+static inline double ae__now_mono(ae_loop *loop)
+{
+    if (loop->time_stale)
+        ae__time_refresh(loop);
+    return loop->now_mono;
+}
 
 /* list.c */
 void ae__list_append(ae_list *list, ae_watcher *w);

@@ -234,11 +234,11 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
 int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
 {
     /* Called by the host's own loop (adopted, nothing of ours running): the
-     * loop time is refreshed for each such dispatch, and the loop stays
-     * alive until it is over. */
+     * loop time goes stale for each such dispatch (read again when needed),
+     * and the loop stays alive until it is over. */
     bool from_host = loop->busy == 0;
-    if (loop->time_stale || from_host)
-        ae__time_refresh(loop);
+    if (from_host)
+        loop->time_stale = true;
     if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
         return 1;
     if (from_host)

@@ -50,6 +50,8 @@ double ae_now(ae_loop *loop)
 {
     if (!ae__loop_ok(loop, "ae_now"))
         return NAN;
+    if (loop->time_stale)
+        time_refresh(loop, false);
     return loop->now_wall;
 }
 
@@ -395,6 +397,7 @@ static ae_loop *loop_create(const char *backend, void *native)
         return NULL;
     }
     loop->adopted = native != NULL;
+    loop->native_iter = AE_BACKEND_OPS_HAS(loop->ops, run) && loop->ops->run;
     return loop;
 }
 
@@ -424,14 +427,19 @@ void *ae_loop_native(ae_loop *loop)
     return loop->ops->native(loop->backend_state);
 }
 
-/* ---- adopted loops: the host runs the native loop -------------------------- */
+/* ---- the native loop's timer: adopted loops, and native_iter ---------------- */
 
 /* Keep the backend's one native timer armed for what the core needs next:
- * at once while idle watchers exist, else the first timer deadline. While
- * the core is dispatching, this waits for the end (ae__loop_leave). */
+ * at once while idle watchers exist, else the first timer deadline; only
+ * when that changes. Where the core runs the iteration itself (wait()),
+ * this waits for the end of the dispatch (ae__loop_leave); where the native
+ * loop does, at once (a nested wait needs its own deadline armed), except
+ * inside the expire service, which re-arms once at its end. */
 void ae__reschedule(ae_loop *loop)
 {
-    if (!loop->adopted || loop->busy || loop->free_requested)
+    if (!(loop->adopted || loop->native_iter) || loop->free_requested || loop->expiring)
+        return;
+    if (loop->busy && !loop->native_iter)
         return;
     double want = loop->idle_count ? -INFINITY : loop->heap_len ? loop->heap[1].deadline : INFINITY;
     if (want == loop->armed_deadline)
@@ -449,19 +457,109 @@ void ae_backend_expire(ae_loop *loop)
 {
     /* The native timer is one-shot: it is not armed any more. */
     loop->armed_deadline = INFINITY;
-    if (loop->busy)
+    if (loop->busy && !loop->native_iter)
         return; /* inside our own ae_run_once(), which runs the timers itself */
+    if (loop->free_requested)
+        return;
     ae__time_refresh(loop);
     ae__loop_enter(loop);
-    /* Idle only if no callback of ours ran since the last expiry (io the
-     * host dispatched) nor now: anyevent cannot see the host's own events. */
-    bool quiet = loop->dispatched == loop->expire_mark;
+    bool expiring = loop->expiring;
+    loop->expiring = true;
+    /* Idle only if no callback of ours ran in this native iteration (under
+     * run()), or since the last expiry (the host runs the loop), nor now:
+     * anyevent cannot see the host's own events. Timers armed since the
+     * iteration began (or from here, in the host's loop) wait for the next. */
+    bool quiet = loop->dispatched == (loop->native_frame ? loop->iter_mark : loop->expire_mark);
     uint64_t before = loop->dispatched;
-    ae__timers_run(loop, loop->timer_seq);
-    if (loop->idle_count && quiet && loop->dispatched == before)
+    ae__timers_run(loop, loop->native_frame ? loop->iter_seq : loop->timer_seq);
+    if (loop->idle_count && quiet && loop->dispatched == before && !loop->free_requested)
         ae__idle_run(loop);
     loop->expire_mark = loop->dispatched;
-    ae__loop_leave(loop); /* re-arms the native timer */
+    loop->expiring = expiring;
+    ae__reschedule(loop);
+    ae__loop_leave(loop); /* frees the loop if a callback asked for it and nothing else runs */
+}
+
+/* A native iteration is about to wait: the time is read again when it first
+ * needs it after the wait, and what it dispatches from now on counts for it
+ * (idle watchers; timers armed from now on wait for the next). */
+static void iteration_begin(ae_loop *loop)
+{
+    loop->time_used = !loop->time_stale;
+    loop->time_stale = true;
+    loop->iter_mark = loop->dispatched;
+    loop->iter_seq = loop->timer_seq;
+}
+
+/* The iteration service: called by a backend's run() once per native
+ * iteration, after its callbacks, before it waits again. */
+int ae_backend_iteration(ae_loop *loop)
+{
+    /* The end of this iteration: its check hooks; then, if another follows
+     * under ae_run(), its prepare hooks. */
+    if (loop->check_count && !loop->free_requested)
+        ae__hooks_run(loop, &loop->checks);
+    bool go_on = loop->native_frame == AE_NATIVE_RUN && !loop->break_requested && loop->active > 0;
+    if (go_on && loop->prepare_count && !loop->free_requested) {
+        ae__hooks_run(loop, &loop->prepares);
+        go_on = !loop->break_requested && loop->active > 0;
+    }
+    iteration_begin(loop);
+    int rc = ae__loop_fork_check(loop);
+    if (rc < 0) {
+        loop->native_error = rc;
+        return 0;
+    }
+    return go_on && !loop->free_requested;
+}
+
+/* One call of the backend's run(): the native loop iterates, and the core's
+ * work is hooked into it. */
+static int native_run(ae_loop *loop, int frame, int flags)
+{
+    uint8_t outer_frame = loop->native_frame;
+    uint64_t outer_mark = loop->iter_mark, outer_seq = loop->iter_seq;
+    bool expiring = loop->expiring; /* a nested wait from a timer callback re-arms as it goes */
+    loop->native_frame = (uint8_t)frame;
+    loop->expiring = false;
+    if (loop->prepare_count) {
+        ae__hooks_run(loop, &loop->prepares);
+        if (loop->free_requested || (frame == AE_NATIVE_RUN && loop->break_requested)) {
+            loop->native_frame = outer_frame;
+            loop->expiring = expiring;
+            return 0;
+        }
+    }
+    iteration_begin(loop);
+    loop->time_used = false;
+    ae__reschedule(loop);
+    int rc = loop->ops->run(loop, loop->backend_state, flags);
+    /* Back in the outer iteration (if any), under its rules. */
+    loop->native_frame = outer_frame;
+    loop->iter_mark = outer_mark;
+    loop->iter_seq = outer_seq;
+    loop->expiring = expiring;
+    if (loop->native_error < 0) {
+        rc = loop->native_error;
+        loop->native_error = 0;
+    }
+    /* Between iterations the loop time is that of the last iteration, as
+     * where the core runs the iteration itself: read during it, or now. */
+    if (loop->time_stale) {
+        if (loop->time_used)
+            loop->time_stale = false;
+        else
+            ae__time_refresh(loop);
+    }
+    return rc;
+}
+
+/* Make the innermost native run() return soon: it runs for ae_run(). */
+static void native_break(ae_loop *loop)
+{
+    if (loop->native_iter && loop->native_frame == AE_NATIVE_RUN && AE_BACKEND_OPS_HAS(loop->ops, run_break) &&
+        loop->ops->run_break)
+        loop->ops->run_break(loop, loop->backend_state);
 }
 
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -601,6 +699,7 @@ void ae_loop_free(ae_loop *loop)
         return;
     if (loop->busy) {
         loop->free_requested = true;
+        native_break(loop);
         return;
     }
     loop_destroy(loop);
@@ -643,6 +742,19 @@ static int run_once(ae_loop *loop, int flags)
         return rc;
     if (loop->active == 0 && !(flags & AE_NOWAIT))
         return 0;
+    if (loop->native_iter) {
+        uint64_t before = loop->dispatched;
+        rc = native_run(loop, AE_NATIVE_ONCE, flags & AE_NOWAIT ? AE_BACKEND_RUN_NOWAIT : AE_BACKEND_RUN_ONCE);
+        if (rc < 0)
+            return rc;
+        /* A wait that a signal interrupted (EINTR) ran nothing: what the
+         * signal or a reaped child left pending runs now, in this iteration.
+         * What the iteration's own callbacks left (a new child watcher)
+         * waits for the next, as where the core runs the iteration. */
+        if (loop->dispatched == before)
+            ae__wake_pending_run(loop);
+        return !loop->free_requested && loop->active > 0;
+    }
     if (loop->prepare_count) {
         ae__hooks_run(loop, &loop->prepares);
         if (loop->free_requested)
@@ -710,7 +822,11 @@ int ae_run(ae_loop *loop)
     ae__loop_enter(loop);
     loop->run_depth++;
     while (loop->active > 0 && !loop->break_requested && !loop->free_requested) {
-        rc = run_once(loop, 0);
+        rc = ae__loop_fork_check(loop);
+        if (rc < 0)
+            break;
+        /* The native loop iterates until the iteration service stops it. */
+        rc = loop->native_iter ? native_run(loop, AE_NATIVE_RUN, 0) : run_once(loop, 0);
         if (rc < 0)
             break;
         rc = 0;
@@ -723,6 +839,8 @@ int ae_run(ae_loop *loop)
 
 void ae_break(ae_loop *loop)
 {
-    if (loop && loop->run_depth > 0)
+    if (loop && loop->run_depth > 0) {
         loop->break_requested = true;
+        native_break(loop);
+    }
 }

@@ -24,6 +24,7 @@ static const ae_backend_services services = {
     .now = ae_now,
     .signal_ready = ae_backend_signal_ready,
     .child_ready = ae_backend_child_ready,
+    .iteration = ae_backend_iteration,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then

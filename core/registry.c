@@ -51,9 +51,12 @@ int ae__backend_check(const ae_backend_ops *ops)
     if (ops->abi_version < 1 || ops->abi_version > AE_BACKEND_ABI_VERSION)
         return ae__set_error(AE_ENOTSUP, "backend '%s': ABI version %u, this anyevent speaks 1 to %u", name,
                              ops->abi_version, AE_BACKEND_ABI_VERSION);
-    /* Version 1 is the only one so far: its table must be whole. */
+    /* Every version has version 1's table whole; later fields are read only
+     * where the table's version and size cover them (AE_BACKEND_OPS_HAS). */
     if (ops->struct_size < V1_SIZE || !ops->name || !ops->init || !ops->destroy || !ops->fd_update || !ops->wait)
         return ae__set_error(AE_ENOTSUP, "backend '%s': incomplete operations table", name);
+    if (AE_BACKEND_OPS_HAS(ops, run) && ops->run && !ops->timer_update)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': run without timer_update", name);
     if (ops->adopt && !ops->timer_update)
         return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
     if (!ops->signal_start != !ops->signal_stop || !ops->child_start != !ops->child_stop)

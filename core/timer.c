@@ -99,7 +99,7 @@ static void timer_arm(ae_watcher *w, double after, double interval)
 {
     w->u.timer.after = after;
     w->u.timer.interval = interval;
-    heap_insert(w->loop, w, w->loop->now_mono + after);
+    heap_insert(w->loop, w, ae__now_mono(w->loop) + after);
     ae__watcher_activate(w);
 }
 

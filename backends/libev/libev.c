@@ -26,6 +26,9 @@ typedef struct evb_state {
     ev_timer wake;    /* bounds ae_run_once()'s wait */
     ev_timer expire;  /* adopted: the core's next timer deadline */
     ev_prepare check; /* runs before libev registers changed fds */
+    ev_prepare iter;  /* while run() runs: the core's iteration service */
+    int running;      /* run() calls under way (they nest) */
+    bool checked;     /* check_cb ran in this call of invoke_cb */
     ev_idle nowait;   /* once check reported something: poll without blocking */
     ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
     ae_plugin_batch batch; /* being checked (room for nfds) */
@@ -59,6 +62,7 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
     evb_state *s = w->data;
+    s->checked = true;
     /* Callbacks run from here may change more fds: go until none is left. */
     while (s->dirty.n) {
         ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
@@ -88,6 +92,32 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
     ev_prepare_stop(ev, w);
 }
 
+/* An adopted loop under run(): before each poll, the core's per-iteration
+ * work (the host's own invoke callback, if any, stays in place). */
+static void iter_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    (void)revents;
+    evb_state *s = w->data;
+    if (!ae_core->iteration(s->loop))
+        ev_break(ev, EVBREAK_ONE);
+}
+
+/* A loop of our own: libev calls this once per iteration, after the poll,
+ * to run what is pending (and after prepare watchers, when the closed-fd
+ * check runs). Cheaper than a prepare watcher per iteration: the core's
+ * per-iteration work follows the callbacks, and ev_break then ends ev_run
+ * at the end of this iteration, before it blocks again. */
+static void invoke_cb(struct ev_loop *ev)
+{
+    evb_state *s = ev_userdata(ev);
+    s->checked = false;
+    ev_invoke_pending(ev);
+    /* Not when this ran the closed-fd check, a prepare watcher: the poll is
+     * still to come in this iteration. */
+    if (s->running && !s->checked && !ae_core->iteration(s->loop))
+        ev_break(ev, EVBREAK_ONE);
+}
+
 static void nowait_cb(struct ev_loop *ev, ev_idle *w, int revents)
 {
     (void)revents;
@@ -100,8 +130,13 @@ static void watchers_init(ae_loop *loop, evb_state *s)
     ev_timer_init(&s->wake, wake_cb, 0, 0);
     ev_timer_init(&s->expire, expire_cb, 0, 0);
     s->expire.data = loop;
+    /* The core's timers run after the io of the same iteration, as on every
+     * backend: libev invokes higher priorities first. */
+    ev_set_priority(&s->expire, EV_MINPRI);
     ev_prepare_init(&s->check, check_cb);
     s->check.data = s;
+    ev_prepare_init(&s->iter, iter_cb);
+    s->iter.data = s;
     ev_idle_init(&s->nowait, nowait_cb);
 }
 
@@ -113,6 +148,8 @@ static int evb_init(ae_loop *loop, void *state)
     if (!s->ev)
         return ae_core->set_error(AE_ESYS, "libev: ev_loop_new failed");
     watchers_init(loop, s);
+    ev_set_userdata(s->ev, s);
+    ev_set_invoke_pending_cb(s->ev, invoke_cb);
     return 0;
 }
 
@@ -202,6 +239,31 @@ static int evb_wait(ae_loop *loop, void *state, double timeout)
     return 0;
 }
 
+/* ev_run owns the iteration: the core's timers come through the expire
+ * timer, its per-iteration work through invoke_cb (our loop) or the iter
+ * prepare watcher (an adopted loop), which must not keep ev_run going. */
+static int evb_run(ae_loop *loop, void *state, int flags)
+{
+    (void)loop;
+    evb_state *s = state;
+    if (s->running++ == 0 && s->adopted) {
+        ev_prepare_start(s->ev, &s->iter);
+        ev_unref(s->ev);
+    }
+    ev_run(s->ev, flags & AE_BACKEND_RUN_NOWAIT ? EVRUN_NOWAIT : flags & AE_BACKEND_RUN_ONCE ? EVRUN_ONCE : 0);
+    if (--s->running == 0 && s->adopted) {
+        ev_ref(s->ev);
+        ev_prepare_stop(s->ev, &s->iter);
+    }
+    return 0;
+}
+
+static void evb_run_break(ae_loop *loop, void *state)
+{
+    (void)loop;
+    ev_break(((evb_state *)state)->ev, EVBREAK_ONE);
+}
+
 static void evb_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
@@ -244,6 +306,8 @@ static const ae_backend_ops libev_ops = {
     .timer_update = evb_timer_update,
     .fork = evb_fork,
     .default_native = evb_default_native,
+    .run = evb_run,
+    .run_break = evb_run_break,
 };
 
 AE_BACKEND_ENTRY(services)

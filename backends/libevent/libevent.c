@@ -267,6 +267,33 @@ static int report_closed(lev_state *s)
     return reported;
 }
 
+static int loop_failed(void)
+{
+    if (errno)
+        return ae_core->set_error(AE_ESYS, "libevent: event_base_loop failed: %s", strerror(errno));
+    return ae_core->set_error(AE_ESTATE, "libevent: event_base_loop failed: the event_base is already running "
+                                         "(anyevent run from a callback of the host's event_base_dispatch?)");
+}
+
+/* event_base_loop owns the iteration, one EVLOOP_ONCE at a time (libevent
+ * 2.1 has no prepare or check events): the core's timers come through the
+ * expire event, re-armed only when the first deadline changes, and its
+ * per-iteration work runs between two iterations. */
+static int lev_run(ae_loop *loop, void *state, int flags)
+{
+    lev_state *s = state;
+    do {
+        int reported = report_closed(s);
+        errno = 0;
+        /* EVLOOP_NONBLOCK alone keeps polling for as long as events fire;
+         * with EVLOOP_ONCE it stops after one run. */
+        int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
+        if (event_base_loop(s->base, how) < 0)
+            return loop_failed();
+    } while (ae_core->iteration(loop) && !flags);
+    return 0;
+}
+
 static int lev_wait(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
@@ -290,13 +317,8 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
         rc = event_base_loop(s->base, EVLOOP_ONCE);
         evtimer_del(&s->wake);
     }
-    if (rc < 0) {
-        if (errno)
-            return ae_core->set_error(AE_ESYS, "libevent: event_base_loop failed: %s", strerror(errno));
-        return ae_core->set_error(AE_ESTATE,
-                                  "libevent: event_base_loop failed: the event_base is already running "
-                                  "(anyevent run from a callback of the host's event_base_dispatch?)");
-    }
+    if (rc < 0)
+        return loop_failed();
     return 0;
 }
 
@@ -343,6 +365,7 @@ static const ae_backend_ops libevent_ops = {
     .adopt = lev_adopt,
     .timer_update = lev_timer_update,
     .fork = lev_fork,
+    .run = lev_run,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -51,11 +51,13 @@ typedef struct luv_state {
     uv_loop_t *uv;
     ae_loop *loop;
     bool owned;          /* made by init, not adopted: destroy closes and frees it */
-    bool waiting;        /* inside wait(): our uv_run, not the host's */
+    bool waiting;        /* inside wait() or run(): our uv_run, not the host's */
+    int running;         /* run() calls under way */
     uv_timer_t *wake;    /* bounds wait() */
-    uv_timer_t *expire;  /* adopted: the core's next timer deadline */
-    uv_idle_t *soon;     /* adopted: "as soon as possible", once per iteration */
+    uv_timer_t *expire;  /* the core's next timer deadline (run(), or an adopted loop) */
+    uv_idle_t *soon;     /* the same: "as soon as possible", once per iteration */
     uv_prepare_t *check; /* runs right before libuv polls */
+    uv_check_t *iter;    /* while run() runs: the core's iteration service, after the poll */
     ae_plugin_batch dirty; /* started since the last poll; room for nfds */
     size_t nfds;           /* every fd the core knows */
 } luv_state;
@@ -215,10 +217,17 @@ static void wake_cb(uv_timer_t *timer) { (void)timer; }
 
 static void expire_cb(uv_timer_t *timer) { ae_core->expire(timer->data); }
 
+/* An adopted loop the host runs: the core's "at once" runs from the idle
+ * handle. Under our own run(), the active idle handle only keeps the poll
+ * from blocking, and iter_cb runs the core after the poll's io, so that
+ * idle watchers see whether io came in this iteration. */
 static void soon_cb(uv_idle_t *idle)
 {
+    luv_state *s = idle->data;
+    if (s->running)
+        return;
     uv_idle_stop(idle);
-    ae_core->expire(idle->data);
+    ae_core->expire(s->loop);
 }
 
 /* ceil(seconds * 1000) for libuv's millisecond timers, so that a wait never
@@ -232,17 +241,30 @@ static uint64_t timeout_ms(double seconds)
 /* The state's own handles. They are allocated apart from the state, which
  * the core frees as soon as destroy returns, before their close callbacks
  * run in an adopted loop. */
-static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv, bool adopted)
+static void iter_cb(uv_check_t *iter)
+{
+    luv_state *s = iter->data;
+    if (uv_is_active((uv_handle_t *)s->soon)) {
+        uv_idle_stop(s->soon);
+        ae_core->expire(s->loop);
+    }
+    if (!ae_core->iteration(s->loop))
+        uv_stop(s->uv);
+}
+
+static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv)
 {
     uv_timer_t *wake = malloc(sizeof *wake);
     uv_prepare_t *check = malloc(sizeof *check);
-    uv_timer_t *expire = adopted ? malloc(sizeof *expire) : NULL;
-    uv_idle_t *soon = adopted ? malloc(sizeof *soon) : NULL;
-    if (!wake || !check || (adopted && (!expire || !soon))) {
+    uv_timer_t *expire = malloc(sizeof *expire);
+    uv_idle_t *soon = malloc(sizeof *soon);
+    uv_check_t *iter = malloc(sizeof *iter);
+    if (!wake || !check || !expire || !soon || !iter) {
         free(wake);
         free(check);
         free(expire);
         free(soon);
+        free(iter);
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
     }
     s->uv = uv;
@@ -255,14 +277,16 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv, bool adopte
     /* The fds it checks keep the loop alive; it alone must not. */
     uv_unref((uv_handle_t *)check);
     s->check = check;
-    if (expire) {
-        uv_timer_init(uv, expire);
-        expire->data = loop;
-        s->expire = expire;
-        uv_idle_init(uv, soon);
-        soon->data = loop;
-        s->soon = soon;
-    }
+    uv_timer_init(uv, expire);
+    expire->data = loop;
+    s->expire = expire;
+    uv_idle_init(uv, soon);
+    soon->data = s;
+    s->soon = soon;
+    uv_check_init(uv, iter);
+    iter->data = s;
+    uv_unref((uv_handle_t *)iter);
+    s->iter = iter;
     return 0;
 }
 
@@ -277,7 +301,7 @@ static int luv_init(ae_loop *loop, void *state)
         free(uv);
         return ae_core->set_error(AE_ESYS, "libuv: uv_loop_init: %s", uv_strerror(rc));
     }
-    if (watchers_open(loop, s, uv, false) < 0) {
+    if (watchers_open(loop, s, uv) < 0) {
         uv_loop_close(uv); /* no handle was made */
         free(uv);
         return AE_ENOMEM;
@@ -288,7 +312,7 @@ static int luv_init(ae_loop *loop, void *state)
 
 static int luv_adopt(ae_loop *loop, void *state, void *native)
 {
-    return watchers_open(loop, state, native, true);
+    return watchers_open(loop, state, native);
 }
 
 static void note_closing(uv_handle_t *h, void *arg)
@@ -320,10 +344,9 @@ static void luv_destroy(ae_loop *loop, void *state)
     ae_plugin_batch_free(&s->dirty);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
-    if (s->expire) {
-        uv_close((uv_handle_t *)s->expire, free_handle);
-        uv_close((uv_handle_t *)s->soon, free_handle);
-    }
+    uv_close((uv_handle_t *)s->expire, free_handle);
+    uv_close((uv_handle_t *)s->soon, free_handle);
+    uv_close((uv_handle_t *)s->iter, free_handle);
     /* An adopted loop is the host's: the close callbacks run when it next
      * runs it, and free only the handles. */
     if (s->owned)
@@ -427,6 +450,33 @@ static int luv_wait(ae_loop *loop, void *state, double timeout)
     return 0;
 }
 
+/* uv_run owns the iteration: the core's timers come through the expire
+ * timer (run by libuv at the start of the next iteration, after this one's
+ * io), its per-iteration work through the iter check handle, after the
+ * poll's callbacks; uv_stop there ends uv_run at the end of the iteration. */
+static int luv_run(ae_loop *loop, void *state, int flags)
+{
+    (void)loop;
+    luv_state *s = state;
+    bool waiting = s->waiting;
+    s->waiting = true;
+    if (s->running++ == 0)
+        uv_check_start(s->iter, iter_cb);
+    uv_run(s->uv, flags & AE_BACKEND_RUN_NOWAIT ? UV_RUN_NOWAIT : flags & AE_BACKEND_RUN_ONCE ? UV_RUN_ONCE : UV_RUN_DEFAULT);
+    if (--s->running == 0)
+        uv_check_stop(s->iter);
+    s->waiting = waiting;
+    return 0;
+}
+
+/* From a callback: uv_run returns at the end of this iteration; a poll that
+ * is still to come in it does not block. */
+static void luv_run_break(ae_loop *loop, void *state)
+{
+    (void)loop;
+    uv_stop(((luv_state *)state)->uv);
+}
+
 static void luv_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
@@ -479,6 +529,8 @@ static const ae_backend_ops libuv_ops = {
     .timer_update = luv_timer_update,
     .fork = luv_fork,
     .default_native = luv_default_native,
+    .run = luv_run,
+    .run_break = luv_run_break,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -34,8 +34,8 @@
  * service; the core passes both on to the user.
  *
  * Reentrancy: no operation may call a user callback, nor the io_ready,
- * expire, signal_ready or child_ready services, except wait() (and the native
- * loop's own callbacks when the host runs it).
+ * expire, signal_ready or child_ready services, except wait() and run() (and
+ * the native loop's own callbacks when the host runs it).
  */
 #ifndef ANYEVENT_BACKEND_H
 #define ANYEVENT_BACKEND_H
@@ -49,11 +49,16 @@
 extern "C" {
 #endif
 
-/* The ABI version this header describes. */
-#define AE_BACKEND_ABI_VERSION 1
+/* The ABI version this header describes. Version 2 added run and
+ * run_break (ops) and iteration (services). */
+#define AE_BACKEND_ABI_VERSION 2
 
 /* ae_backend_ops.features */
-#define AE_BACKEND_F_REENTRANT 1u /* wait() may be called again from a callback it dispatched */
+#define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
+
+/* ae_backend_ops.run flags */
+#define AE_BACKEND_RUN_ONCE 1   /* one iteration, blocking until something happens */
+#define AE_BACKEND_RUN_NOWAIT 2 /* one iteration, without blocking */
 
 typedef struct ae_backend_ops {
     /* ---- version 1 ---- */
@@ -119,7 +124,8 @@ typedef struct ae_backend_ops {
      * timer_update. Requires timer_update. Returns 0 or a negative code. */
     int (*adopt)(ae_loop *loop, void *state, void *native);
 
-    /* Adopted loops only (required with adopt). Arm the backend's one native
+    /* Adopted loops, and every loop of a backend with run (required with
+     * adopt or run). Arm the backend's one native
      * timer to call the expire service after timeout seconds (0: at the next
      * iteration of the native loop; < 0: disarm). Replaces any earlier
      * arming. Must not allocate. */
@@ -169,7 +175,37 @@ typedef struct ae_backend_ops {
      * program that already uses this library; NULL when it has none. The
      * core adopts it (adopt must be set). */
     void *(*default_native)(void);
+
+    /* ---- version 2 ---- */
+
+    /* Optional: the native loop owns the iteration (ev_run, uv_run). When
+     * set, the core never calls wait(): ae_run(), ae_run_once() and
+     * ae_cv_recv() call run(), and the core's timers (and idle watchers) are
+     * served as in an adopted loop, through timer_update and the expire
+     * service, the native timer re-armed only when the first deadline
+     * changes. flags 0: run native iterations until the iteration service
+     * says stop (or nothing native is left to wait for);
+     * AE_BACKEND_RUN_ONCE: one iteration; AE_BACKEND_RUN_NOWAIT: one
+     * iteration without blocking. Once in every iteration, after its
+     * callbacks and before the native loop blocks again (libev's invoke
+     * callback, a prepare or check watcher, or between two one-iteration
+     * runs), call the iteration service; if it returns 0, return as soon as
+     * possible without blocking. With AE_BACKEND_F_REENTRANT, run() may be called again from
+     * a callback it dispatched. Requires timer_update. Returns 0 or a
+     * negative code. */
+    int (*run)(ae_loop *loop, void *state, int flags);
+
+    /* Optional, with run: make the innermost run() return at the end of the
+     * current iteration without blocking again (ev_break, uv_stop). Called
+     * from a callback (ae_break, ae_loop_free). NULL: the next call of the
+     * iteration service stops it, early enough. */
+    void (*run_break)(ae_loop *loop, void *state);
 } ae_backend_ops;
+
+/* Whether a backend's operations table has the field named member (one
+ * added after version 1: check before reading it). */
+#define AE_BACKEND_OPS_HAS(ops, member)                                                                       \
+    ((ops)->abi_version >= 2 && (ops)->struct_size >= offsetof(ae_backend_ops, member) + sizeof((ops)->member))
 
 /* What the core offers a backend. A plugin gets this table from its entry
  * function and calls only through it (a program may link the core
@@ -213,6 +249,15 @@ typedef struct ae_backend_services {
     /* A natively watched child may have exited (see child_start): the core
      * reaps pid if it has, and reports it to every watcher of pid. */
     void (*child_ready)(ae_loop *loop, pid_t pid);
+
+    /* ---- version 2 ---- */
+
+    /* From run(), once per native iteration, after its callbacks and
+     * before it blocks again: the core's per-iteration work (the fork
+     * check; the loop time goes stale, to be read again when next needed).
+     * Returns 1 to go on, 0 when run() must return (ae_break, no active
+     * watcher left, the loop freed, a failed fork renewal). */
+    int (*iteration)(ae_loop *loop);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if
