@@ -12,6 +12,28 @@
 
 #define AE_STREAM_MAGIC 0x61657374u /* "aest" */
 
+/* ---- layer.c: what ae_loop_free() frees -------------------------------- */
+
+/* A node of the loop's list of streams, connects, servers and commands;
+ * drop frees its object quietly when the loop is freed first. */
+typedef struct ae_layer_node {
+    struct ae_layer_node *next, *prev;
+    void (*drop)(struct ae_layer_node *n);
+} ae_layer_node;
+
+int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n)); /* loop must be valid */
+void ae__layer_remove(ae_layer_node *n); /* also for a node not linked */
+
+/* ---- resolve.c: getaddrinfo() on a thread ------------------------------ */
+
+struct addrinfo;
+typedef struct ae_resolve ae_resolve;
+/* The answer (the callee's to free) or gai_err, from the loop. */
+typedef void (*ae_resolve_cb)(struct addrinfo *answer, int gai_err, void *arg);
+ae_resolve *ae__resolve_start(ae_loop *loop, const char *host, const char *service, int family, ae_resolve_cb cb,
+                              void *arg);
+void ae__resolve_cancel(ae_resolve *r); /* no callback after it */
+
 /* ---- buffer.c: the read buffer and the write queue ---------------------- */
 
 /* Unconsumed input is data[start, end); the memory is kept while the stream
@@ -78,6 +100,7 @@ typedef struct ae_rreq {
 
 struct ae_stream {
     uint32_t magic;
+    ae_layer_node node;
     ae_loop *loop;
     int fd;
     bool is_socket;

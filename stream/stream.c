@@ -108,6 +108,7 @@ static int opts_take(ae_stream *s, const ae_stream_opts *o, const char *fn)
 }
 
 static void on_timer(ae_watcher *w, void *arg);
+static void stream_drop(ae_layer_node *n);
 
 /* A stream without an fd yet (fd -1): the part ae_stream_new() and
  * ae_stream_connect() share. */
@@ -143,6 +144,11 @@ ae_stream *ae__stream_make(ae_loop *loop, const ae_stream_opts *o, ae_stream_eve
         return NULL;
     }
     ae_timer_stop(s->timer);
+    if (ae__layer_add(loop, &s->node, stream_drop) < 0) {
+        ae_watcher_free(s->timer);
+        free(s);
+        return NULL;
+    }
     s->timer_due = INFINITY;
     s->last_any = s->last_read = s->last_write = ae_now(loop);
     s->magic = AE_STREAM_MAGIC;
@@ -180,8 +186,12 @@ ae_stream *ae_stream_new(ae_loop *loop, int fd, const ae_stream_opts *o, ae_stre
     if (!s)
         return NULL;
     if (ae__stream_attach(s, fd) < 0) {
-        ae_watcher_free(s->timer);
-        free(s);
+        int code = ae_last_error_code();
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", ae_last_error());
+        s->o.flags &= ~(unsigned)AE_STREAM_CLOSE_FD; /* a failed call leaves the fd alone */
+        ae_stream_free(s);
+        ae__set_error(code, "%s", msg);
         return NULL;
     }
     return s;
@@ -206,6 +216,7 @@ static void destroy(ae_stream *s, bool from_loop)
 {
     if (from_loop)
         ae__stream_run_dones(s, true);
+    ae__layer_remove(&s->node);
     release(s);
     ae_watcher_free(s->timer);
     ae__rbuf_fini(&s->rbuf);
@@ -214,6 +225,13 @@ static void destroy(ae_stream *s, bool from_loop)
     free(s->error);
     s->magic = 0;
     free(s);
+}
+
+/* The loop is being freed with the stream still on it: no callback runs. */
+static void stream_drop(ae_layer_node *n)
+{
+    ae_stream *s = (ae_stream *)((char *)n - offsetof(ae_stream, node));
+    destroy(s, false);
 }
 
 void ae_stream_free(ae_stream *s)

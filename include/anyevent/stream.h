@@ -10,12 +10,14 @@
  *  - Freeing a stream from any of its callbacks is safe.
  *  - A call that fails returns NULL or a negative AE_E* code with the
  *    message in ae_last_error().
- *  - Free every stream before its loop.
+ *  - ae_loop_free() frees what is left of the loop's streams, connects and
+ *    servers, without running a callback.
  */
 #ifndef ANYEVENT_STREAM_H
 #define ANYEVENT_STREAM_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "../anyevent.h"
@@ -171,6 +173,74 @@ AE_EXPORT int ae_stream_fd(const ae_stream *s);
 
 /* The message of the fatal error, or NULL while there is none. */
 AE_EXPORT const char *ae_stream_error(const ae_stream *s);
+
+/* ---- connecting ---------------------------------------------------------- */
+
+typedef struct ae_connect ae_connect;
+
+/* How ae_tcp_connect() connects; NULL or {0}: the defaults. */
+typedef struct ae_connect_opts {
+    double timeout;       /* the whole connect, name lookup included; 0: none */
+    double attempt_delay; /* start the next address after this (RFC 8305); 0: 0.25 s; < 0: one at a time */
+    int family;           /* AF_UNSPEC, AF_INET, AF_INET6 */
+} ae_connect_opts;
+
+/* The result, once: fd connected (non-blocking, close-on-exec, now the
+ * caller's), err 0; or fd -1 and an errno value: ECONNREFUSED, ETIMEDOUT (the
+ * timeout), ENXIO (no such name), EAGAIN (a unix server's backlog is full). */
+typedef void (*ae_connect_cb)(int fd, int err, void *arg);
+
+/* Connect to host (a name or a numeric address) and service (a port number
+ * or name). A name is looked up on a thread of its own, never in the loop.
+ * Every address is tried, IPv6 and IPv4 interleaved, each attempt started
+ * attempt_delay after the one before (or when it failed) while earlier ones
+ * keep going; the first to connect wins and the others are closed. Fails
+ * with AE_EINVAL (NULL argument, bad options, an unknown service) or
+ * AE_ENOMEM; the connect is freed once its callback returns. */
+AE_EXPORT ae_connect *ae_tcp_connect(ae_loop *loop, const char *host, const char *service, const ae_connect_opts *o,
+                                     ae_connect_cb cb, void *arg);
+
+/* Connect to the unix socket at path; timeout 0: none. */
+AE_EXPORT ae_connect *ae_unix_connect(ae_loop *loop, const char *path, double timeout, ae_connect_cb cb, void *arg);
+
+/* Stop connecting: closes every attempt and abandons the name lookup (its
+ * thread finishes on its own and frees what it holds); cb never runs after
+ * it. Allowed until the callback returns, inside it too (then it does
+ * nothing: the fd is already the caller's). NULL is ignored. */
+AE_EXPORT void ae_connect_cancel(ae_connect *c);
+
+/* A stream that connects as ae_tcp_connect() does and owns its fd. Reads and
+ * writes may be queued at once; they start when it is connected. Reports
+ * AE_STREAM_CONNECTED, or a fatal AE_STREAM_ERROR with the connect's err. */
+AE_EXPORT ae_stream *ae_stream_connect(ae_loop *loop, const char *host, const char *service,
+                                       const ae_connect_opts *co, const ae_stream_opts *so, ae_stream_event_cb cb,
+                                       void *arg);
+
+/* ---- servers ------------------------------------------------------------- */
+
+typedef struct ae_server ae_server;
+
+/* A new connection: fd (non-blocking, close-on-exec) is the callback's. */
+typedef void (*ae_accept_cb)(ae_server *srv, int fd, const struct sockaddr *peer, socklen_t len, void *arg);
+
+/* Listen on host (NULL: every local address, IPv6 and IPv4; a name: every
+ * address of it) and service ("0": any free port, the same on every
+ * address). backlog 0: 128. SO_REUSEADDR is set. Fails with AE_EINVAL (NULL
+ * argument, unknown host or service) or AE_ESYS (bind: the port is in use). */
+AE_EXPORT ae_server *ae_tcp_server(ae_loop *loop, const char *host, const char *service, int backlog,
+                                   ae_accept_cb cb, void *arg);
+
+/* Listen on a unix socket at path. A path in use by a listening server is
+ * refused (AE_ESTATE); a stale socket file nobody listens on is replaced; a
+ * file that is not a socket is refused (AE_EINVAL). */
+AE_EXPORT ae_server *ae_unix_server(ae_loop *loop, const char *path, int backlog, ae_accept_cb cb, void *arg);
+
+/* The TCP port listened on (for service "0"); 0 for a unix server. */
+AE_EXPORT int ae_server_port(const ae_server *srv);
+
+/* Stop listening and free the server; a unix server removes its own socket
+ * file. Safe from its accept callback. NULL is ignored. */
+AE_EXPORT void ae_server_free(ae_server *srv);
 
 #ifdef __cplusplus
 }
