@@ -221,6 +221,7 @@ void ae__error_reset(void);
 const ae_backend_ops *ae__plugin_load(const char *name, char *where, size_t where_size, char *reason,
                                       size_t reason_size);
 bool ae__debug(void);
+bool ae__in_build_tree(void); /* this library runs from its build tree (AE_BUILD_ROOT) */
 
 /* registry.c */
 int ae__backend_open(ae_loop *loop, const char *name, void *native); /* sets ops and state */

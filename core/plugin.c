@@ -29,7 +29,7 @@ static const ae_backend_services services = {
 
 /* Whether this library runs from its build tree (tests, the benchmark): then
  * the plugins built beside it are found too. */
-static bool in_build_tree(void)
+bool ae__in_build_tree(void)
 {
 #ifdef AE_BUILD_ROOT
     Dl_info info;
@@ -136,7 +136,7 @@ const ae_backend_ops *ae__plugin_load(const char *name, char *where, size_t wher
     }
     /* 3. the build tree's, when this library is the build tree's */
 #ifdef AE_BUILD_ROOT
-    if (!ops && in_build_tree()) {
+    if (!ops && ae__in_build_tree()) {
         snprintf(path, sizeof path, "%s/backends/%s/anyevent-%s.so", AE_BUILD_ROOT, name, name);
         ops = try_file(path, name, reason, reason_size);
     }

@@ -551,8 +551,15 @@ static int pidfd_open_compat(pid_t pid)
  * (another waitpid() got there first). */
 static int add_pidfd(ep_state *s, size_t slot)
 {
+    int pidfd = s->children[slot].pidfd;
+    /* The number may be that of an io fd closed since its watcher went, its
+     * EPOLL_CTL_DEL still pending: that DEL, by number, would now remove
+     * this pidfd's registration. The close removed the old one already. */
+    ep_fd *old = pidfd < s->by_fd_cap ? s->by_fd[pidfd] : NULL;
+    if (old && old->want == 0)
+        old->kernel = 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = ep_data((int)slot, EP_GEN_CHILD)};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->children[slot].pidfd, &ev) < 0)
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0)
         return core->set_errno("epoll: epoll_ctl on a pidfd");
     return 0;
 }

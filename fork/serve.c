@@ -1,0 +1,310 @@
+/* The process side of anyevent/fork.h: read one frame at a time, keep the
+ * items, dlopen, call, fork on request (a child of our parent: clone with
+ * CLONE_PARENT), run, or serve RPC calls. Errors go back to the parent as
+ * ERROR frames; after the first one the process refuses everything. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "anyevent/fork.h"
+#include "serve.h"
+#include "wire.h"
+#include "wire_io.h"
+
+/* The symbol being run: kept reachable for leak checkers until the exit. */
+static char *volatile running; /* volatile: never read, must not be optimised away */
+
+struct server {
+    int sock;
+    ae_fork_item *items;
+    int n, cap;
+    char *failed; /* the first error; everything after is refused */
+    bool quick_exit;
+};
+
+static _Noreturn void finish(struct server *s, int status)
+{
+    if (s->quick_exit) {
+        /* The raw system call: a sanitizer's _exit() hook would run its
+         * leak check over the copy of the program's heap, with the state it
+         * cached before our clone(). */
+        fflush(NULL);
+        syscall(SYS_exit_group, status);
+    }
+    exit(status);
+}
+
+static void fail(struct server *s, const char *fmt, ...)
+{
+    if (s->failed)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->failed = strdup(msg);
+    if (!s->failed)
+        s->failed = "out of memory";
+    ae__wire_send(s->sock, AE_W_ERROR, s->failed, strlen(s->failed), -1);
+}
+
+/* Read exactly len bytes. The first fd passed with them goes to *fd (others
+ * are closed); *dropped is set if the kernel dropped fds (MSG_CTRUNC: this
+ * process is at its fd limit). 0, or -1 at EOF or error. */
+static int read_exact(int sock, void *buf, size_t len, int *fd, bool *dropped)
+{
+    size_t got = 0;
+    while (got < len) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(8 * sizeof(int))];
+        } u;
+        struct iovec iov = {(char *)buf + got, len - got};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf};
+        ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (msg.msg_flags & MSG_CTRUNC)
+            *dropped = true;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < nfd; i++) {
+                int f;
+                memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+                if (fd && *fd < 0)
+                    *fd = f;
+                else
+                    close(f);
+            }
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void hello(struct server *s)
+{
+    uint32_t h[2] = {AE_FORK_PROTOCOL, (uint32_t)getpid()};
+    if (ae__wire_send(s->sock, AE_W_HELLO, h, sizeof h, -1) < 0)
+        finish(s, 0); /* nobody listens */
+}
+
+static int add_item(struct server *s, int fd, void *data, size_t len)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 8;
+        ae_fork_item *items = realloc(s->items, (size_t)cap * sizeof *items);
+        if (!items)
+            return -1;
+        s->items = items;
+        s->cap = cap;
+    }
+    s->items[s->n++] = (ae_fork_item){fd, data, len};
+    return 0;
+}
+
+/* A child of our parent (Linux: CLONE_PARENT), so that the program that
+ * drives us reaps it and sees its status. Raw clone skips the C library's
+ * atfork handlers: this process is single-threaded and holds no locks. */
+static pid_t fork_sibling(void)
+{
+#if defined(__linux__) && defined(SYS_clone3)
+    struct {
+        uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    } args = {.flags = 0x00008000 /* CLONE_PARENT: the exit signal is our own's (SIGCHLD) */};
+    long r = syscall(SYS_clone3, &args, sizeof args);
+    if (r >= 0 || errno != ENOSYS)
+        return (pid_t)r;
+#endif
+#if defined(__linux__)
+    return (pid_t)syscall(SYS_clone, 0x00008000 | SIGCHLD, 0, 0, 0, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static void do_fork(struct server *s, int fd)
+{
+    if (s->failed) {
+        ae__wire_send(fd, AE_W_ERROR, s->failed, strlen(s->failed), -1);
+        close(fd);
+        return;
+    }
+    pid_t pid = fork_sibling();
+    if (pid == 0) {
+        close(s->sock);
+        s->sock = fd;
+        hello(s);
+        return;
+    }
+    if (pid < 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "fork failed in template %d: %s", (int)getpid(), strerror(errno));
+        ae__wire_send(fd, AE_W_ERROR, msg, strlen(msg), -1);
+    }
+    close(fd);
+}
+
+static void *lookup(struct server *s, const char *what, const char *symbol)
+{
+    dlerror();
+    void *sym = dlsym(RTLD_DEFAULT, symbol);
+    if (!sym)
+        fail(s, "%s %s: symbol not found in process %d", what, symbol, (int)getpid());
+    return sym;
+}
+
+/* Read more of the RPC stream into in (buffered: no fds travel after
+ * READY); exits at EOF, when the parent freed the worker. */
+static void rpc_fill(struct server *s, unsigned char **in, size_t *have, size_t *cap, size_t need)
+{
+    if (need > *cap) {
+        unsigned char *bigger = realloc(*in, need);
+        if (!bigger)
+            finish(s, 1);
+        *in = bigger;
+        *cap = need;
+    }
+    while (*have < need) {
+        ssize_t r = read(s->sock, *in + *have, *cap - *have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            finish(s, 0);
+        *have += (size_t)r;
+    }
+}
+
+/* Serve calls in order until EOF, one reply written per call. */
+static _Noreturn void rpc_serve(struct server *s, ae_rpc_handler *handler)
+{
+    size_t cap = 65536, have = 0;
+    unsigned char *in = malloc(cap);
+    struct ae_rpc_reply rep = {AE_RPC_REPLY_MAGIC, malloc(4096), 0, 4096};
+    if (!in || !rep.buf)
+        finish(s, 1);
+    for (;;) {
+        rpc_fill(s, &in, &have, &cap, AE_RPC_REQ_HDR);
+        size_t need = AE_RPC_REQ_HDR + (size_t)ae__wire_u32(in);
+        rpc_fill(s, &in, &have, &cap, need);
+        rep.len = AE_RPC_REP_HDR;
+        int32_t rc = handler(in + AE_RPC_REQ_HDR, need - AE_RPC_REQ_HDR, &rep);
+        uint32_t len = (uint32_t)(rep.len - AE_RPC_REP_HDR);
+        memcpy(rep.buf, &len, 4);
+        memcpy(rep.buf + 4, &rc, 4);
+        for (size_t off = 0; off < rep.len;) {
+            ssize_t r = send(s->sock, rep.buf + off, rep.len - off, MSG_NOSIGNAL);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                finish(s, 0);
+            off += (size_t)r;
+        }
+        memmove(in, in + need, have - need);
+        have -= need;
+    }
+}
+
+int ae_rpc_reply_write(ae_rpc_reply *reply, const void *data, size_t len)
+{
+    if (!reply || reply->magic != AE_RPC_REPLY_MAGIC || (len && !data))
+        return AE_EINVAL;
+    if (len > AE_FORK_MAX_FRAME - reply->len)
+        return AE_ENOMEM;
+    if (reply->len + len > reply->cap) {
+        size_t cap = reply->cap;
+        while (cap < reply->len + len)
+            cap *= 2;
+        unsigned char *buf = realloc(reply->buf, cap);
+        if (!buf)
+            return AE_ENOMEM;
+        reply->buf = buf;
+        reply->cap = cap;
+    }
+    if (len)
+        memcpy(reply->buf + reply->len, data, len);
+    reply->len += len;
+    return 0;
+}
+
+_Noreturn void ae__fork_serve(int sock, bool quick_exit)
+{
+    struct server s = {.sock = sock, .quick_exit = quick_exit};
+    hello(&s);
+    for (;;) {
+        unsigned char h[AE_FORK_HDR];
+        int fd = -1;
+        bool dropped = false;
+        if (read_exact(s.sock, h, sizeof h, &fd, &dropped) < 0)
+            finish(&s, 0); /* the parent is gone: a template exits */
+        uint32_t len = ae__wire_u32(h + 1);
+        char *payload = len <= AE_FORK_MAX_FRAME ? malloc((size_t)len + 1) : NULL;
+        if (!payload || read_exact(s.sock, payload, len, NULL, &dropped) < 0) {
+            fail(&s, "process %d: cannot read a frame of %u bytes", (int)getpid(), (unsigned)len);
+            finish(&s, 1);
+        }
+        payload[len] = 0;
+        int cmd = h[0];
+        if ((cmd == AE_W_FD || cmd == AE_W_FORK) && fd < 0) {
+            fail(&s, dropped ? "process %d hit its fd limit (RLIMIT_NOFILE): a passed fd was dropped"
+                             : "process %d: a frame without its fd",
+                 (int)getpid());
+            free(payload);
+            continue;
+        }
+        switch (cmd) {
+        case AE_W_REQUIRE:
+            if (!s.failed && !dlopen(payload, RTLD_NOW | RTLD_GLOBAL))
+                fail(&s, "require %s: %s", payload, dlerror());
+            break;
+        case AE_W_CALL:
+            if (!s.failed) {
+                ae_fork_main *fn = (ae_fork_main *)lookup(&s, "call", payload);
+                int rc = fn ? fn(-1, s.n, s.items) : 0;
+                if (rc != 0)
+                    fail(&s, "call %s returned %d in process %d", payload, rc, (int)getpid());
+            }
+            break;
+        case AE_W_ARG:
+            if (add_item(&s, -1, payload, len) < 0)
+                fail(&s, "process %d: out of memory", (int)getpid());
+            continue; /* the payload is the item now */
+        case AE_W_FD:
+            if (add_item(&s, fd, NULL, 0) < 0)
+                fail(&s, "process %d: out of memory", (int)getpid());
+            break;
+        case AE_W_FORK: do_fork(&s, fd); break;
+        case AE_W_RUN:
+        case AE_W_RPC: {
+            running = payload;
+            void *sym = s.failed ? NULL : lookup(&s, cmd == AE_W_RUN ? "run" : "handler", payload);
+            if (!sym || ae__wire_send(s.sock, AE_W_READY, NULL, 0, -1) < 0) {
+                for (int i = 0; i < s.n; i++) /* room for the exit path (a leak checker opens files) */
+                    if (s.items[i].fd >= 0)
+                        close(s.items[i].fd);
+                finish(&s, 127);
+            }
+            if (cmd == AE_W_RPC)
+                rpc_serve(&s, (ae_rpc_handler *)sym);
+            finish(&s, ((ae_fork_main *)sym)(s.sock, s.n, s.items));
+        }
+        default: fail(&s, "process %d: unknown command %d", (int)getpid(), cmd);
+        }
+        free(payload);
+    }
+}

@@ -1,0 +1,54 @@
+/* Sending frames, for both ends of the protocol (wire.h). */
+#include "wire.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "wire_io.h"
+
+ssize_t ae__wire_sendmsg(int sock, struct iovec *iov, int n, int fd, int flags)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    if (fd >= 0) {
+        memset(&u, 0, sizeof u);
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    ssize_t r;
+    do
+        r = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int ae__wire_send(int sock, int cmd, const void *data, size_t len, int fd)
+{
+    unsigned char h[AE_FORK_HDR];
+    ae__wire_hdr(h, cmd, (uint32_t)len);
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
+    int n = len ? 2 : 1, i = 0;
+    while (i < n) {
+        ssize_t r = ae__wire_sendmsg(sock, iov + i, n - i, fd, 0);
+        if (r < 0)
+            return -1;
+        fd = -1; /* went with the first byte */
+        while (i < n && (size_t)r >= iov[i].iov_len)
+            r -= (ssize_t)iov[i++].iov_len;
+        if (i < n) {
+            iov[i].iov_base = (char *)iov[i].iov_base + r;
+            iov[i].iov_len -= (size_t)r;
+        }
+    }
+    return 0;
+}
