@@ -69,14 +69,16 @@ static inline void ae_plugin_batch_free(ae_plugin_batch *b)
     free(b->pfds);
 }
 
-/* Polls the batch's fds without waiting: afterwards pfds[i].revents has
- * POLLNVAL for each closed one. */
-static inline void ae_plugin_batch_poll(ae_plugin_batch *b)
+/* Polls the batch's fds for events without waiting: afterwards
+ * pfds[i].revents has POLLNVAL for each closed one. */
+static inline void ae_plugin_batch_poll_events(ae_plugin_batch *b, short events)
 {
     for (size_t i = 0; i < b->n; i++)
-        b->pfds[i].events = 0, b->pfds[i].revents = 0;
+        b->pfds[i].events = events, b->pfds[i].revents = 0;
     while (poll(b->pfds, (nfds_t)b->n, 0) < 0 && errno == EINTR)
         ;
 }
+
+static inline void ae_plugin_batch_poll(ae_plugin_batch *b) { ae_plugin_batch_poll_events(b, 0); }
 
 #endif

@@ -28,7 +28,7 @@ typedef struct evb_state {
     ev_prepare check; /* runs before libev registers changed fds */
     ev_prepare iter;  /* while run() runs: the core's iteration service */
     int running;      /* run() calls under way (they nest) */
-    bool checked;     /* check_cb ran in this call of invoke_cb */
+    unsigned iteration; /* ev_iteration() when the innermost run() last ended one */
     ev_idle nowait;   /* once check reported something: poll without blocking */
     ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
     ae_plugin_batch batch; /* being checked (room for nfds) */
@@ -62,7 +62,6 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
     evb_state *s = w->data;
-    s->checked = true;
     /* Callbacks run from here may change more fds: go until none is left. */
     while (s->dirty.n) {
         ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
@@ -110,11 +109,15 @@ static void iter_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 static void invoke_cb(struct ev_loop *ev)
 {
     evb_state *s = ev_userdata(ev);
-    s->checked = false;
     ev_invoke_pending(ev);
-    /* Not when this ran the closed-fd check, a prepare watcher: the poll is
-     * still to come in this iteration. */
-    if (s->running && !s->checked && !ae_core->iteration(s->loop))
+    /* libev also calls this as ev_run starts and after prepare watchers
+     * (the closed-fd check): only once its poll has counted an iteration is
+     * it the end of one. */
+    unsigned iteration = ev_iteration(ev);
+    if (!s->running || iteration == s->iteration)
+        return;
+    s->iteration = iteration;
+    if (!ae_core->iteration(s->loop))
         ev_break(ev, EVBREAK_ONE);
 }
 
@@ -250,7 +253,10 @@ static int evb_run(ae_loop *loop, void *state, int flags)
         ev_prepare_start(s->ev, &s->iter);
         ev_unref(s->ev);
     }
+    unsigned outer = s->iteration; /* a nested run: the outer iteration still ends after it */
+    s->iteration = ev_iteration(s->ev);
     ev_run(s->ev, flags & AE_BACKEND_RUN_NOWAIT ? EVRUN_NOWAIT : flags & AE_BACKEND_RUN_ONCE ? EVRUN_ONCE : 0);
+    s->iteration = outer;
     if (--s->running == 0 && s->adopted) {
         ev_ref(s->ev);
         ev_prepare_stop(s->ev, &s->iter);

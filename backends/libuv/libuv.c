@@ -53,12 +53,14 @@ typedef struct luv_state {
     bool owned;          /* made by init, not adopted: destroy closes and frees it */
     bool waiting;        /* inside wait() or run(): our uv_run, not the host's */
     int running;         /* run() calls under way */
+    bool iterated;       /* iter_cb ran in the innermost run() */
     uv_timer_t *wake;    /* bounds wait() */
     uv_timer_t *expire;  /* the core's next timer deadline (run(), or an adopted loop) */
     uv_idle_t *soon;     /* the same: "as soon as possible", once per iteration */
     uv_prepare_t *check; /* runs right before libuv polls */
     uv_check_t *iter;    /* while run() runs: the core's iteration service, after the poll */
     ae_plugin_batch dirty; /* started since the last poll; room for nfds */
+    ae_plugin_batch batch; /* being checked; room for nfds */
     size_t nfds;           /* every fd the core knows */
 } luv_state;
 
@@ -185,26 +187,51 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
     ae_core->io_ready(s->loop, f->fd, revents);
 }
 
+/* Whether libuv's epoll_ctl would refuse the fd polled as p: closed
+ * (POLLNVAL), or its number reused by a regular file or a directory (EPERM).
+ * Those always poll readable and writable; so does a socket ready both ways,
+ * and only then an fstat tells them apart. */
+static bool epoll_would_refuse(const struct pollfd *p)
+{
+    if (p->revents & POLLNVAL)
+        return true;
+    if ((p->revents & (POLLIN | POLLOUT)) != (POLLIN | POLLOUT))
+        return false;
+    struct stat st;
+    return fstat(p->fd, &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode);
+}
+
 static void check_cb(uv_prepare_t *check)
 {
     luv_state *s = check->data;
     bool reported = false;
     /* Callbacks run from here may start more handles: go until none is left. */
     while (s->dirty.n) {
-        luv_fd *f = s->dirty.items[--s->dirty.n];
-        f->dirty = false;
-        /* One fstat per changed fd: libuv abort()s if epoll refuses the fd,
-         * closed (EBADF) or, its number reused, a regular file or directory
-         * (EPERM). */
-        struct stat st;
-        if (!f->events || (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
-            continue;
-        poll_stop(f);
-        reported = true;
-        /* From the host's uv_run a callback may free the anyevent loop, and
-         * s with it. */
-        if (!ae_core->io_ready(s->loop, f->fd, AE_ERROR))
-            return;
+        ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
+        s->batch = s->dirty;
+        s->dirty = t;
+        s->dirty.n = 0;
+        ae_plugin_batch *b = &s->batch;
+        for (size_t i = 0; i < b->n; i++) {
+            luv_fd *f = b->items[i];
+            f->dirty = false;
+            b->pfds[i].fd = f->fd;
+        }
+        /* One poll(2) for every changed fd: libuv abort()s if epoll refuses
+         * one (closed: EBADF; a regular file or directory: EPERM). */
+        ae_plugin_batch_poll_events(b, POLLIN | POLLOUT);
+        for (size_t i = 0; i < b->n; i++) {
+            luv_fd *f = b->items[i];
+            if (!f->events || f->dirty || !epoll_would_refuse(&b->pfds[i]))
+                continue;
+            poll_stop(f);
+            reported = true;
+            /* From the host's uv_run a callback may free the anyevent loop,
+             * and s with it. */
+            if (!ae_core->io_ready(s->loop, f->fd, AE_ERROR))
+                return;
+        }
+        b->n = 0;
     }
     uv_prepare_stop(check);
     /* Our own wait returns with what it reported rather than blocking in
@@ -244,10 +271,17 @@ static uint64_t timeout_ms(double seconds)
 static void iter_cb(uv_check_t *iter)
 {
     luv_state *s = iter->data;
-    if (uv_is_active((uv_handle_t *)s->soon)) {
+    /* The core's timers run after this iteration's io and before its check
+     * hooks, as on every backend: libuv would run a timer that fell due
+     * during the poll only at the start of the next iteration. */
+    bool due = uv_is_active((uv_handle_t *)s->soon) ||
+               (uv_is_active((uv_handle_t *)s->expire) && uv_timer_get_due_in(s->expire) == 0);
+    if (due) {
         uv_idle_stop(s->soon);
+        uv_timer_stop(s->expire);
         ae_core->expire(s->loop);
     }
+    s->iterated = true;
     if (!ae_core->iteration(s->loop))
         uv_stop(s->uv);
 }
@@ -342,6 +376,7 @@ static void luv_destroy(ae_loop *loop, void *state)
     luv_state *s = state;
     /* The fds' handles are closed (fd_fini): drop the list unread. */
     ae_plugin_batch_free(&s->dirty);
+    ae_plugin_batch_free(&s->batch);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
     uv_close((uv_handle_t *)s->expire, free_handle);
@@ -359,7 +394,7 @@ static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
     luv_state *s = state;
-    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0)
+    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0 || ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
     luv_fd *f = calloc(1, sizeof *f);
     if (!f)
@@ -456,13 +491,17 @@ static int luv_wait(ae_loop *loop, void *state, double timeout)
  * poll's callbacks; uv_stop there ends uv_run at the end of the iteration. */
 static int luv_run(ae_loop *loop, void *state, int flags)
 {
-    (void)loop;
     luv_state *s = state;
     bool waiting = s->waiting;
     s->waiting = true;
     if (s->running++ == 0)
         uv_check_start(s->iter, iter_cb);
+    s->iterated = false;
     uv_run(s->uv, flags & AE_BACKEND_RUN_NOWAIT ? UV_RUN_NOWAIT : flags & AE_BACKEND_RUN_ONCE ? UV_RUN_ONCE : UV_RUN_DEFAULT);
+    /* With nothing of libuv's alive, uv_run runs no iteration at all: the
+     * core's still ends one (its check hooks). */
+    if (!s->iterated)
+        ae_core->iteration(loop);
     if (--s->running == 0)
         uv_check_stop(s->iter);
     s->waiting = waiting;
