@@ -91,12 +91,18 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
     ev_prepare_stop(ev, w);
 }
 
-/* An adopted loop under run(): before each poll, the core's per-iteration
- * work (the host's own invoke callback, if any, stays in place). */
+/* An adopted loop under run(): before each poll, the core's work at the end
+ * of the iteration before (the host's own invoke callback, if any, stays in
+ * place). */
 static void iter_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
     evb_state *s = w->data;
+    /* The first prepare of a run() ends no iteration of it. */
+    unsigned iteration = ev_iteration(ev);
+    if (iteration == s->iteration)
+        return;
+    s->iteration = iteration;
     if (!ae_core->iteration(s->loop))
         ev_break(ev, EVBREAK_ONE);
 }
@@ -274,6 +280,10 @@ static void evb_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     evb_state *s = state;
+    /* Fired in this iteration and not run yet (a callback before it changed
+     * the first deadline): it runs the due timers, then arms again. */
+    if (ev_is_pending(&s->expire))
+        return;
     ev_timer_stop(s->ev, &s->expire);
     if (timeout >= 0) {
         ev_now_update(s->ev);

@@ -326,6 +326,10 @@ static void lev_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     lev_state *s = state;
+    /* Fired in this iteration and not run yet (a callback before it changed
+     * the first deadline): it runs the due timers, then arms again. */
+    if (pending_result(&s->expire))
+        return;
     evtimer_del(&s->expire);
     if (timeout >= 0) {
         /* Inside the host's callbacks libevent counts from its cached time. */
