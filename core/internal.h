@@ -180,6 +180,7 @@ struct ae_loop {
     uint64_t dispatched; /* callbacks run; tells whether idle may run */
     uint64_t expire_mark; /* adopted: dispatched at the end of the last expiry */
     uint64_t iter_mark;   /* native_iter: dispatched when the native iteration began */
+    uint64_t expiries;    /* calls of the expire service that ran (timers or idle) */
     uint64_t iter_seq;    /* native_iter: timer_seq then; later timers wait for the next iteration */
 
     /* Wake-up fd: signals, reaped children, other threads. */

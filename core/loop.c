@@ -463,6 +463,7 @@ void ae_backend_expire(ae_loop *loop)
         return;
     ae__time_refresh(loop);
     ae__loop_enter(loop);
+    loop->expiries++;
     bool expiring = loop->expiring;
     loop->expiring = true;
     /* Idle only if no callback of ours ran in this native iteration (under
@@ -743,15 +744,16 @@ static int run_once(ae_loop *loop, int flags)
     if (loop->active == 0 && !(flags & AE_NOWAIT))
         return 0;
     if (loop->native_iter) {
-        uint64_t before = loop->dispatched;
+        uint64_t before = loop->dispatched, expiries = loop->expiries;
         rc = native_run(loop, AE_NATIVE_ONCE, flags & AE_NOWAIT ? AE_BACKEND_RUN_NOWAIT : AE_BACKEND_RUN_ONCE);
         if (rc < 0)
             return rc;
         /* A wait that a signal interrupted (EINTR) ran nothing: what the
          * signal or a reaped child left pending runs now, in this iteration.
-         * What the iteration's own callbacks left (a new child watcher)
-         * waits for the next, as where the core runs the iteration. */
-        if (loop->dispatched == before)
+         * What the iteration's own callbacks left (a new child watcher from
+         * an io, timer or idle callback) waits for the next, as where the
+         * core runs the iteration. */
+        if (loop->dispatched == before && loop->expiries == expiries)
             ae__wake_pending_run(loop);
         return !loop->free_requested && loop->active > 0;
     }
