@@ -573,6 +573,71 @@ static void test_rpc_free_queued(void **state)
     assert_int_equal(ae_run(loop), 0);
 }
 
+/* ---- pools -------------------------------------------------------------- */
+
+struct pool_calls {
+    ae_cv *cv;
+    int ok, failed;
+    ae_pool *free_after; /* freed from the first callback */
+};
+
+static void pool_cb(ae_rpc *r, const void *reply, size_t len, int err, void *arg)
+{
+    (void)r;
+    struct pool_calls *pc = arg;
+    if (err == 0 && len == 3 && memcmp(reply, "req", 3) == 0)
+        pc->ok++;
+    else if (err == AE_EPROC)
+        pc->failed++;
+    if (pc->free_after) {
+        ae_pool_free(pc->free_after);
+        pc->free_after = NULL;
+    }
+    ae_cv_end(pc->cv);
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    ae_fork *t = ae_fork_exec(loop);
+    ae_fork_require(t, WORKER);
+    ae_pool *pool = ae_pool_new(t, "t_echo", &(ae_pool_opts){.max = 2, .load = 1, .start = 0.01});
+    assert_non_null(pool);
+    struct pool_calls pc = {ae_cv_new(loop), 0, 0, NULL};
+    for (int i = 0; i < 20; i++) {
+        ae_cv_begin(pc.cv);
+        assert_int_equal(ae_pool_call(pool, i == 5 ? "fail" : "req", i == 5 ? 4 : 3, pool_cb, &pc), 0);
+    }
+    pc.free_after = pool; /* queued calls still complete */
+    wait_cv(pc.cv);
+    assert_int_equal(pc.ok, 19);
+    assert_int_equal(pc.failed, 1);
+    ae_cv_free(pc.cv);
+    assert_int_equal(ae_run(loop), 0); /* the workers exit and are reaped */
+    /* a worker that dies: its call fails, the next ones go to a new worker */
+    pool = ae_pool_new(t, "t_echo", &(ae_pool_opts){.max = 1, .load = 1});
+    struct pool_calls pc2 = {ae_cv_new(loop), 0, 0, NULL};
+    ae_cv_begin(pc2.cv);
+    ae_pool_call(pool, "die", 3, pool_cb, &pc2);
+    for (int i = 0; i < 3; i++) {
+        ae_cv_begin(pc2.cv);
+        ae_pool_call(pool, "req", 3, pool_cb, &pc2);
+    }
+    wait_cv(pc2.cv);
+    assert_int_equal(pc2.ok, 3);
+    assert_int_equal(pc2.failed, 1);
+    ae_cv_free(pc2.cv);
+    ae_pool_free(pool);
+    assert_null(ae_pool_new(NULL, "x", NULL));
+    assert_int_equal(ae_pool_call(NULL, "x", 1, NULL, NULL), AE_EINVAL);
+    /* freed with the loop while calls are queued (teardown) */
+    pool = ae_pool_new(t, "t_echo", NULL);
+    ae_pool_call(pool, "req", 3, NULL, NULL);
+    ae_pool_call(pool, "req", 3, NULL, NULL);
+    ae_run_once(loop, AE_NOWAIT);
+    ae_fork_free(t);
+}
+
 /* ---- ae_fork_self ------------------------------------------------------- */
 
 AE_EXPORT int t_self_value;
@@ -662,6 +727,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_loop_free_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_free_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_threads, setup, teardown),
     };
