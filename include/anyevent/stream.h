@@ -10,8 +10,8 @@
  *  - Freeing a stream from any of its callbacks is safe.
  *  - A call that fails returns NULL or a negative AE_E* code with the
  *    message in ae_last_error().
- *  - ae_loop_free() frees what is left of the loop's streams, connects and
- *    servers, without running a callback.
+ *  - ae_loop_free() frees what is left of the loop's streams, connects,
+ *    servers and commands, without running a callback.
  */
 #ifndef ANYEVENT_STREAM_H
 #define ANYEVENT_STREAM_H
@@ -241,6 +241,49 @@ AE_EXPORT int ae_server_port(const ae_server *srv);
 /* Stop listening and free the server; a unix server removes its own socket
  * file. Safe from its accept callback. NULL is ignored. */
 AE_EXPORT void ae_server_free(ae_server *srv);
+
+/* ---- commands ------------------------------------------------------------ */
+
+typedef struct ae_cmd ae_cmd;
+
+/* What a command's stdout and stderr are. */
+enum { AE_CMD_INHERIT = 0, AE_CMD_NULL = 1, AE_CMD_CAPTURE = 2, AE_CMD_FD = 3 };
+
+/* How to run a command; {0} except argv: inherit everything, stdin from
+ * /dev/null. */
+typedef struct ae_cmd_opts {
+    const char *const *argv;             /* argv[0] looked up in PATH; NULL-terminated */
+    const char *const *envp;             /* NULL: inherit */
+    const char *cwd;                     /* NULL: inherit */
+    const void *input; size_t input_len; /* written to stdin, then closed; NULL: stdin is /dev/null */
+    int out, err;                        /* what stdout and stderr are: AE_CMD_* ({0}: inherited) */
+    int out_fd, err_fd;                  /* the fds, for AE_CMD_FD */
+    size_t out_max;                      /* captured bytes per stream; 0: 64 MiB; beyond: croaked */
+} ae_cmd_opts;
+
+/* Start a command with posix_spawn: every signal at its default disposition
+ * and an empty signal mask in the child, only fds 0-2 passed on. Fails with
+ * AE_EINVAL (NULL loop, opts or argv, a bad mode), AE_EBADF (an AE_CMD_FD fd
+ * not open), AE_ENOENT (the program cannot be executed) or AE_ESYS. */
+AE_EXPORT ae_cmd *ae_cmd_run(ae_loop *loop, const ae_cmd_opts *o);
+
+/* The command's condvar: sent, with the wait status as (void *)(intptr_t),
+ * once the process exited AND every captured pipe reached EOF (so no output
+ * is ever lost); croaked if a captured stream passed out_max. Valid until
+ * ae_cmd_free(). */
+AE_EXPORT ae_cv *ae_cmd_cv(ae_cmd *c);
+
+/* The process id (-1 for NULL). */
+AE_EXPORT pid_t ae_cmd_pid(const ae_cmd *c);
+
+/* What was captured of stdout (which 1) or stderr (which 2) so far,
+ * NUL-terminated, its length in *len; NULL if that stream is not captured.
+ * Valid until the next iteration of the loop or ae_cmd_free(). */
+AE_EXPORT const char *ae_cmd_output(const ae_cmd *c, int which, size_t *len);
+
+/* Free the command and its condvar. A process still running keeps running
+ * (its pipes are closed) and is reaped when it exits. NULL is ignored. */
+AE_EXPORT void ae_cmd_free(ae_cmd *c);
 
 #ifdef __cplusplus
 }
