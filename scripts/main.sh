@@ -6,6 +6,8 @@
 # full table, and draws build/ae-bench.png (time ratios) and
 # build/ae-bench-memory.png (memory ratios). Extra arguments go to ae-bench
 # (e.g. --quick, or --table FILE to keep the full table out of the output).
+# Then ae-fork-bench (process templates; --quick passed on) draws
+# build/ae-fork-bench.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -14,3 +16,6 @@ ensure_deps
 build_dir build
 echo "== backends usable here: $(./build/examples/demo --backends)"
 ./build/bench/ae-bench --plot build/ae-bench.png "$@"
+# Process templates (anyevent/fork.h): spawn rates by the parent's size, RPC.
+quick=; for a in "$@"; do if [ "$a" = --quick ]; then quick=--quick; fi; done
+./build/bench/fork/ae-fork-bench $quick --plot build/ae-fork-bench.png
