@@ -335,8 +335,12 @@ static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
             ae__fork_fail(f, "the template died: %s", st);
         }
     if (p->exit_cb && !p->freed) {
-        p->exit_due = true;
-        schedule(p);
+        if (p->cb_due) { /* the run callback (a failure) goes first, on the timer */
+            p->exit_due = true;
+            schedule(p);
+        } else if (!ae__loop_freeing(p->ctx->loop)) {
+            p->exit_cb(p, status, p->exit_arg);
+        }
     }
     unhold(p);
 }

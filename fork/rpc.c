@@ -26,14 +26,14 @@ struct ae_rpc {
     int sock;
     ae_watcher *io, *defer;
     bool eof, exited, dead, freed;
+    bool delivering; /* a nested run of the loop must not move the buffer under us */
     int calling;
     char *error;
     unsigned char *out;
     size_t out_len, out_off, out_cap;
     struct rpc_call *head, *tail; /* waiting for their replies, oldest first */
-    unsigned char hdr[AE_RPC_REP_HDR];
-    size_t hdr_have, pay_have, pay_cap;
-    unsigned char *pay;
+    unsigned char *in; /* replies read, not yet delivered */
+    size_t in_have, in_cap;
 };
 
 static bool rpc_ok(const ae_rpc *r, const char *fn)
@@ -64,7 +64,7 @@ void ae__rpc_destroy(ae_rpc *r)
         free(c);
     }
     free(r->out);
-    free(r->pay);
+    free(r->in);
     free(r->error);
     r->magic = 0;
     free(r);
@@ -153,69 +153,77 @@ static void at_eof(ae_rpc *r)
     }
 }
 
-static void reply(ae_rpc *r)
+/* Deliver the complete replies in the buffer; false if the loop is being
+ * freed or the worker broke the protocol. */
+static bool deliver_replies(ae_rpc *r)
 {
-    uint32_t len = ae__wire_u32(r->hdr);
-    int32_t rc;
-    memcpy(&rc, r->hdr + 4, 4);
-    struct rpc_call *c = r->head;
-    r->head = c->next;
-    if (!r->head)
-        r->tail = NULL;
-    if (c->cb)
-        c->cb(r, r->pay, len, rc ? AE_EPROC : 0, c->arg);
-    free(c);
+    size_t pos = 0;
+    bool ok = true;
+    r->delivering = true;
+    while (r->in_have - pos >= AE_RPC_REP_HDR) {
+        uint32_t len = ae__wire_u32(r->in + pos);
+        if (r->in_have - pos < AE_RPC_REP_HDR + (size_t)len)
+            break;
+        struct rpc_call *c = r->head;
+        if (!c) {
+            r->delivering = false;
+            die(r, "the worker sent a reply nobody asked for");
+            fail_all(r);
+            return false;
+        }
+        int32_t rc;
+        memcpy(&rc, r->in + pos + 4, 4);
+        r->head = c->next;
+        if (!r->head)
+            r->tail = NULL;
+        if (c->cb)
+            c->cb(r, r->in + pos + AE_RPC_REP_HDR, len, rc ? AE_EPROC : 0, c->arg);
+        free(c);
+        pos += AE_RPC_REP_HDR + len;
+        if (stop_calling(r)) {
+            ok = false;
+            break;
+        }
+    }
+    r->delivering = false;
+    memmove(r->in, r->in + pos, r->in_have - pos);
+    r->in_have -= pos;
+    return ok;
 }
 
+/* Read what is there (buffered: no fds travel after READY), then deliver. */
 static void read_replies(ae_rpc *r)
 {
-    while (r->io && !stop_calling(r)) {
-        void *dst;
-        size_t want;
-        if (r->hdr_have < AE_RPC_REP_HDR) {
-            dst = r->hdr + r->hdr_have;
-            want = AE_RPC_REP_HDR - r->hdr_have;
-        } else {
-            dst = r->pay + r->pay_have;
-            want = ae__wire_u32(r->hdr) - r->pay_have;
-        }
-        ssize_t n = want ? recv(r->sock, dst, want, MSG_DONTWAIT) : 0;
-        if (want && n < 0 && errno == EINTR)
-            continue;
-        if (want && n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (want && n <= 0) {
-            at_eof(r);
+    while (r->io && !r->delivering && !stop_calling(r)) {
+        size_t need = r->in_have >= AE_RPC_REP_HDR ? AE_RPC_REP_HDR + (size_t)ae__wire_u32(r->in) : 0;
+        if (need > AE_FORK_MAX_FRAME + AE_RPC_REP_HDR) {
+            die(r, "the worker sent a reply too big");
+            fail_all(r);
             return;
         }
-        if (r->hdr_have < AE_RPC_REP_HDR) {
-            r->hdr_have += (size_t)n;
-            if (r->hdr_have < AE_RPC_REP_HDR)
-                continue;
-            uint32_t len = ae__wire_u32(r->hdr);
-            if (!r->head || len > AE_FORK_MAX_FRAME) {
-                die(r, "the worker sent a reply nobody asked for");
+        if (r->in_cap < 65536 || need > r->in_cap) {
+            size_t cap = need > 65536 ? need : 65536;
+            unsigned char *in = realloc(r->in, cap);
+            if (!in) {
+                die(r, "out of memory for a reply");
                 fail_all(r);
                 return;
             }
-            if (len + 1 > r->pay_cap) {
-                unsigned char *pay = realloc(r->pay, (size_t)len + 1);
-                if (!pay) {
-                    die(r, "out of memory for a reply");
-                    fail_all(r);
-                    return;
-                }
-                r->pay = pay;
-                r->pay_cap = (size_t)len + 1;
-            }
-            r->pay_have = 0;
-            continue;
+            r->in = in;
+            r->in_cap = cap;
         }
-        r->pay_have += (size_t)n;
-        if (r->pay_have < ae__wire_u32(r->hdr))
+        ssize_t n = recv(r->sock, r->in + r->in_have, r->in_cap - r->in_have, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
             continue;
-        r->hdr_have = 0;
-        reply(r);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            at_eof(r);
+            return;
+        }
+        r->in_have += (size_t)n;
+        if (!deliver_replies(r))
+            return;
     }
 }
 

@@ -190,7 +190,21 @@ static void rpc_fill(struct server *s, unsigned char **in, size_t *have, size_t 
     }
 }
 
-/* Serve calls in order until EOF, one reply written per call. */
+static void send_all(struct server *s, const unsigned char *buf, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t r = send(s->sock, buf + off, len - off, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            finish(s, 0);
+        off += (size_t)r;
+    }
+}
+
+/* Serve calls in order until EOF. Requests are read in batches; each reply
+ * is sent before the next handler runs, so that a handler that kills the
+ * worker loses no reply written before it. */
 static _Noreturn void rpc_serve(struct server *s, ae_rpc_handler *handler)
 {
     size_t cap = 65536, have = 0;
@@ -199,24 +213,21 @@ static _Noreturn void rpc_serve(struct server *s, ae_rpc_handler *handler)
     if (!in || !rep.buf)
         finish(s, 1);
     for (;;) {
-        rpc_fill(s, &in, &have, &cap, AE_RPC_REQ_HDR);
-        size_t need = AE_RPC_REQ_HDR + (size_t)ae__wire_u32(in);
-        rpc_fill(s, &in, &have, &cap, need);
-        rep.len = AE_RPC_REP_HDR;
-        int32_t rc = handler(in + AE_RPC_REQ_HDR, need - AE_RPC_REQ_HDR, &rep);
-        uint32_t len = (uint32_t)(rep.len - AE_RPC_REP_HDR);
-        memcpy(rep.buf, &len, 4);
-        memcpy(rep.buf + 4, &rc, 4);
-        for (size_t off = 0; off < rep.len;) {
-            ssize_t r = send(s->sock, rep.buf + off, rep.len - off, MSG_NOSIGNAL);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                finish(s, 0);
-            off += (size_t)r;
+        size_t pos = 0;
+        while (have - pos >= AE_RPC_REQ_HDR && have - pos >= AE_RPC_REQ_HDR + (size_t)ae__wire_u32(in + pos)) {
+            size_t len = ae__wire_u32(in + pos);
+            rep.len = AE_RPC_REP_HDR;
+            int32_t rc = handler(in + pos + AE_RPC_REQ_HDR, len, &rep);
+            uint32_t rlen = (uint32_t)(rep.len - AE_RPC_REP_HDR);
+            memcpy(rep.buf, &rlen, 4);
+            memcpy(rep.buf + 4, &rc, 4);
+            send_all(s, rep.buf, rep.len);
+            pos += AE_RPC_REQ_HDR + len;
         }
-        memmove(in, in + need, have - need);
-        have -= need;
+        memmove(in, in + pos, have - pos);
+        have -= pos;
+        size_t need = have >= AE_RPC_REQ_HDR ? AE_RPC_REQ_HDR + (size_t)ae__wire_u32(in) : AE_RPC_REQ_HDR;
+        rpc_fill(s, &in, &have, &cap, need > have ? need : have + 1);
     }
 }
 
