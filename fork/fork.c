@@ -23,6 +23,7 @@
 
 static void ctx_free(void *arg);
 static void on_io(ae_watcher *w, int revents, void *arg);
+static void interest(ae_fork *p);
 
 /* ---- the loop's objects ------------------------------------------------ */
 
@@ -156,7 +157,7 @@ static void ctx_free(void *arg)
         if (p->pid > 0 && owned_by_loop(p))
             kill(p->pid, SIGKILL);
     for (ae_fork *p = ctx->forks; p; p = p->next) {
-        if (p->pid == 0 && p->sock >= 0 && p->state == AE_F_PREP && (p->pid = hello_now(p)) > 0)
+        if (p->pid == 0 && p->sock >= 0 && (p->state == AE_F_PREP || p->owned) && (p->pid = hello_now(p)) > 0)
             kill(p->pid, SIGKILL);
         if (p->pid > 0 && owned_by_loop(p))
             while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
@@ -262,6 +263,12 @@ void ae__fork_fail(ae_fork *p, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     p->error = strdup(msg);
+    if (p->kids_waiting) /* forks whose socket closed before their hello: this is why */
+        for (ae_fork *f = p->ctx->forks; f; f = f->next)
+            if (f->tmpl == p && f->wait_tmpl) {
+                f->wait_tmpl = false;
+                ae__fork_fail(f, "%s", msg);
+            }
     ensure_child(p); /* before the close (see gone()) */
     if (p->state != AE_F_RUNNING) {
         p->state = AE_F_FAILED;
@@ -302,8 +309,11 @@ static void gone(ae_fork *p, int err)
     } else if (t && t->pid > 0 && !t->exited) {
         ensure_child(t);
         p->wait_tmpl = !t->exited;
-        if (p->wait_tmpl)
+        if (p->wait_tmpl) {
+            t->kids_waiting = true; /* its error or its death will say why */
+            interest(t);
             return;
+        }
     }
     if (t && t->exited && t->status != -1) {
         char st[128];
@@ -352,7 +362,7 @@ static void interest(ae_fork *p)
     if (!p->io)
         return;
     int ev = p->out ? AE_WRITE : 0;
-    if (p->state == AE_F_RUN || !p->hello || p->freed || p->exit_cb)
+    if (p->state == AE_F_RUN || !p->hello || p->freed || p->exit_cb || p->kids_waiting || p->write_closed)
         ev |= AE_READ;
     ae_io_set(p->io, ev);
 }
@@ -424,15 +434,24 @@ static int flush(ae_fork *p)
     return 0;
 }
 
+/* A write failed. The peer may have said why (an ERROR frame) before it
+ * closed: stop writing, read to EOF, and let the read side decide. */
+static void write_failed(ae_fork *p, int err)
+{
+    if (err == ETOOMANYREFS) {
+        ae__fork_fail(p, "passing an fd to process %d: too many fds in flight (ETOOMANYREFS)", (int)p->pid);
+        return;
+    }
+    drop_out(p);
+    p->write_closed = true;
+    interest(p);
+}
+
 /* Flush from an API call: a failure is reported later, on the loop. */
 static void flush_now(ae_fork *p)
 {
-    if (p->sock >= 0 && flush(p) < 0) {
-        if (errno == ETOOMANYREFS)
-            ae__fork_fail(p, "passing an fd to process %d: too many fds in flight (ETOOMANYREFS)", (int)p->pid);
-        else
-            gone(p, errno);
-    }
+    if (p->sock >= 0 && !p->write_closed && flush(p) < 0)
+        write_failed(p, errno);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -522,8 +541,8 @@ static void on_io(ae_watcher *w, int revents, void *arg)
     (void)w;
     ae_fork *p = arg;
     hold(p);
-    if ((revents & AE_WRITE) && p->sock >= 0 && flush(p) < 0)
-        gone(p, errno);
+    if ((revents & AE_WRITE) && p->sock >= 0 && !p->write_closed && flush(p) < 0)
+        write_failed(p, errno);
     if (revents & (AE_READ | AE_ERROR))
         read_frames(p);
     unhold(p);

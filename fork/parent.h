@@ -51,6 +51,8 @@ struct ae_fork {
     bool hello, exited, is_default;
     bool wait_status; /* its socket closed: fail it with its wait status */
     bool wait_tmpl;   /* closed before hello: fail it with the template's status */
+    bool kids_waiting; /* a fork of it waits for its status or error: read its socket */
+    bool write_closed; /* the peer took no more: read what it said, then EOF */
     bool cb_due;      /* the run callback has not run yet */
     bool freed;       /* ae_fork_free() was called: reap, then forget */
     bool ran;         /* run (or RPC) was asked for */
