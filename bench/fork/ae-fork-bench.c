@@ -409,7 +409,7 @@ int main(int argc, char **argv)
         fclose(d);
         char cmd[4096];
         snprintf(cmd, sizeof cmd,
-                 "gnuplot -e \"set terminal pngcairo size 900,560; set output '%s'; set logscale xy; "
+                 "gnuplot -e \"set terminal pngcairo size 900,560 noenhanced; set xrange [3:4000]; set output '%s'; set logscale xy; "
                  "set xlabel 'parent memory (MiB, every page written, 4 KiB pages)'; "
                  "set ylabel 'processes per second'; set key outside right; set grid; "
                  "set title 'ae-fork-bench: processes/s by the size of the parent (%s)'; "
