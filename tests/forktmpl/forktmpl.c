@@ -406,6 +406,20 @@ static void test_error_fd_limit(void **state)
     expect_error(p, "t_report", "fd limit");
 }
 
+static void test_error_fork_failed(void **state)
+{
+    (void)state;
+    if (getuid() != 0)
+        skip(); /* a user's own RLIMIT_NPROC may be taken already: only root can switch to a clean one */
+    ae_fork *t = ae_fork_exec(loop);
+    ae_fork_require(t, WORKER);
+    ae_fork_call(t, "t_no_fork");
+    ae_fork *c = ae_fork_fork(t);
+    expect_error(c, "t_report", "fork failed in template");
+    /* t is left to the loop's end, which kills it: exiting by itself it would
+     * run a leak checker's exit hook, which cannot start its thread there */
+}
+
 static void test_bad_args(void **state)
 {
     (void)state;
@@ -734,6 +748,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_error_helper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_template_died, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_fd_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_fork_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_before_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),

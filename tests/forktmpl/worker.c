@@ -38,6 +38,17 @@ AE_EXPORT int t_few_fds(int sock, int n, const ae_fork_item *items)
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Make fork fail here with EAGAIN: no processes allowed, as a user that
+ * the limit applies to (root's processes ignore RLIMIT_NPROC). */
+AE_EXPORT int t_no_fork(int sock, int n, const ae_fork_item *items)
+{
+    (void)sock, (void)n, (void)items;
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+        return 1;
+    return getuid() == 0 && setuid(65534) < 0 ? 2 : 0;
+}
+
 /* Write a report to sock: what was sent, whether init ran, the parent pid,
  * and whether the open fds are exactly 0-2, sock and the passed ones. */
 AE_EXPORT int t_report(int sock, int n, const ae_fork_item *items)
