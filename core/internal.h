@@ -227,7 +227,11 @@ bool ae__in_build_tree(void); /* this library runs from its build tree (AE_BUILD
 /* registry.c */
 int ae__backend_open(ae_loop *loop, const char *name, void *native); /* sets ops and state */
 int ae__backend_check(const ae_backend_ops *ops);
-const char *ae__host_library(void); /* "libev", "libuv" or NULL */
+const char *ae__host_library(void); /* the backend of the event library the program uses, or NULL */
+/* The names of the installed plugins (ANYEVENT_PLUGIN_PATH, the plugin
+ * folder, the build tree's), each once; returns how many (at most max). */
+#define AE_PLUGIN_NAME_MAX 65
+size_t ae__plugin_scan(char (*names)[AE_PLUGIN_NAME_MAX], size_t max);
 void *ae__backend_default_native(const char *name);
 
 /* atfork.c: the process-wide locks across fork(). Each module that has one

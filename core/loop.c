@@ -453,14 +453,16 @@ void ae__reschedule(ae_loop *loop)
     loop->ops->timer_update(loop, loop->backend_state, timeout);
 }
 
-void ae_backend_expire(ae_loop *loop)
+void ae_backend_expire(ae_loop *loop) { (void)ae_backend_expire_checked(loop); }
+
+int ae_backend_expire_checked(ae_loop *loop)
 {
     /* The native timer is one-shot: it is not armed any more. */
     loop->armed_deadline = INFINITY;
     if (loop->busy && !loop->native_iter)
-        return; /* inside our own ae_run_once(), which runs the timers itself */
+        return 1; /* inside our own ae_run_once(), which runs the timers itself */
     if (loop->free_requested)
-        return;
+        return 1;
     ae__time_refresh(loop);
     ae__loop_enter(loop);
     loop->expiries++;
@@ -478,7 +480,9 @@ void ae_backend_expire(ae_loop *loop)
     loop->expire_mark = loop->dispatched;
     loop->expiring = expiring;
     ae__reschedule(loop);
+    bool frees = loop->free_requested && loop->busy == 1;
     ae__loop_leave(loop); /* frees the loop if a callback asked for it and nothing else runs */
+    return !frees;
 }
 
 /* A native iteration is about to wait: the time is read again when it first

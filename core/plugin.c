@@ -1,6 +1,7 @@
 /* Backend plugins: finding anyevent-NAME.so on disk, loading it with dlopen
  * and checking what it exports. A plugin is loaded at most once per process
  * and never unloaded (its code may still be on a stack or in a handler). */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ static const ae_backend_services services = {
     .signal_ready = ae_backend_signal_ready,
     .child_ready = ae_backend_child_ready,
     .iteration = ae_backend_iteration,
+    .expire_checked = ae_backend_expire_checked,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then
@@ -144,4 +146,67 @@ const ae_backend_ops *ae__plugin_load(const char *name, char *where, size_t wher
     if (ops)
         snprintf(where, where_size, "%s", path);
     return ops;
+}
+
+/* Adds the plugin names of folder's anyevent-NAME.so files to names (count
+ * *n, room for max), each once. */
+static void scan_folder(const char *folder, char (*names)[AE_PLUGIN_NAME_MAX], size_t *n, size_t max)
+{
+    DIR *d = opendir(folder);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && *n < max) {
+        size_t len = strlen(e->d_name);
+        if (len <= 12 || strncmp(e->d_name, "anyevent-", 9) != 0 || strcmp(e->d_name + len - 3, ".so") != 0 ||
+            len - 12 >= AE_PLUGIN_NAME_MAX)
+            continue;
+        char name[AE_PLUGIN_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len - 12), e->d_name + 9);
+        if (strchr(name, '.'))
+            continue;
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = strcmp(names[i], name) == 0;
+        if (!seen)
+            snprintf(names[(*n)++], AE_PLUGIN_NAME_MAX, "%s", name);
+    }
+    closedir(d);
+}
+
+size_t ae__plugin_scan(char (*names)[AE_PLUGIN_NAME_MAX], size_t max)
+{
+    size_t n = 0;
+    char path[PATH_MAX];
+    const char *env = secure_getenv("ANYEVENT_PLUGIN_PATH");
+    while (env && *env) {
+        size_t len = strcspn(env, ":");
+        if (len > 0 && len < sizeof path) {
+            snprintf(path, sizeof path, "%.*s", (int)len, env);
+            scan_folder(path, names, &n, max);
+        }
+        env += len + (env[len] == ':');
+    }
+    scan_folder(AE_PLUGIN_DIR, names, &n, max);
+#ifdef AE_BUILD_ROOT
+    if (ae__in_build_tree()) {
+        /* backends/NAME/anyevent-NAME.so */
+        snprintf(path, sizeof path, "%s/backends", AE_BUILD_ROOT);
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (e->d_name[0] == '.' || strlen(path) + strlen(e->d_name) + 2 >= sizeof path)
+                continue;
+            char sub[PATH_MAX];
+            size_t len = strlen(path);
+            memcpy(sub, path, len);
+            sub[len] = '/';
+            strcpy(sub + len + 1, e->d_name); /* fits: checked above */
+            scan_folder(sub, names, &n, max);
+        }
+        if (d)
+            closedir(d);
+    }
+#endif
+    return n;
 }

@@ -1,5 +1,6 @@
 /* Which backends exist, and choosing one for a new loop: the name given,
- * else ANYEVENT_BACKEND, else the first in the preference order that starts.
+ * else ANYEVENT_BACKEND, else the program's own event library, else the
+ * first in rank order that starts.
  * Built-in backends are always there; plugins are loaded on first mention and
  * remembered, with the reason when they cannot be used. */
 #include <dlfcn.h>
@@ -12,12 +13,10 @@
 
 #include "internal.h"
 
-/* libev first: the least overhead per watcher and the only native loop that
- * can run recursively (a nested ae_cv_recv works); libuv next; libevent, which
- * cannot nest; then the built-in loops, poll before select (no fd limit). */
-static const char *const preference[] = {"libev", "libuv", "libevent", "poll", "select"};
-#define N_PREFERENCE (sizeof preference / sizeof preference[0])
-
+/* No backend is named here: the automatic order is each backend's rank
+ * (ae_backend_ops.rank, lower first; 0: never chosen automatically), and
+ * the program's own event library is found by the symbol each plugin names
+ * (host_symbol). Every installed plugin is asked. */
 #define MAX_BACKENDS 64
 
 typedef struct backend_entry {
@@ -89,32 +88,42 @@ static backend_entry *entry_get(const char *name)
     return e;
 }
 
+static unsigned rank_of(const ae_backend_ops *ops)
+{
+    return ops && AE_BACKEND_OPS_HAS(ops, rank) ? ops->rank : 0;
+}
+
+/* The built-in backends and every installed plugin. Under registry_lock. */
 static void probe_all(void)
 {
-    for (size_t i = 0; i < N_PREFERENCE; i++)
-        entry_get(preference[i]);
+    entry_get("poll");
+    entry_get("select");
+    static char names[MAX_BACKENDS][AE_PLUGIN_NAME_MAX];
+    size_t n = ae__plugin_scan(names, MAX_BACKENDS);
+    for (size_t i = 0; i < n; i++)
+        entry_get(names[i]);
 }
 
-static bool preferred(const char *name)
-{
-    for (size_t i = 0; i < N_PREFERENCE; i++)
-        if (strcmp(preference[i], name) == 0)
-            return true;
-    return false;
-}
-
-/* The entries in preference order, then the others in the order they were
- * first asked for. Under registry_lock. */
-static size_t ordered(const backend_entry **out)
+/* The ranked entries, lowest rank first, then the others in the order they
+ * were first met. Under registry_lock; returns the number of entries, and
+ * in *ranked how many come first by rank. */
+static size_t ordered(const backend_entry **out, size_t *ranked)
 {
     size_t n = 0;
     probe_all();
-    for (size_t i = 0; i < N_PREFERENCE; i++)
-        for (size_t j = 0; j < n_entries; j++)
-            if (strcmp(entries[j].name, preference[i]) == 0)
-                out[n++] = &entries[j];
+    for (size_t j = 0; j < n_entries; j++) {
+        unsigned r = rank_of(entries[j].ops);
+        if (!r)
+            continue;
+        size_t k = n++;
+        while (k > 0 && rank_of(out[k - 1]->ops) > r) /* stable insertion */
+            out[k] = out[k - 1], k--;
+        out[k] = &entries[j];
+    }
+    if (ranked)
+        *ranked = n;
     for (size_t j = 0; j < n_entries; j++)
-        if (!preferred(entries[j].name))
+        if (!rank_of(entries[j].ops))
             out[n++] = &entries[j];
     return n;
 }
@@ -124,7 +133,7 @@ int ae_backends(const ae_backend_info **list)
     const backend_entry *order[MAX_BACKENDS];
     ae__atfork_init();
     pthread_mutex_lock(&registry_lock);
-    size_t n = ordered(order);
+    size_t n = ordered(order, NULL);
     for (size_t i = 0; i < n; i++)
         infos[i] = (ae_backend_info){order[i]->name, order[i]->ops != NULL, order[i]->detail};
     pthread_mutex_unlock(&registry_lock);
@@ -138,7 +147,7 @@ const char *ae_backend_names(void)
     const backend_entry *order[MAX_BACKENDS];
     ae__atfork_init();
     pthread_mutex_lock(&registry_lock);
-    size_t n = ordered(order);
+    size_t n = ordered(order, NULL);
     size_t len = 0;
     names[0] = '\0';
     for (size_t i = 0; i < n; i++)
@@ -180,14 +189,23 @@ static const ae_backend_ops *lookup(const char *name, char *detail, size_t size)
 
 /* The event library the program itself uses, if any: its symbols are in the
  * global scope because the program links it. Plugins are loaded RTLD_LOCAL,
- * so their own libev or libuv never shows here. */
+ * so their own library never shows here. The first plugin in rank order
+ * whose host_symbol is found. */
 const char *ae__host_library(void)
 {
-    if (dlsym(RTLD_DEFAULT, "ev_default_loop"))
-        return "libev";
-    if (dlsym(RTLD_DEFAULT, "uv_default_loop"))
-        return "libuv";
-    return NULL;
+    const backend_entry *order[MAX_BACKENDS];
+    const char *host = NULL;
+    ae__atfork_init();
+    pthread_mutex_lock(&registry_lock);
+    size_t n = ordered(order, NULL);
+    for (size_t i = 0; i < n && !host; i++) {
+        const ae_backend_ops *ops = order[i]->ops;
+        if (ops && AE_BACKEND_OPS_HAS(ops, host_symbol) && ops->host_symbol && ops->default_native &&
+            dlsym(RTLD_DEFAULT, ops->host_symbol))
+            host = order[i]->name; /* entries never move nor go */
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return host;
 }
 
 void *ae__backend_default_native(const char *name)
@@ -250,20 +268,26 @@ int ae__backend_open(ae_loop *loop, const char *name, void *native)
             fprintf(stderr, "anyevent: backend %s (used by the program) skipped: %s\n", host,
                     ops ? ae_last_error() : detail);
     }
-    for (size_t i = 0; i < N_PREFERENCE; i++) {
-        const ae_backend_ops *ops = lookup(preference[i], detail, sizeof detail);
-        if (ops && backend_start(loop, ops, NULL) == 0) {
+    const backend_entry *order[MAX_BACKENDS];
+    size_t ranked;
+    ae__atfork_init();
+    pthread_mutex_lock(&registry_lock);
+    ordered(order, &ranked);
+    pthread_mutex_unlock(&registry_lock);
+    for (size_t i = 0; i < ranked; i++) {
+        const ae_backend_ops *ops = order[i]->ops;
+        if (backend_start(loop, ops, NULL) == 0) {
             if (ae__debug()) {
-                char order[128];
+                char list[256];
                 size_t len = 0;
-                for (size_t j = 0; j < N_PREFERENCE; j++)
-                    len += (size_t)snprintf(order + len, sizeof order - len, "%s%s", j ? "," : "", preference[j]);
-                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n", ops->name, order);
+                for (size_t j = 0; j < ranked && len < sizeof list; j++)
+                    len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", j ? "," : "", order[j]->name);
+                fprintf(stderr, "anyevent: backend %s (first that works in the order %s)\n", ops->name, list);
             }
             return 0;
         }
         if (ae__debug())
-            fprintf(stderr, "anyevent: backend %s skipped: %s\n", preference[i], ops ? ae_last_error() : detail);
+            fprintf(stderr, "anyevent: backend %s skipped: %s\n", order[i]->name, ae_last_error());
     }
     char last[256];
     snprintf(last, sizeof last, "%s", ae_last_error());

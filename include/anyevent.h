@@ -95,33 +95,36 @@ AE_EXPORT int ae_last_error_code(void);
  * why (not found where, the dlopen message, an ABI mismatch) and lists the
  * available ones. An absolute path to a plugin file ("/x/anyevent-NAME.so")
  * loads that file. Without a name and without ANYEVENT_BACKEND, a program
- * that already uses libev or libuv (their symbols are in its global scope:
- * it links them) gets that library's backend first, libev before libuv.
+ * that already uses libev, libuv or GLib (a symbol each plugin names is in
+ * its global scope: it links the library) gets that library's backend first,
+ * in rank order (libev before libuv); else the installed backends are tried
+ * by rank: libev, libuv, libevent, poll, select.
  * With ANYEVENT_DEBUG=1 the choice and the rule that made it, and every
  * backend skipped, are printed on stderr. Returns NULL on failure. */
 AE_EXPORT ae_loop *ae_loop_new(const char *backend);
 
 /* Create a loop around a native loop the host program owns and runs itself:
- * native is a struct ev_loop * ("libev"), a struct event_base * ("libevent")
- * or a uv_loop_t * ("libuv"). Every anyevent watcher of the loop then fires
- * inside the host's ev_run / event_base_dispatch / uv_run. ae_loop_free()
+ * native is a struct ev_loop * ("libev"), a struct event_base * ("libevent"),
+ * a uv_loop_t * ("libuv") or a GMainContext * ("glib"). Every anyevent
+ * watcher of the loop then fires inside the host's ev_run /
+ * event_base_dispatch / uv_run / g_main_loop_run. ae_loop_free()
  * leaves the native loop alive and intact. Fails with AE_EINVAL (no name or
  * NULL native), AE_ENOENT (unknown backend) or AE_ENOTSUP (a backend without
  * a native loop, such as poll). */
 AE_EXPORT ae_loop *ae_loop_adopt(const char *backend, void *native);
 
 /* The native loop underneath (struct ev_loop *, struct event_base *,
- * uv_loop_t *), or NULL with AE_ENOTSUP for the built-in backends. */
+ * uv_loop_t *, GMainContext *), or NULL with AE_ENOTSUP for the built-in backends. */
 AE_EXPORT void *ae_loop_native(ae_loop *loop);
 
 /* The process-wide default loop, created on first use (as by
  * ae_loop_new(NULL)); thread-safe. Returns NULL if it cannot be created.
  * ae_loop_free() on it is allowed; the next call creates a new one.
- * In a program that already uses libev or libuv (see ae_loop_new), the
+ * In a program that already uses libev, libuv or GLib (see ae_loop_new), the
  * default loop adopts that library's own default loop (ev_default_loop(0),
- * uv_default_loop()) unless ANYEVENT_BACKEND names another backend: a library
- * that only calls ae_loop_default() then runs inside the host's ev_run or
- * uv_run without the host calling anyevent at all. libevent has no default
+ * uv_default_loop(), g_main_context_default()) unless ANYEVENT_BACKEND names
+ * another backend: a library that only calls ae_loop_default() then runs
+ * inside the host's ev_run, uv_run or g_main_loop_run without the host calling anyevent at all. libevent has no default
  * loop: there the host calls ae_loop_adopt(). */
 AE_EXPORT ae_loop *ae_loop_default(void);
 

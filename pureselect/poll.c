@@ -46,6 +46,7 @@ const ae_backend_ops ae__backend_poll = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
     .name = "poll",
+    .rank = 40, /* the built-in loop: no fd limit */
     .state_size = sizeof(ps_state),
     .fd_data_size = 0,
     .features = AE_BACKEND_F_REENTRANT,

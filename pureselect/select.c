@@ -79,6 +79,7 @@ const ae_backend_ops ae__backend_select = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
     .name = "select",
+    .rank = 50,
     .state_size = sizeof(ps_state),
     .fd_data_size = 0,
     .features = AE_BACKEND_F_REENTRANT,

@@ -405,6 +405,8 @@ static const ae_backend_ops glib_ops = {
     .fork = glb_fork,
     .default_native = glb_default_native,
     .run = glb_run,
+    .host_symbol = "g_main_context_default",
+    /* rank 0: chosen by name, or when the program runs GLib itself */
 };
 
 AE_BACKEND_ENTRY(services)

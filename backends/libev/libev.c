@@ -324,6 +324,8 @@ static const ae_backend_ops libev_ops = {
     .default_native = evb_default_native,
     .run = evb_run,
     .run_break = evb_run_break,
+    .host_symbol = "ev_default_loop",
+    .rank = 10, /* the least overhead per watcher, and nested waits work */
 };
 
 AE_BACKEND_ENTRY(services)

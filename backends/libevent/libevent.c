@@ -370,6 +370,7 @@ static const ae_backend_ops libevent_ops = {
     .timer_update = lev_timer_update,
     .fork = lev_fork,
     .run = lev_run,
+    .rank = 30, /* after libuv: cannot nest */
 };
 
 AE_BACKEND_ENTRY(services)

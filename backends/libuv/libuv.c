@@ -570,6 +570,8 @@ static const ae_backend_ops libuv_ops = {
     .default_native = luv_default_native,
     .run = luv_run,
     .run_break = luv_run_break,
+    .host_symbol = "uv_default_loop",
+    .rank = 20,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -50,8 +50,9 @@ extern "C" {
 #endif
 
 /* The ABI version this header describes. Version 2 added run and
- * run_break (ops) and iteration (services). */
-#define AE_BACKEND_ABI_VERSION 2
+ * run_break (ops) and iteration (services); version 3 host_symbol and rank
+ * (ops) and expire_checked (services). */
+#define AE_BACKEND_ABI_VERSION 3
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
@@ -119,9 +120,13 @@ typedef struct ae_backend_ops {
     void *(*native)(void *state);
 
     /* Optional. Set up state around a native loop the host program owns and
-     * runs itself (ae_loop_adopt). Then wait() is never called: readiness is
-     * reported from the native loop's own callbacks, and timers through
-     * timer_update. Requires timer_update. Returns 0 or a negative code. */
+     * runs itself (ae_loop_adopt): readiness is reported from the native
+     * loop's own callbacks, and timers through timer_update. The core also
+     * runs an adopted loop itself (ae_run, ae_run_once, ae_cv_recv, nested
+     * waits): through run() if set, else wait(). In such a wait the
+     * timer_update arming stays in force (the core's timers are served by
+     * it, not after the wait), and expire may be called from inside wait.
+     * Requires timer_update. Returns 0 or a negative code. */
     int (*adopt)(ae_loop *loop, void *state, void *native);
 
     /* Adopted loops, and every loop of a backend with run (required with
@@ -200,6 +205,26 @@ typedef struct ae_backend_ops {
      * from a callback (ae_break, ae_loop_free). NULL: the next call of the
      * iteration service stops it, early enough. */
     void (*run_break)(ae_loop *loop, void *state);
+
+    /* ---- version 3 ---- */
+
+    /* Optional: the name of a function of the native library that only a
+     * program using the library has (ev_default_loop, uv_default_loop,
+     * g_main_context_default). The core looks it up in the program's
+     * global scope (plugins are loaded RTLD_LOCAL: a plugin's own library
+     * never shows there); found, the program uses this library itself, and
+     * with default_native set ae_loop_default() adopts the library's
+     * default loop and ae_loop_new(NULL) chooses this backend first. The
+     * core asks every installed plugin, in rank order. NULL: no detection.
+     * Static storage. */
+    const char *host_symbol;
+
+    /* Optional: this backend's place in ae_loop_new(NULL)'s choice when no
+     * name, ANYEVENT_BACKEND or host library decides: lower ranks are tried
+     * first (the built-in poll is 40, select 50; libev 10, libuv 20,
+     * libevent 30). 0: never chosen that way, only by name or by host
+     * detection (plugins before version 3 are all 0). */
+    unsigned rank;
 } ae_backend_ops;
 
 /* Whether a backend's operations table has the field named member (one
@@ -224,7 +249,9 @@ typedef struct ae_backend_services {
     int (*io_ready)(ae_loop *loop, int fd, int revents);
 
     /* Adopted loops: the native timer armed by timer_update fired. Runs the
-     * due timers (and idle watchers) and re-arms through timer_update. */
+     * due timers (and idle watchers) and re-arms through timer_update. From
+     * the host's loop a timer callback may free the loop, and the backend's
+     * state with it: touch nothing after expire (or use expire_checked). */
     void (*expire)(ae_loop *loop);
 
     /* Record the calling thread's error message; returns code. */
@@ -258,6 +285,14 @@ typedef struct ae_backend_services {
      * Returns 1 to go on, 0 when run() must return (ae_break, no active
      * watcher left, the loop freed, a failed fork renewal). */
     int (*iteration)(ae_loop *loop);
+
+    /* ---- version 3 ---- */
+
+    /* expire, telling whether the loop outlived it: a timer callback run
+     * from the host's own loop may free the loop (and the backend's state
+     * with it). Returns 1, or 0 if the loop was freed: touch nothing of
+     * the state and return. */
+    int (*expire_checked)(ae_loop *loop);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if

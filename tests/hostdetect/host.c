@@ -1,7 +1,8 @@
 /*
- * A host program that uses libev (HOST_LIBEV) or libuv (HOST_LIBUV) itself
- * and a library built on anyevent (ticker.c), and never calls anyevent: the
- * library's watchers must run inside the host's own ev_run / uv_run.
+ * A host program that uses libev (HOST_LIBEV), libuv (HOST_LIBUV) or GLib
+ * (HOST_GLIB) itself and a library built on anyevent (ticker.c), and never
+ * calls anyevent: the library's watchers must run inside the host's own
+ * ev_run / uv_run / g_main_loop_run on GLib's default context.
  *   host run                 the ticker works inside the host's default loop
  *   host expect DEF NEW      ae_loop_default() and ae_loop_new(NULL) backends
  *   host debug               ANYEVENT_DEBUG=1 says which rule chose
@@ -12,16 +13,41 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef HOST_LIBEV
+#if defined(HOST_LIBEV)
 #include <ev.h>
 #define HOST_NAME "libev"
 static void *host_default(void) { return ev_default_loop(0); }
-static void host_run(void) { ev_run(ev_default_loop(0), 0); }
+static void host_run(const int *result) { (void)result; ev_run(ev_default_loop(0), 0); }
+#elif defined(HOST_GLIB)
+#include <glib.h>
+#define HOST_NAME "glib"
+static void *host_default(void) { return g_main_context_default(); }
+/* A GLib program runs its main loop until it decides to quit: this one
+ * once the library has produced its result. */
+struct host_wait {
+    GMainLoop *main;
+    const int *result;
+};
+static gboolean host_check(gpointer data)
+{
+    struct host_wait *w = data;
+    if (!*w->result)
+        return G_SOURCE_CONTINUE;
+    g_main_loop_quit(w->main);
+    return G_SOURCE_REMOVE;
+}
+static void host_run(const int *result)
+{
+    struct host_wait w = {g_main_loop_new(NULL, FALSE), result};
+    g_timeout_add(1, host_check, &w);
+    g_main_loop_run(w.main);
+    g_main_loop_unref(w.main);
+}
 #else
 #include <uv.h>
 #define HOST_NAME "libuv"
 static void *host_default(void) { return uv_default_loop(); }
-static void host_run(void) { uv_run(uv_default_loop(), UV_RUN_DEFAULT); }
+static void host_run(const int *result) { (void)result; uv_run(uv_default_loop(), UV_RUN_DEFAULT); }
 #endif
 
 #include "ticker.h"
@@ -45,7 +71,7 @@ static int run(void)
         return fail("the default loop is not the host's own default loop", NULL);
     if (write(p[1], "A", 1) != 1)
         return fail("write", NULL);
-    host_run(); /* returns once the ticker's watchers are gone */
+    host_run(&result); /* returns once the ticker's watchers are gone (GLib: once it has a result) */
     if (result != 'B')
         return fail("the ticker did not run inside the host's loop", NULL);
     return 0;

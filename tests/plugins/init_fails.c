@@ -41,6 +41,7 @@ static const ae_backend_ops ops = {
     .abi_version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_ops),
     .name = "libev",
+    .rank = 10, /* stands for libev: tried first */
     .init = fail_init,
     .destroy = no_destroy,
     .fd_update = no_fd_update,
