@@ -19,3 +19,6 @@ echo "== backends usable here: $(./build/examples/demo --backends)"
 # Process templates (anyevent/fork.h): spawn rates by the parent's size, RPC.
 quick=; for a in "$@"; do if [ "$a" = --quick ]; then quick=--quick; fi; done
 ./build/bench/fork/ae-fork-bench $quick --plot build/ae-fork-bench.png
+# Streams: ae_stream ping-pong against bufferevent and libuv streams, with
+# system calls per message (docs/benchmarks.md, "Streams").
+bash scripts/stream-bench.sh build --quick
