@@ -892,6 +892,75 @@ static void cb_reuse(ae_watcher *w, int revents, void *arg)
     r->w[a->i] = NULL;
 }
 
+/* Hang-ups are readiness of what the watcher asked for (docs/api.md, io):
+ * a reader sees EOF when the writer closes; a writer of a full pipe sees
+ * the error once the reader closes. A backend that drops POLLHUP/POLLERR
+ * (or their native equivalents) never calls back. */
+struct hangup {
+    int revents;
+    int calls;
+};
+
+static void cb_hangup(ae_watcher *w, int revents, void *arg)
+{
+    struct hangup *h = arg;
+    h->revents |= revents;
+    h->calls++;
+    ae_watcher_stop(w);
+}
+
+static void test_io_hangup_reported(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2];
+    make_pipe(p);
+    struct hangup rd = {0, 0};
+    ae_watcher *r = io_watcher(loop, p[0], AE_READ, cb_hangup, &rd);
+    close(p[1]);
+    run_until(loop, &rd.calls, 50);
+    assert_int_equal(rd.calls, 1);
+    assert_int_equal(rd.revents, AE_READ);
+    ae_watcher_free(r);
+    close(p[0]);
+
+    make_pipe(p);
+    assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+    char buf[4096] = {0};
+    while (write(p[1], buf, sizeof buf) > 0)
+        ;
+    assert_int_equal(errno, EAGAIN); /* full: not writable any more */
+    struct hangup wr = {0, 0};
+    ae_watcher *w = io_watcher(loop, p[1], AE_WRITE, cb_hangup, &wr);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT) >= 0, 1);
+    assert_int_equal(wr.calls, 0);
+    close(p[0]);
+    run_until(loop, &wr.calls, 50);
+    assert_int_equal(wr.calls, 1);
+    assert_int_equal(wr.revents, AE_WRITE);
+    ae_watcher_free(w);
+    close(p[1]);
+    ae_loop_free(loop);
+}
+
+/* ae_loop_native: the backend's native loop, the same every time, or NULL
+ * with AE_ENOTSUP for a backend without one; never anything else. */
+static void test_loop_native_stable(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    void *native = ae_loop_native(loop);
+    if (!native)
+        assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    assert_ptr_equal(ae_loop_native(loop), native);
+    ae_loop *other = new_loop();
+    void *other_native = ae_loop_native(other);
+    if (native)
+        assert_true(other_native != native); /* each loop its own native loop */
+    ae_loop_free(other);
+    ae_loop_free(loop);
+}
+
 static void test_io_reused_fd_in_same_iteration(void **state)
 {
     (void)state;
@@ -2829,6 +2898,8 @@ static const struct CMUnitTest checks[] = {
     T(test_io_paused_at_creation),
     T(test_io_closed_while_watched),
     T(test_io_reused_fd_in_same_iteration),
+    T(test_io_hangup_reported),
+    T(test_loop_native_stable),
     T(test_io_10000_fds),
     T(test_io_watch_many_from_callback),
     T(test_free_self_in_callback),
