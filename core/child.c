@@ -183,7 +183,7 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
     w->cb.child = cb;
     w->u.child.pid = pid;
     if (child_watch(w) < 0) {
-        free(w);
+        ae__watcher_release(w);
         return NULL;
     }
     loop->child_count++;

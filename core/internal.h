@@ -46,13 +46,13 @@ typedef struct ae_list {
 } ae_list;
 
 struct ae_watcher {
-    uint32_t magic;
-    uint64_t serial; /* creation order in the loop */
+    uint32_t magic; /* AE_WATCHER_MAGIC while live, 0 once freed (core/slab.c) */
     uint8_t kind;
     bool active;   /* counts in loop->active */
     bool internal; /* the core's own (wake-up fd): never counts */
     bool unref;    /* active, but does not keep the loop alive (ae_watcher_unref) */
     bool stopped;  /* paused by ae_watcher_stop(), until ae_watcher_start() */
+    uint64_t serial; /* creation order in the loop */
     ae_loop *loop;
     void *arg;
     union {
@@ -63,7 +63,9 @@ struct ae_watcher {
         ae_idle_cb idle; /* also prepare and check */
         ae_async_cb async;
     } cb;
-    ae_watcher *next, *prev; /* in its fd's, the timer, signal's, child or idle list */
+    /* In its fd's, signal's, child or idle list; an armed timer: in its
+     * deadline's ring (core/timer.c); a freed slot: in the free list. */
+    ae_watcher *next, *prev;
     union {
         struct {
             int fd;
@@ -72,8 +74,10 @@ struct ae_watcher {
         } io;
         struct {
             double interval;
-            size_t heap_index; /* 0: not armed; else its 1-based heap slot */
             double after;      /* as last armed: ae_watcher_start() arms it so again */
+            uint64_t seq;        /* arming order: tells timers of equal deadlines apart */
+            uint32_t heap_index; /* 1-based heap slot of the ring it leads; 0: it leads none */
+            bool armed;
         } timer;
         struct {
             int signum;
@@ -93,6 +97,13 @@ struct ae_watcher {
     } u;
 };
 
+/* A loop's watcher memory (core/slab.c). */
+struct ae_slab_page;
+typedef struct ae_slab {
+    struct ae_slab_page *pages; /* newest first */
+    ae_watcher *free_head, *free_tail;
+} ae_slab;
+
 /* One fd's io watchers and the backend's private bytes for it. Allocated on
  * first use of the fd and kept until the loop is freed, so that the backend
  * memory never moves. */
@@ -102,12 +113,12 @@ typedef struct ae_fd {
     _Alignas(max_align_t) unsigned char backend_data[];
 } ae_fd;
 
-/* A timer heap entry: the deadline is copied in so comparisons stay in the
- * array. Ties break on seq, the order in which the timers were armed. */
+/* A timer heap entry: one per distinct deadline armed, leading a ring of the
+ * timers due then, in arming order (core/timer.c). The deadline is copied in
+ * so that comparisons stay in the array. */
 typedef struct ae_heap_entry {
     double deadline; /* monotonic seconds */
-    uint64_t seq;
-    ae_watcher *w;
+    ae_watcher *w;   /* the ring's first timer */
 } ae_heap_entry;
 
 /* Keeps a list walk valid while callbacks unlink watchers: unlinking the
@@ -151,10 +162,12 @@ struct ae_loop {
     ae_fd **fds;
     int fds_cap;
 
-    ae_list timers;      /* every timer, armed or not */
-    size_t timer_count;  /* heap_cap always exceeds it: arming never allocates */
-    ae_heap_entry *heap; /* 1-based */
+    ae_slab slab; /* every watcher's memory */
+
+    size_t timer_count;  /* heap_cap is at least this: arming never allocates */
+    ae_heap_entry *heap; /* 4-ary, 0-based */
     size_t heap_len, heap_cap;
+    ae_watcher *timer_last; /* leads the ring armed into last, or NULL */
     uint64_t timer_seq;
 
     ae_list idle;
@@ -254,7 +267,14 @@ int ae__loop_reenter_check(ae_loop *loop, const char *fn);
 int ae__run_once_entered(ae_loop *loop); /* one iteration; the caller entered the loop */
 void ae__watcher_activate(ae_watcher *w);
 void ae__watcher_deactivate(ae_watcher *w);
-ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg);
+
+/* slab.c */
+ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg); /* zeroed, magic set */
+void ae__watcher_release(ae_watcher *w); /* stopped already; magic becomes 0 */
+void ae__slab_each_live(ae_loop *loop, void (*fn)(ae_watcher *w));
+void ae__slab_free(ae_loop *loop);
+
+/* loop.c */
 bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn);
 bool ae__loop_ok(const ae_loop *loop, const char *fn);
 int ae__wake_open(ae_loop *loop);
@@ -313,6 +333,8 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 void ae__timer_stop(ae_watcher *w);
 int ae__timer_pause(ae_watcher *w, bool stop);
 double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if none */
+double ae__timer_first(const ae_loop *loop); /* the first deadline, INFINITY if none */
+void ae__timers_free(ae_loop *loop);
 int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 
 /* signal.c */

@@ -107,7 +107,7 @@ ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg)
         return NULL;
     w->cb.io = cb;
     if (ae__io_register(loop, fd, w, events) < 0) {
-        free(w);
+        ae__watcher_release(w);
         return NULL;
     }
     return w;

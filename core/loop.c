@@ -87,21 +87,6 @@ bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn)
 
 /* ---- watchers ------------------------------------------------------------ */
 
-ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
-{
-    ae_watcher *w = calloc(1, sizeof *w);
-    if (!w) {
-        ae__set_error(AE_ENOMEM, "out of memory for a watcher");
-        return NULL;
-    }
-    w->magic = AE_WATCHER_MAGIC;
-    w->kind = (uint8_t)kind;
-    w->loop = loop;
-    w->arg = arg;
-    w->serial = ++loop->serial;
-    return w;
-}
-
 /* loop->active counts the active watchers that are not unref'd. */
 void ae__watcher_activate(ae_watcher *w)
 {
@@ -140,8 +125,13 @@ static void watcher_stop(ae_watcher *w)
 static void watcher_destroy(ae_watcher *w)
 {
     watcher_stop(w);
-    w->magic = 0;
-    free(w);
+    ae__watcher_release(w);
+}
+
+static void watcher_destroy_user(ae_watcher *w)
+{
+    if (!w->internal)
+        watcher_destroy(w);
 }
 
 void ae_watcher_free(ae_watcher *w)
@@ -253,7 +243,7 @@ static int wake_attach(ae_loop *loop)
         w->cb.io = wake_cb;
         rc = ae__io_register(loop, loop->wake_rfd, w, 0);
         if (rc < 0)
-            free(w);
+            ae__watcher_release(w);
     }
     if (rc < 0) {
         close(loop->wake_rfd);
@@ -304,7 +294,7 @@ static void wake_close(ae_loop *loop)
     ae__signal_handlers_wait();
     ae__child_reapers_wait();
     ae__io_stop(loop->wake_watcher);
-    free(loop->wake_watcher);
+    ae__watcher_release(loop->wake_watcher);
     loop->wake_watcher = NULL;
     close(loop->wake_rfd);
     if (loop->wake_wfd != loop->wake_rfd)
@@ -441,7 +431,7 @@ void ae__reschedule(ae_loop *loop)
         return;
     if (loop->busy && !loop->native_iter)
         return;
-    double want = loop->idle_count ? -INFINITY : loop->heap_len ? loop->heap[1].deadline : INFINITY;
+    double want = loop->idle_count ? -INFINITY : ae__timer_first(loop);
     if (want == loop->armed_deadline)
         return;
     loop->armed_deadline = want;
@@ -658,31 +648,7 @@ static void loop_destroy(ae_loop *loop)
         default_loop = NULL;
     pthread_mutex_unlock(&default_lock);
 
-    for (int fd = 0; fd < loop->fds_cap; fd++) {
-        ae_fd *f = loop->fds[fd];
-        ae_watcher *w = f ? f->watchers.head : NULL;
-        while (w) {
-            ae_watcher *next = w->next;
-            if (!w->internal) /* the wake-up fd goes last, below */
-                watcher_destroy(w);
-            w = next;
-        }
-    }
-    while (loop->timers.head)
-        watcher_destroy(loop->timers.head);
-    for (int s = 1; s < NSIG; s++)
-        while (loop->signals[s].head)
-            watcher_destroy(loop->signals[s].head);
-    while (loop->children.head)
-        watcher_destroy(loop->children.head);
-    while (loop->idle.head)
-        watcher_destroy(loop->idle.head);
-    while (loop->asyncs.head)
-        watcher_destroy(loop->asyncs.head);
-    while (loop->prepares.head)
-        watcher_destroy(loop->prepares.head);
-    while (loop->checks.head)
-        watcher_destroy(loop->checks.head);
+    ae__slab_each_live(loop, watcher_destroy_user); /* the wake-up fd goes last, below */
     /* With its watchers gone, no reaper in another thread reaches the loop;
      * unlinking its signal node makes sure no signal handler does either,
      * before the wake-up fd closes. */
@@ -693,7 +659,8 @@ static void loop_destroy(ae_loop *loop)
     ae__fds_free(loop);
     loop->ops->destroy(loop, loop->backend_state);
     free(loop->backend_state);
-    free(loop->heap);
+    ae__timers_free(loop);
+    ae__slab_free(loop);
     free(loop->inbox);
     free(loop);
 }

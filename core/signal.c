@@ -185,7 +185,7 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
         if (rc == 0)
             rc = loop->ops->signal_start(loop, loop->backend_state, signum);
         if (rc < 0 && rc != AE_ENOTSUP) {
-            free(w);
+            ae__watcher_release(w);
             return NULL;
         }
         loop->sig_native[signum] = rc == 0;
@@ -193,7 +193,7 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
     if (ae__signal_watch(loop, signum, loop->sig_native[signum]) < 0) {
         if (!loop->signals[signum].head)
             signal_native_stop(loop, signum);
-        free(w);
+        ae__watcher_release(w);
         return NULL;
     }
     ae__list_append(&loop->signals[signum], w);

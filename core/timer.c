@@ -1,6 +1,18 @@
-/* Timers: a binary min-heap on (deadline, seq) over a monotonic clock, so
- * equal deadlines fire in the order they were armed and wall-clock jumps do
- * not matter. */
+/* Timers over a monotonic clock, so that wall-clock jumps do not matter.
+ *
+ * A 4-ary min-heap holds one entry per distinct deadline armed; the entry
+ * leads a ring of every timer due then, in arming order (a circular list
+ * through the watchers' next/prev). Deadlines are the cached loop time plus
+ * the delay, so timers armed together mostly share one: arming appends to
+ * the ring armed into last when its deadline is the same, and firing takes
+ * the ring's first timer, both in constant time, with no sift. Another
+ * deadline gets a ring of its own, in O(log4 n).
+ *
+ * Equal deadlines fire in arming order: a ring is appended to only while it
+ * is the last one armed into, so every timer of a ring was armed before any
+ * timer of a later ring of the same deadline, and the heap orders rings of
+ * equal deadlines by the arming number of their first timer. Each heap slot
+ * is reserved when its timer is created: arming never allocates. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -8,21 +20,24 @@
 
 static bool entry_less(const ae_heap_entry *a, const ae_heap_entry *b)
 {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->w->u.timer.seq < b->w->u.timer.seq);
 }
 
 static void heap_place(ae_loop *loop, size_t i, ae_heap_entry e)
 {
     loop->heap[i] = e;
-    e.w->u.timer.heap_index = i;
+    e.w->u.timer.heap_index = (uint32_t)(i + 1);
 }
 
 static void heap_up(ae_loop *loop, size_t i)
 {
     ae_heap_entry e = loop->heap[i];
-    while (i > 1 && entry_less(&e, &loop->heap[i / 2])) {
-        heap_place(loop, i, loop->heap[i / 2]);
-        i /= 2;
+    while (i > 0) {
+        size_t parent = (i - 1) / 4;
+        if (!entry_less(&e, &loop->heap[parent]))
+            break;
+        heap_place(loop, i, loop->heap[parent]);
+        i = parent;
     }
     heap_place(loop, i, e);
 }
@@ -32,15 +47,17 @@ static void heap_down(ae_loop *loop, size_t i)
     ae_heap_entry e = loop->heap[i];
     size_t n = loop->heap_len;
     for (;;) {
-        size_t c = 2 * i;
-        if (c > n)
+        size_t first = 4 * i + 1;
+        if (first >= n)
             break;
-        if (c + 1 <= n && entry_less(&loop->heap[c + 1], &loop->heap[c]))
-            c++;
-        if (!entry_less(&loop->heap[c], &e))
+        size_t end = first + 4 < n ? first + 4 : n, min = first;
+        for (size_t c = first + 1; c < end; c++)
+            if (entry_less(&loop->heap[c], &loop->heap[min]))
+                min = c;
+        if (!entry_less(&loop->heap[min], &e))
             break;
-        heap_place(loop, i, loop->heap[c]);
-        i = c;
+        heap_place(loop, i, loop->heap[min]);
+        i = min;
     }
     heap_place(loop, i, e);
 }
@@ -49,9 +66,11 @@ static void heap_down(ae_loop *loop, size_t i)
  * that arming and re-arming (ae_timer_set) never allocate. */
 static int heap_reserve(ae_loop *loop)
 {
-    if (loop->timer_count + 1 < loop->heap_cap)
+    if (loop->timer_count < loop->heap_cap)
         return 0;
     size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    if (cap > UINT32_MAX) /* heap_index is 32 bits */
+        return ae__set_error(AE_ENOMEM, "ae_timer: too many timers");
     ae_heap_entry *h = realloc(loop->heap, cap * sizeof *h);
     if (!h)
         return ae__set_error(AE_ENOMEM, "ae_timer: out of memory for the timer heap");
@@ -60,29 +79,66 @@ static int heap_reserve(ae_loop *loop)
     return 0;
 }
 
-static void heap_insert(ae_loop *loop, ae_watcher *w, double deadline)
+/* Arm w for deadline: at the end of the ring armed into last if it is due
+ * then too, else in a ring of its own. */
+static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
 {
-    size_t i = ++loop->heap_len;
-    loop->heap[i] = (ae_heap_entry){deadline, loop->timer_seq++, w};
+    w->u.timer.seq = loop->timer_seq++;
+    w->u.timer.armed = true;
+    ae_watcher *last = loop->timer_last;
+    if (last && loop->heap[last->u.timer.heap_index - 1].deadline == deadline) {
+        w->u.timer.heap_index = 0;
+        w->next = last;
+        w->prev = last->prev;
+        last->prev->next = w;
+        last->prev = w;
+        return;
+    }
+    w->next = w->prev = w;
+    size_t i = loop->heap_len++;
+    loop->heap[i] = (ae_heap_entry){deadline, w};
     heap_up(loop, i);
+    loop->timer_last = w;
     if (w->u.timer.heap_index == 1)
         ae__reschedule(loop);
 }
 
-static void heap_remove(ae_loop *loop, ae_watcher *w)
+/* Disarm w. The next timer of its ring takes over its heap slot (same
+ * deadline, armed later than w but before any other ring of that deadline:
+ * the heap stays ordered); a ring left empty leaves the heap. */
+static void timer_remove(ae_loop *loop, ae_watcher *w)
 {
-    size_t i = w->u.timer.heap_index;
+    w->u.timer.armed = false;
+    size_t slot = w->u.timer.heap_index;
     w->u.timer.heap_index = 0;
-    size_t last = loop->heap_len--;
+    ae_watcher *next = w->next;
+    if (next != w) {
+        next->prev = w->prev;
+        w->prev->next = next;
+    }
+    w->next = w->prev = NULL;
+    if (!slot)
+        return; /* inside a ring: its leader is unchanged */
+    size_t i = slot - 1;
+    if (next != w) {
+        loop->heap[i].w = next;
+        next->u.timer.heap_index = (uint32_t)slot;
+        if (loop->timer_last == w)
+            loop->timer_last = next;
+        return;
+    }
+    if (loop->timer_last == w)
+        loop->timer_last = NULL;
+    size_t last = --loop->heap_len;
     if (i != last) {
         ae_heap_entry moved = loop->heap[last];
         heap_place(loop, i, moved);
-        if (i > 1 && entry_less(&moved, &loop->heap[i / 2]))
+        if (i > 0 && entry_less(&moved, &loop->heap[(i - 1) / 4]))
             heap_up(loop, i);
         else
             heap_down(loop, i);
     }
-    if (i == 1)
+    if (i == 0)
         ae__reschedule(loop);
 }
 
@@ -99,7 +155,7 @@ static void timer_arm(ae_watcher *w, double after, double interval)
 {
     w->u.timer.after = after;
     w->u.timer.interval = interval;
-    heap_insert(w->loop, w, ae__now_mono(w->loop) + after);
+    timer_insert(w->loop, w, ae__now_mono(w->loop) + after);
     ae__watcher_activate(w);
 }
 
@@ -118,7 +174,6 @@ ae_watcher *ae_timer(ae_loop *loop, double after, double interval, ae_timer_cb c
         return NULL;
     w->cb.timer = cb;
     loop->timer_count++;
-    ae__list_append(&loop->timers, w);
     timer_arm(w, after, interval);
     return w;
 }
@@ -130,8 +185,8 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
     int rc = check_times("ae_timer_set", after, interval);
     if (rc < 0)
         return rc;
-    if (w->u.timer.heap_index)
-        heap_remove(w->loop, w);
+    if (w->u.timer.armed)
+        timer_remove(w->loop, w);
     timer_arm(w, after, interval); /* into the slot reserved at creation */
     w->stopped = false;
     return 0;
@@ -140,8 +195,8 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
 /* Stop: disarm. Start: arm again from now, as last armed. */
 int ae__timer_pause(ae_watcher *w, bool stop)
 {
-    if (w->u.timer.heap_index) {
-        heap_remove(w->loop, w);
+    if (w->u.timer.armed) {
+        timer_remove(w->loop, w);
         ae__watcher_deactivate(w);
     }
     if (!stop)
@@ -153,8 +208,8 @@ int ae_timer_stop(ae_watcher *w)
 {
     if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_stop"))
         return AE_EINVAL;
-    if (w->u.timer.heap_index) {
-        heap_remove(w->loop, w); /* re-arms an adopted loop's native timer if it was first */
+    if (w->u.timer.armed) {
+        timer_remove(w->loop, w); /* re-arms an adopted loop's native timer if it was first */
         ae__watcher_deactivate(w);
     }
     return 0;
@@ -162,18 +217,26 @@ int ae_timer_stop(ae_watcher *w)
 
 void ae__timer_stop(ae_watcher *w)
 {
-    if (w->u.timer.heap_index)
-        heap_remove(w->loop, w);
-    ae__list_unlink(w->loop, &w->loop->timers, w);
+    if (w->u.timer.armed)
+        timer_remove(w->loop, w);
     w->loop->timer_count--;
 }
+
+double ae__timer_first(const ae_loop *loop) { return loop->heap_len ? loop->heap[0].deadline : INFINITY; }
 
 double ae__timer_next(ae_loop *loop)
 {
     if (!loop->heap_len)
         return -1;
-    double d = loop->heap[1].deadline - ae__mono();
+    double d = loop->heap[0].deadline - ae__mono();
     return d > 0 ? d : 0;
+}
+
+void ae__timers_free(ae_loop *loop)
+{
+    free(loop->heap);
+    loop->heap = NULL;
+    loop->heap_len = loop->heap_cap = 0;
 }
 
 /* The first deadline of a repeating timer still ahead of now: fire once for
@@ -199,13 +262,14 @@ int ae__timers_run(ae_loop *loop, uint64_t seq_limit)
     int ran = 0;
     double now = loop->now_mono;
     while (loop->heap_len && !loop->free_requested) {
-        ae_heap_entry top = loop->heap[1];
-        if (top.deadline > now || top.seq >= seq_limit)
+        double deadline = loop->heap[0].deadline;
+        ae_watcher *w = loop->heap[0].w;
+        /* The rest of the ring was armed later still. */
+        if (deadline > now || w->u.timer.seq >= seq_limit)
             break;
-        ae_watcher *w = top.w;
-        heap_remove(loop, w);
+        timer_remove(loop, w);
         if (w->u.timer.interval > 0) {
-            heap_insert(loop, w, next_deadline(top.deadline, w->u.timer.interval, now));
+            timer_insert(loop, w, next_deadline(deadline, w->u.timer.interval, now));
         } else {
             ae__watcher_deactivate(w);
         }

@@ -1129,6 +1129,90 @@ static void test_timer_equal_deadlines_in_order(void **state)
     ae_loop_free(loop);
 }
 
+/* Deadlines interleaved (so equal ones are armed apart), some timers
+ * stopped (first, middle and last of their deadline) and some re-armed:
+ * they fire by deadline, and equal deadlines in the order they were (last)
+ * armed. */
+static void test_timer_interleaved_deadlines_in_order(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct order o = {0};
+    struct order_arg args[60];
+    ae_watcher *ws[60];
+    ae_now_update(loop);
+    /* Timer i is due after (i % 3) ms, then i / 3 orders those of one deadline. */
+    for (int i = 0; i < 60; i++) {
+        args[i] = (struct order_arg){&o, i};
+        ws[i] = ae_timer(loop, 0.001 * (i % 3), 0, cb_order, &args[i]);
+        assert_non_null(ws[i]);
+    }
+    const int stopped[] = {0, 1, 31, 57, 59};
+    for (size_t k = 0; k < sizeof stopped / sizeof *stopped; k++)
+        assert_int_equal(ae_timer_stop(ws[stopped[k]]), 0);
+    /* Re-armed to the same deadline: last of it now. 3 and 4 go to the 2 ms
+     * deadline, 59 comes back at 1 ms. */
+    assert_int_equal(ae_timer_set(ws[30], 0, 0), 0);
+    assert_int_equal(ae_timer_set(ws[3], 0.002, 0), 0);
+    assert_int_equal(ae_timer_set(ws[4], 0.002, 0), 0);
+    assert_int_equal(ae_timer_set(ws[59], 0.001, 0), 0);
+    assert_int_equal(ae_run(loop), 0);
+    int want[60], n = 0;
+    for (int d = 0; d < 3; d++) {
+        for (int i = d; i < 60; i += 3) {
+            bool gone = i == 30 || i == 3 || i == 4 || i == 59;
+            for (size_t k = 0; k < sizeof stopped / sizeof *stopped; k++)
+                gone = gone || i == stopped[k];
+            if (!gone)
+                want[n++] = i;
+        }
+        if (d == 0)
+            want[n++] = 30;
+        if (d == 1)
+            want[n++] = 59;
+        if (d == 2) {
+            want[n++] = 3;
+            want[n++] = 4;
+        }
+    }
+    assert_int_equal(o.n, n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(o.seen[i], want[i]);
+    for (int i = 0; i < 60; i++)
+        ae_watcher_free(ws[i]);
+    ae_loop_free(loop);
+}
+
+/* One deadline, one ring: stopping its first, a middle and its last timer,
+ * and re-arming the first, keep the others' order. */
+static void test_timer_ring_stop_first_middle_last(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct order o = {0};
+    struct order_arg args[10];
+    ae_watcher *ws[10];
+    for (int i = 0; i < 10; i++) {
+        args[i] = (struct order_arg){&o, i};
+        ws[i] = ae_timer(loop, 0.001, 0, cb_order, &args[i]);
+        assert_non_null(ws[i]);
+    }
+    assert_int_equal(ae_timer_stop(ws[0]), 0);
+    assert_int_equal(ae_timer_stop(ws[5]), 0);
+    assert_int_equal(ae_timer_stop(ws[9]), 0);
+    assert_int_equal(ae_timer_set(ws[0], 0.001, 0), 0); /* same deadline: last now */
+    ae_watcher_free(ws[1]);                             /* the new first */
+    ws[1] = NULL;
+    assert_int_equal(ae_run(loop), 0);
+    const int want[] = {2, 3, 4, 6, 7, 8, 0};
+    assert_int_equal(o.n, 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(o.seen[i], want[i]);
+    for (int i = 0; i < 10; i++)
+        ae_watcher_free(ws[i]);
+    ae_loop_free(loop);
+}
+
 struct zero_ctx {
     ae_loop *loop;
     int outer, inner;
@@ -2911,6 +2995,8 @@ static const struct CMUnitTest checks[] = {
     T(test_timer_repeat_no_drift),
     T(test_timer_behind_keeps_phase),
     T(test_timer_equal_deadlines_in_order),
+    T(test_timer_interleaved_deadlines_in_order),
+    T(test_timer_ring_stop_first_middle_last),
     T(test_timer_after_zero_next_iteration),
     T(test_timer_after_zero_from_io_callback),
     T(test_timer_tiny_interval),
