@@ -104,12 +104,13 @@ typedef struct ae_slab {
     ae_watcher *free_head, *free_tail;
 } ae_slab;
 
-/* One fd's io watchers and the backend's private bytes for it. Allocated on
- * first use of the fd and kept until the loop is freed, so that the backend
- * memory never moves. */
+/* One fd's io watchers and the backend's private bytes for it, inline in a
+ * page of the fd table (core/io.c), made on first use of the fd and kept
+ * until the loop is freed, so that the backend memory never moves. */
 typedef struct ae_fd {
     ae_list watchers;
     int events; /* the combined interest registered with the backend */
+    bool used;  /* fd_init has run */
     _Alignas(max_align_t) unsigned char backend_data[];
 } ae_fd;
 
@@ -159,8 +160,9 @@ struct ae_loop {
     double wall_synced; /* monotonic time of that measurement */
     size_t active; /* watchers that keep ae_run() going */
 
-    ae_fd **fds;
-    int fds_cap;
+    unsigned char **fd_pages; /* of AE_FD_PAGE entries each, or NULL (core/io.c) */
+    size_t fd_pages_len;
+    size_t fd_stride; /* bytes per entry: ae_fd and the backend's fd_data, aligned */
 
     ae_slab slab; /* every watcher's memory */
 

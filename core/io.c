@@ -9,36 +9,79 @@
 
 #define AE_IO_EVENTS (AE_READ | AE_WRITE)
 
+/* The fd table: pages of AE_FD_PAGE entries, each entry an ae_fd with the
+ * backend's bytes inline. A page is allocated when one of its fds is first
+ * used and stays where it is until the loop is freed (backend memory never
+ * moves); only the small array of page pointers grows. Page numbers are at
+ * most INT_MAX / AE_FD_PAGE, so no size here can overflow. */
+#define AE_FD_PAGE 64
+
+static size_t fd_stride(const ae_loop *loop)
+{
+    size_t align = _Alignof(max_align_t);
+    return (sizeof(ae_fd) + loop->ops->fd_data_size + align - 1) / align * align;
+}
+
+/* The fd's entry if it was ever used in this loop, else NULL. */
+static ae_fd *fd_lookup(const ae_loop *loop, int fd)
+{
+    size_t page = (size_t)fd / AE_FD_PAGE;
+    if (fd < 0 || page >= loop->fd_pages_len || !loop->fd_pages[page])
+        return NULL;
+    ae_fd *f = (ae_fd *)(loop->fd_pages[page] + (size_t)fd % AE_FD_PAGE * loop->fd_stride);
+    return f->used ? f : NULL;
+}
+
 /* The fd's entry, made on first use (the backend reserves what it needs for
  * the fd then); NULL with the error set. */
 static ae_fd *fd_slot(ae_loop *loop, int fd)
 {
-    if (fd >= loop->fds_cap) {
-        int cap = loop->fds_cap ? loop->fds_cap : 64;
-        while (cap <= fd)
-            cap *= 2;
-        ae_fd **fds = realloc(loop->fds, (size_t)cap * sizeof *fds);
-        if (!fds) {
+    ae_fd *f = fd_lookup(loop, fd);
+    if (f)
+        return f;
+    size_t page = (size_t)fd / AE_FD_PAGE;
+    if (page >= loop->fd_pages_len) {
+        size_t len = loop->fd_pages_len ? loop->fd_pages_len : 4;
+        while (len <= page)
+            len *= 2;
+        unsigned char **pages = realloc(loop->fd_pages, len * sizeof *pages);
+        if (!pages) {
             ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
             return NULL;
         }
-        memset(fds + loop->fds_cap, 0, (size_t)(cap - loop->fds_cap) * sizeof *fds);
-        loop->fds = fds;
-        loop->fds_cap = cap;
+        memset(pages + loop->fd_pages_len, 0, (len - loop->fd_pages_len) * sizeof *pages);
+        loop->fd_pages = pages;
+        loop->fd_pages_len = len;
     }
-    if (loop->fds[fd])
-        return loop->fds[fd];
-    ae_fd *f = calloc(1, sizeof(ae_fd) + loop->ops->fd_data_size);
-    if (!f) {
-        ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
-        return NULL;
+    if (!loop->fd_pages[page]) {
+        loop->fd_stride = fd_stride(loop);
+        loop->fd_pages[page] = calloc(AE_FD_PAGE, loop->fd_stride);
+        if (!loop->fd_pages[page]) {
+            ae__set_error(AE_ENOMEM, "ae_io: out of memory for fd %d", fd);
+            return NULL;
+        }
     }
+    f = (ae_fd *)(loop->fd_pages[page] + (size_t)fd % AE_FD_PAGE * loop->fd_stride);
     if (loop->ops->fd_init && loop->ops->fd_init(loop, loop->backend_state, fd, f->backend_data) < 0) {
-        free(f);
+        memset(f, 0, loop->fd_stride); /* zeroed again for the next try */
         return NULL;
     }
-    loop->fds[fd] = f;
+    f->used = true;
     return f;
+}
+
+/* Calls fn for every fd entry in use, in fd order. */
+static void fds_each(ae_loop *loop, void (*fn)(ae_loop *loop, int fd, ae_fd *f, void *ctx), void *ctx)
+{
+    for (size_t p = 0; p < loop->fd_pages_len; p++) {
+        if (!loop->fd_pages[p])
+            continue;
+        for (size_t i = 0; i < AE_FD_PAGE; i++) {
+            ae_fd *f = (ae_fd *)(loop->fd_pages[p] + i * loop->fd_stride);
+            if (f->used)
+                fn(loop, (int)(p * AE_FD_PAGE + i), f, ctx);
+        }
+    }
 }
 
 static int fd_interest(const ae_fd *f)
@@ -142,7 +185,7 @@ int ae__io_set_events(ae_watcher *w, int events)
     int fd = w->u.io.fd;
     int old = w->u.io.events;
     w->u.io.events = events;
-    int rc = fd_sync(loop, fd, loop->fds[fd]);
+    int rc = fd_sync(loop, fd, fd_lookup(loop, fd));
     if (rc < 0) {
         w->u.io.events = old;
         return rc;
@@ -158,7 +201,7 @@ void ae__io_stop(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
     int fd = w->u.io.fd;
-    ae_fd *f = loop->fds[fd];
+    ae_fd *f = fd_lookup(loop, fd);
     ae__list_unlink(loop, &f->watchers, w);
     w->u.io.events = 0;
     /* Removing interest cannot usefully fail: a backend that cannot drop a
@@ -167,29 +210,35 @@ void ae__io_stop(ae_watcher *w)
         f->events = fd_interest(f);
 }
 
+static void fd_reannounce(ae_loop *loop, int fd, ae_fd *f, void *ctx)
+{
+    int *rc = ctx;
+    if (*rc == 0 && f->events)
+        *rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, 0, f->events);
+}
+
 int ae__fds_reannounce(ae_loop *loop)
 {
-    for (int fd = 0; fd < loop->fds_cap; fd++) {
-        ae_fd *f = loop->fds[fd];
-        if (f && f->events) {
-            int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, 0, f->events);
-            if (rc < 0)
-                return rc;
-        }
-    }
-    return 0;
+    int rc = 0;
+    fds_each(loop, fd_reannounce, &rc);
+    return rc;
+}
+
+static void fd_fini(ae_loop *loop, int fd, ae_fd *f, void *ctx)
+{
+    (void)ctx;
+    loop->ops->fd_fini(loop, loop->backend_state, fd, f->backend_data);
 }
 
 void ae__fds_free(ae_loop *loop)
 {
-    for (int fd = 0; fd < loop->fds_cap; fd++)
-        if (loop->fds[fd] && loop->ops->fd_fini)
-            loop->ops->fd_fini(loop, loop->backend_state, fd, loop->fds[fd]->backend_data);
-    for (int fd = 0; fd < loop->fds_cap; fd++)
-        free(loop->fds[fd]);
-    free(loop->fds);
-    loop->fds = NULL;
-    loop->fds_cap = 0;
+    if (loop->ops->fd_fini)
+        fds_each(loop, fd_fini, NULL);
+    for (size_t p = 0; p < loop->fd_pages_len; p++)
+        free(loop->fd_pages[p]);
+    free(loop->fd_pages);
+    loop->fd_pages = NULL;
+    loop->fd_pages_len = 0;
 }
 
 /* The fd is no longer valid: drop its registration, pause every watcher on
@@ -239,11 +288,11 @@ int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
     bool from_host = loop->busy == 0;
     if (from_host)
         loop->time_stale = true;
-    if (loop->free_requested || fd < 0 || fd >= loop->fds_cap || !loop->fds[fd])
+    ae_fd *f = fd_lookup(loop, fd);
+    if (loop->free_requested || !f)
         return 1;
     if (from_host)
         ae__loop_enter(loop);
-    ae_fd *f = loop->fds[fd];
     if (revents & AE_ERROR)
         fd_invalid(loop, fd, f);
     else
