@@ -307,8 +307,19 @@ static inline double ae__now_mono(ae_loop *loop)
 /* list.c */
 void ae__list_append(ae_list *list, ae_watcher *w);
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
-void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first);
-void ae__cursor_pop(ae_loop *loop, ae_cursor *c);
+
+/* Start a walk at first; every dispatch of a list holds one (inline: they
+ * run for every event). */
+static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first)
+{
+    c->next = first;
+    c->serial_limit = loop->serial;
+    c->up = loop->cursors;
+    loop->cursors = c;
+}
+
+/* Cursors nest strictly: the one popped is always the innermost. */
+static inline void ae__cursor_pop(ae_loop *loop, ae_cursor *c) { loop->cursors = c->up; }
 
 /* The walk's next watcher, or NULL at the end: past the last watcher that
  * existed when the walk began (lists are in creation order), so a callback

@@ -22,14 +22,22 @@ static size_t fd_stride(const ae_loop *loop)
     return (sizeof(ae_fd) + loop->ops->fd_data_size + align - 1) / align * align;
 }
 
+/* The fd's entry if its page exists, used or not (an unused one has no
+ * watchers and no interest), else NULL. A negative fd converts to a page
+ * number past any table. */
+static ae_fd *fd_entry(const ae_loop *loop, int fd)
+{
+    size_t page = (unsigned)fd / AE_FD_PAGE;
+    if (page >= loop->fd_pages_len || !loop->fd_pages[page])
+        return NULL;
+    return (ae_fd *)(loop->fd_pages[page] + (unsigned)fd % AE_FD_PAGE * loop->fd_stride);
+}
+
 /* The fd's entry if it was ever used in this loop, else NULL. */
 static ae_fd *fd_lookup(const ae_loop *loop, int fd)
 {
-    size_t page = (size_t)fd / AE_FD_PAGE;
-    if (fd < 0 || page >= loop->fd_pages_len || !loop->fd_pages[page])
-        return NULL;
-    ae_fd *f = (ae_fd *)(loop->fd_pages[page] + (size_t)fd % AE_FD_PAGE * loop->fd_stride);
-    return f->used ? f : NULL;
+    ae_fd *f = fd_entry(loop, fd);
+    return f && f->used ? f : NULL;
 }
 
 /* The fd's entry, made on first use (the backend reserves what it needs for
@@ -288,7 +296,7 @@ int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
     bool from_host = loop->busy == 0;
     if (from_host)
         loop->time_stale = true;
-    ae_fd *f = fd_lookup(loop, fd);
+    ae_fd *f = fd_entry(loop, fd); /* an unused entry dispatches to nobody */
     if (loop->free_requested || !f)
         return 1;
     if (from_host)

@@ -1,5 +1,5 @@
-/* Watcher lists, and cursors that keep a walk over a list valid while the
- * callbacks it runs free or create watchers. */
+/* Watcher lists. Cursors, which keep a walk over a list valid while the
+ * callbacks it runs free or create watchers, are inline in internal.h. */
 #include "internal.h"
 
 void ae__list_append(ae_list *list, ae_watcher *w)
@@ -27,18 +27,4 @@ void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w)
     else
         list->tail = w->prev;
     w->next = w->prev = NULL;
-}
-
-void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first)
-{
-    c->next = first;
-    c->serial_limit = loop->serial;
-    c->up = loop->cursors;
-    loop->cursors = c;
-}
-
-void ae__cursor_pop(ae_loop *loop, ae_cursor *c)
-{
-    /* Cursors nest strictly: the one popped is always the innermost. */
-    loop->cursors = c->up;
 }
