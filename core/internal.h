@@ -135,7 +135,7 @@ typedef struct ae_cursor {
 typedef struct ae_sig_node {
     struct ae_sig_node *_Atomic next;
     atomic_int wake_fd;
-    atomic_uint watching[NSIG]; /* this loop's watchers of each signal */
+    atomic_uint watching[NSIG]; /* 1 while the loop has signal watchers of it, +1 for child watching (SIGCHLD) */
     atomic_bool pending[NSIG];
     atomic_bool any_pending;
     bool linked;

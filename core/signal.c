@@ -179,22 +179,25 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
         return NULL;
     w->cb.signal = cb;
     w->u.sig.signum = signum;
-    /* The loop's first watcher of signum asks the backend to catch it. */
-    if (!loop->signals[signum].head && loop->ops->signal_start) {
-        int rc = ae__loop_fork_check(loop);
-        if (rc == 0)
-            rc = loop->ops->signal_start(loop, loop->backend_state, signum);
-        if (rc < 0 && rc != AE_ENOTSUP) {
+    /* The loop's first watcher of signum asks the backend to catch it and
+     * enters the loop in the process-wide state, under its lock; the others
+     * only join the loop's list, with no lock and no system call. */
+    if (!loop->signals[signum].head) {
+        if (loop->ops->signal_start) {
+            int rc = ae__loop_fork_check(loop);
+            if (rc == 0)
+                rc = loop->ops->signal_start(loop, loop->backend_state, signum);
+            if (rc < 0 && rc != AE_ENOTSUP) {
+                ae__watcher_release(w);
+                return NULL;
+            }
+            loop->sig_native[signum] = rc == 0;
+        }
+        if (ae__signal_watch(loop, signum, loop->sig_native[signum]) < 0) {
+            signal_native_stop(loop, signum);
             ae__watcher_release(w);
             return NULL;
         }
-        loop->sig_native[signum] = rc == 0;
-    }
-    if (ae__signal_watch(loop, signum, loop->sig_native[signum]) < 0) {
-        if (!loop->signals[signum].head)
-            signal_native_stop(loop, signum);
-        ae__watcher_release(w);
-        return NULL;
     }
     ae__list_append(&loop->signals[signum], w);
     ae__watcher_activate(w);
@@ -206,9 +209,10 @@ void ae__signal_stop(ae_watcher *w)
     ae_loop *loop = w->loop;
     int signum = w->u.sig.signum;
     ae__list_unlink(loop, &loop->signals[signum], w);
-    ae__signal_unwatch(loop, signum, loop->sig_native[signum]);
-    if (!loop->signals[signum].head)
+    if (!loop->signals[signum].head) { /* the loop's last watcher of signum */
+        ae__signal_unwatch(loop, signum, loop->sig_native[signum]);
         signal_native_stop(loop, signum);
+    }
 }
 
 /* A stopped signal watcher stays registered (the disposition stays ours)
