@@ -11,7 +11,8 @@
 #             select for the built-in loops; libev forced to epoll for the
 #             epoll plugin, as ae-bench compares them);
 #   timer     the lifecycle workload's 0 s one-shot timers, created, fired and
-#             freed: per timer, each backend against libev, libevent and libuv.
+#             freed: per timer, each backend against libev, libevent and libuv;
+#   lifecycle the same for signal, idle and io watchers, against libev.
 # The issue's targets are marked met or missed. --require makes named targets
 # fail the run when missed (the bench suite requires the ones already met).
 #
@@ -19,7 +20,8 @@
 #                         [--require LIST]
 #   --require pingpong/libev,timer/poll,...  pingpong/B: round trip <= 1.10x
 #             native on B; timer/B: timer on B <= 1.5x libev's; timer-own/B:
-#             timer on B <= native B's (libevent, libuv).
+#             timer on B <= native B's (libevent, libuv); signal/B, idle/B:
+#             that lifecycle on B <= 1.5x libev's.
 # Exit: 0, 1 if a required target is missed or a worker failed, 77 when
 # valgrind or the workers are missing (meson's "skipped").
 set -uo pipefail
@@ -136,6 +138,12 @@ done
 for lib in libev libevent libuv; do
     spawn "tm-nat-$lib" - "$lib" $tm1 $tm2 lifecycle --kind timer --n @N@
 done
+for kind in signal idle io; do
+    for b in "${backend_list[@]}"; do
+        spawn "lc-ae-$kind-$b" - anyevent $tm1 $tm2 lifecycle --kind $kind --backend "$b" --n @N@
+    done
+    spawn "lc-nat-$kind" - libev $tm1 $tm2 lifecycle --kind $kind --n @N@
+done
 wait
 
 failed=0
@@ -164,7 +172,7 @@ verdict() {
     fi
     echo "$v"
 }
-for f in "$tmp"/pp-* "$tmp"/tm-*; do
+for f in "$tmp"/pp-* "$tmp"/tm-* "$tmp"/lc-*; do
     case $f in *.cg | *.err) continue ;; esac
     if [ "$(cat "$f")" = failed ]; then
         failed=1
@@ -202,6 +210,22 @@ for b in "${backend_list[@]}"; do
         ;;
     esac
     printf '%-9s %9s  %7sx  %-8s  %-22s\n' "$b" "$a" "$r" "$t" "$own"
+done
+
+echo
+echo "Lifecycle against libev: a watcher created, called once and freed, per watcher (N = $tm1, $tm2)"
+echo "(the issue's lifecycle target, <= 1.5x libev for signal and idle, is in time; instructions are its proxy)"
+printf '%-7s %-9s %9s  %9s  %6s  %s\n' kind backend anyevent libev ratio "<= 1.5x"
+for kind in signal idle io; do
+    n=$(get "lc-nat-$kind")
+    for b in "${backend_list[@]}"; do
+        a=$(get "lc-ae-$kind-$b") r=$(ratio "$a" "$n")
+        case $kind in
+        io) t=- ;;
+        *) t=$(verdict "$kind/$b" "$r" 1.5) ;;
+        esac
+        printf '%-7s %-9s %9s  %9s  %5sx  %s\n' "$kind" "$b" "$a" "$n" "$r" "$t"
+    done
 done
 
 # A required target that was not measured (a backend left out) is missed too.

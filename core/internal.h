@@ -267,8 +267,27 @@ void ae__loop_enter(ae_loop *loop);
 void ae__loop_leave(ae_loop *loop);
 int ae__loop_reenter_check(ae_loop *loop, const char *fn);
 int ae__run_once_entered(ae_loop *loop); /* one iteration; the caller entered the loop */
-void ae__watcher_activate(ae_watcher *w);
-void ae__watcher_deactivate(ae_watcher *w);
+
+/* loop->active counts the active watchers that are not unref'd (inline:
+ * every create, fire and free). */
+static inline void ae__watcher_activate(ae_watcher *w)
+{
+    if (!w->active && !w->internal) {
+        w->active = true;
+        if (!w->unref)
+            w->loop->active++;
+    }
+}
+
+static inline void ae__watcher_deactivate(ae_watcher *w)
+{
+    if (w->active) {
+        w->active = false;
+        if (!w->unref)
+            w->loop->active--;
+    }
+}
+
 
 /* slab.c */
 ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg); /* zeroed, magic set */
@@ -277,8 +296,24 @@ void ae__slab_each_live(ae_loop *loop, void (*fn)(ae_watcher *w));
 void ae__slab_free(ae_loop *loop);
 
 /* loop.c */
-bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn);
-bool ae__loop_ok(const ae_loop *loop, const char *fn);
+
+/* The checks at the top of every API call: true, or false with the error
+ * set by the out-of-line part. kind 0 accepts any kind. */
+bool ae__loop_bad(const char *fn);
+bool ae__watcher_bad(const ae_watcher *w, const char *fn);
+
+static inline bool ae__loop_ok(const ae_loop *loop, const char *fn)
+{
+    return loop ? true : ae__loop_bad(fn);
+}
+
+static inline bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn)
+{
+    if (w && w->magic == AE_WATCHER_MAGIC && (!kind || w->kind == kind))
+        return true;
+    return ae__watcher_bad(w, fn);
+}
+
 int ae__wake_open(ae_loop *loop);
 void ae__wake(ae_loop *loop);
 void ae__wake_pending_run(ae_loop *loop); /* after a wait: signals and children it missed */
@@ -305,7 +340,19 @@ static inline double ae__now_mono(ae_loop *loop)
 }
 
 /* list.c */
-void ae__list_append(ae_list *list, ae_watcher *w);
+
+/* Append w (inline: every watcher creation). */
+static inline void ae__list_append(ae_list *list, ae_watcher *w)
+{
+    w->next = NULL;
+    w->prev = list->tail;
+    if (list->tail)
+        list->tail->next = w;
+    else
+        list->head = w;
+    list->tail = w;
+}
+
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
 
 /* Start a walk at first; every dispatch of a list holds one (inline: they

@@ -1,17 +1,6 @@
-/* Watcher lists. Cursors, which keep a walk over a list valid while the
+/* Watcher lists: unlinking (appending is inline in internal.h). Cursors, which keep a walk over a list valid while the
  * callbacks it runs free or create watchers, are inline in internal.h. */
 #include "internal.h"
-
-void ae__list_append(ae_list *list, ae_watcher *w)
-{
-    w->next = NULL;
-    w->prev = list->tail;
-    if (list->tail)
-        list->tail->next = w;
-    else
-        list->head = w;
-    list->tail = w;
-}
 
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w)
 {

@@ -63,48 +63,22 @@ void ae_now_update(ae_loop *loop)
 
 /* ---- checks -------------------------------------------------------------- */
 
-bool ae__loop_ok(const ae_loop *loop, const char *fn)
+bool ae__loop_bad(const char *fn)
 {
-    if (!loop) {
-        ae__set_error(AE_EINVAL, "%s: loop is NULL", fn);
-        return false;
-    }
-    return true;
+    ae__set_error(AE_EINVAL, "%s: loop is NULL", fn);
+    return false;
 }
 
-bool ae__watcher_ok(const ae_watcher *w, enum ae_kind kind, const char *fn)
+bool ae__watcher_bad(const ae_watcher *w, const char *fn)
 {
-    if (!w || w->magic != AE_WATCHER_MAGIC) {
+    if (!w || w->magic != AE_WATCHER_MAGIC)
         ae__set_error(AE_EINVAL, "%s: not a live watcher", fn);
-        return false;
-    }
-    if (kind && w->kind != kind) {
+    else
         ae__set_error(AE_EINVAL, "%s: wrong kind of watcher", fn);
-        return false;
-    }
-    return true;
+    return false;
 }
 
 /* ---- watchers ------------------------------------------------------------ */
-
-/* loop->active counts the active watchers that are not unref'd. */
-void ae__watcher_activate(ae_watcher *w)
-{
-    if (!w->active && !w->internal) {
-        w->active = true;
-        if (!w->unref)
-            w->loop->active++;
-    }
-}
-
-void ae__watcher_deactivate(ae_watcher *w)
-{
-    if (w->active) {
-        w->active = false;
-        if (!w->unref)
-            w->loop->active--;
-    }
-}
 
 /* Stop a watcher without freeing it. */
 static void watcher_stop(ae_watcher *w)

@@ -20,24 +20,14 @@ struct ae_slab_page {
  * come zeroed from calloc and are touched only as slots are handed out. */
 enum { SLAB_FIRST = 32, SLAB_MAX = 4096 };
 
-static ae_watcher *slab_take(ae_loop *loop)
+/* A new page, its first slot handed out; NULL when out of memory. Out of
+ * line, so that the common path below saves no registers. */
+static __attribute__((noinline)) ae_watcher *slab_grow(ae_slab *s)
 {
-    ae_slab *s = &loop->slab;
-    struct ae_slab_page *p = s->pages;
-    if (p && p->used < p->cap)
-        return &p->slots[p->used++]; /* never used: still zero */
-    ae_watcher *w = s->free_head;
-    if (w) {
-        s->free_head = w->next;
-        if (!w->next)
-            s->free_tail = NULL;
-        memset(w, 0, sizeof *w);
-        return w;
-    }
-    size_t cap = p ? p->cap * 2 : SLAB_FIRST;
+    size_t cap = s->pages ? s->pages->cap * 2 : SLAB_FIRST;
     if (cap > SLAB_MAX)
         cap = SLAB_MAX;
-    p = calloc(1, sizeof *p + cap * sizeof(ae_watcher));
+    struct ae_slab_page *p = calloc(1, sizeof *p + cap * sizeof(ae_watcher));
     if (!p)
         return NULL;
     p->cap = cap;
@@ -47,9 +37,24 @@ static ae_watcher *slab_take(ae_loop *loop)
     return &p->slots[0];
 }
 
+static ae_watcher *slab_take(ae_slab *s)
+{
+    struct ae_slab_page *p = s->pages;
+    if (p && p->used < p->cap)
+        return &p->slots[p->used++]; /* never used: still zero */
+    ae_watcher *w = s->free_head;
+    if (!w)
+        return slab_grow(s);
+    s->free_head = w->next;
+    if (!w->next)
+        s->free_tail = NULL;
+    memset(w, 0, sizeof *w);
+    return w;
+}
+
 ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
 {
-    ae_watcher *w = slab_take(loop);
+    ae_watcher *w = slab_take(&loop->slab);
     if (!w) {
         ae__set_error(AE_ENOMEM, "out of memory for a watcher");
         return NULL;
