@@ -384,7 +384,8 @@ static inline ae_watcher *ae__cursor_take(ae_loop *loop, ae_cursor *c)
 /* io.c */
 void ae__io_stop(ae_watcher *w);
 int ae__io_pause(ae_watcher *w, bool stop);
-void ae__fds_free(ae_loop *loop);
+void ae__fds_fini(ae_loop *loop); /* fd_fini for every fd; before ops->destroy */
+void ae__fds_free(ae_loop *loop); /* the table's memory; after ops->destroy, which may still read fd_data */
 int ae__fds_reannounce(ae_loop *loop); /* fd_update from 0 for every fd with interest */
 int ae__io_set_events(ae_watcher *w, int events);
 int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);

@@ -238,10 +238,14 @@ static void fd_fini(ae_loop *loop, int fd, ae_fd *f, void *ctx)
     loop->ops->fd_fini(loop, loop->backend_state, fd, f->backend_data);
 }
 
-void ae__fds_free(ae_loop *loop)
+void ae__fds_fini(ae_loop *loop)
 {
     if (loop->ops->fd_fini)
         fds_each(loop, fd_fini, NULL);
+}
+
+void ae__fds_free(ae_loop *loop)
+{
     for (size_t p = 0; p < loop->fd_pages_len; p++)
         free(loop->fd_pages[p]);
     free(loop->fd_pages);

@@ -630,8 +630,11 @@ static void loop_destroy(ae_loop *loop)
     ae__signal_loop_free(loop);
     wake_close(loop);
     ae__cvs_free(loop);
-    ae__fds_free(loop);
+    ae__fds_fini(loop);
+    /* A broken loop (a failed fork renewal) may leave native watchers in
+     * fd_data registered: the native loop's own teardown still reads them. */
     loop->ops->destroy(loop, loop->backend_state);
+    ae__fds_free(loop);
     free(loop->backend_state);
     ae__timers_free(loop);
     ae__slab_free(loop);
