@@ -452,6 +452,63 @@ static void test_io_closed_while_watched(void **state)
     ae_loop_free(loop);
 }
 
+/* Two fds closed before the wait that first registers them; the callback
+ * told of the first changes a third fd's interest and runs a nested
+ * iteration. Both closed fds are still reported, once each, and never
+ * reach the native library unchecked (libev aborted on the second: its
+ * check of changed fds stopped when the nested check swapped its lists). */
+struct closed_nested {
+    ae_watcher *w[3];
+    int calls[2];
+    int last[2];
+    int nested_rc;
+};
+
+static void cb_closed_nested(ae_watcher *w, int revents, void *arg)
+{
+    struct closed_nested *c = arg;
+    int i = w == c->w[0] ? 0 : w == c->w[1] ? 1 : 2;
+    assert_true(i < 2);
+    c->calls[i]++;
+    c->last[i] = revents;
+    if (c->calls[0] + c->calls[1] == 1) {
+        assert_int_equal(ae_io_set(c->w[2], 0), 0);
+        assert_int_equal(ae_io_set(c->w[2], AE_READ), 0);
+        /* AE_ENOTSUP where the loop cannot run nested: allowed. */
+        c->nested_rc = ae_run_once(ae_watcher_loop(w), AE_NOWAIT);
+    }
+}
+
+static void test_io_closed_fds_nested_wait(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[3][2];
+    for (int i = 0; i < 3; i++)
+        make_pipe(p[i]);
+    struct closed_nested c = {0};
+    c.w[2] = io_watcher(loop, p[2][0], AE_READ, cb_closed_nested, &c);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1); /* nothing left to register */
+    for (int i = 0; i < 2; i++)
+        c.w[i] = io_watcher(loop, p[i][0], AE_READ, cb_closed_nested, &c);
+    close(p[0][0]);
+    close(p[1][0]);
+    for (int n = 0; n < 3 && c.calls[0] + c.calls[1] < 2; n++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_true(c.nested_rc >= 0 || c.nested_rc == AE_ENOTSUP);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c.calls[i], 1);
+        assert_int_equal(c.last[i], AE_ERROR);
+        assert_int_equal(ae_watcher_active(c.w[i]), 0);
+        ae_watcher_free(c.w[i]);
+        close(p[i][1]);
+    }
+    ae_watcher_free(c.w[2]);
+    close(p[2][0]);
+    close(p[2][1]);
+    ae_loop_free(loop);
+}
+
 static void raise_nofile(rlim_t want)
 {
     struct rlimit rl;
@@ -2981,6 +3038,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_set_pause_resume),
     T(test_io_paused_at_creation),
     T(test_io_closed_while_watched),
+    T(test_io_closed_fds_nested_wait),
     T(test_io_reused_fd_in_same_iteration),
     T(test_io_hangup_reported),
     T(test_loop_native_stable),

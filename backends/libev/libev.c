@@ -32,6 +32,7 @@ typedef struct evb_state {
     ev_idle nowait;   /* once check reported something: poll without blocking */
     ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
     ae_plugin_batch batch; /* being checked (room for nfds) */
+    size_t batch_next;     /* batch's next item: a check nested in a callback goes on from there */
     size_t nfds;           /* every fd the core knows */
 } evb_state;
 
@@ -62,31 +63,37 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
     evb_state *s = w->data;
-    /* Callbacks run from here may change more fds: go until none is left. */
-    while (s->dirty.n) {
-        ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
-        s->batch = s->dirty;
-        s->dirty = t;
-        s->dirty.n = 0;
+    /* Callbacks run from here may change more fds: go until none is left.
+     * One may also run a nested wait, which runs this again: each item is
+     * taken (batch_next) before its callback, so the nested check goes on
+     * with the rest of the batch instead of leaving it unchecked. */
+    for (;;) {
         ae_plugin_batch *b = &s->batch;
-        for (size_t i = 0; i < b->n; i++) {
-            evb_fd *f = b->items[i];
-            f->dirty = false;
-            b->pfds[i].fd = f->io.fd;
+        if (s->batch_next == b->n) {
+            if (!s->dirty.n)
+                break;
+            ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
+            s->batch = s->dirty;
+            s->dirty = t;
+            s->dirty.n = 0;
+            s->batch_next = 0;
+            for (size_t i = 0; i < b->n; i++) {
+                evb_fd *f = b->items[i];
+                f->dirty = false;
+                b->pfds[i].fd = f->io.fd;
+            }
+            ae_plugin_batch_poll(b);
         }
-        ae_plugin_batch_poll(b);
-        for (size_t i = 0; i < b->n; i++) {
-            evb_fd *f = b->items[i];
-            if (!(b->pfds[i].revents & POLLNVAL) || !ev_is_active(&f->io) || f->io.fd != b->pfds[i].fd)
-                continue;
-            ev_io_stop(ev, &f->io);
-            /* A callback runs: this iteration must not block in the poll
-             * (an active idle watcher makes libev poll with timeout 0). */
-            ev_idle_start(ev, &s->nowait);
-            if (!ae_core->io_ready(s->loop, f->io.fd, AE_ERROR))
-                return; /* the loop was freed, and s with it */
-        }
-        b->n = 0;
+        size_t i = s->batch_next++;
+        evb_fd *f = b->items[i];
+        if (!(b->pfds[i].revents & POLLNVAL) || !ev_is_active(&f->io) || f->io.fd != b->pfds[i].fd)
+            continue;
+        ev_io_stop(ev, &f->io);
+        /* A callback runs: this iteration must not block in the poll
+         * (an active idle watcher makes libev poll with timeout 0). */
+        ev_idle_start(ev, &s->nowait);
+        if (!ae_core->io_ready(s->loop, f->io.fd, AE_ERROR))
+            return; /* the loop was freed, and s with it */
     }
     ev_prepare_stop(ev, w);
 }
