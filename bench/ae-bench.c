@@ -314,7 +314,7 @@ static void print_json(void)
 
 /* ---- running the cases ------------------------------------------------------------ */
 
-static const char *const all_backends[] = {"libev", "libuv", "libevent", "epoll", "poll", "select"};
+static const char *const all_backends[] = {"libev", "libuv", "libevent", "glib", "epoll", "poll", "select"};
 #define N_BACKENDS (sizeof all_backends / sizeof all_backends[0])
 static const char *backends[N_BACKENDS];
 static int n_backends;
