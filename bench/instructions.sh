@@ -59,7 +59,7 @@ fi
 # Run lengths. The difference must dwarf the few instructions that vary
 # between runs (environment, address layout): a few thousand events do.
 if [ "$quick" = 1 ]; then
-    pp1=200 pp2=1200 tm1=200 tm2=1200
+    pp1=1000 pp2=3000 tm1=1000 tm2=3000
 else
     pp1=1000 pp2=5000 tm1=1000 tm2=5000
 fi
