@@ -54,3 +54,7 @@ for size in ${SIZES:-1 64 4096}; do
         done
     done
 done
+echo "== 1,000,000 lines of 16 bytes one way, one AE_LINE request each"
+for be in $backends; do
+    $b/ae-stream-bench "$be" lines 16 1000000
+done

@@ -6,7 +6,11 @@
  * allocations per round trip; scripts/stream-bench.sh adds system calls per
  * message (strace -c) and runs the bufferevent and libuv twins.
  *
- * Usage: ae-stream-bench BACKEND MODE SIZE COUNT   (MODE raw|exact|line)
+ * Mode "lines" instead sends COUNT lines of SIZE bytes one way (a raw
+ * writer, 64 KiB per write) into one stream that reads them with one AE_LINE
+ * request each: lines per second, CPU and allocations per line.
+ *
+ * Usage: ae-stream-bench BACKEND MODE SIZE COUNT   (MODE raw|exact|line|lines)
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -74,6 +78,60 @@ static void on_message(ae_stream *s, const char *data, size_t len, void *arg)
     ae_stream_read(s, spec, on_message, arg);
 }
 
+/* ---- one way: many lines --------------------------------------------- */
+
+static char *chunk;
+static size_t chunk_len, chunk_off;
+static long lines_sent, lines_per_chunk;
+
+static void on_writable(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    int fd = *(int *)arg;
+    if (chunk_off == chunk_len) {
+        if (lines_sent >= count) {
+            ae_watcher_free(w);
+            return;
+        }
+        long k = count - lines_sent < lines_per_chunk ? count - lines_sent : lines_per_chunk;
+        chunk_len = (size_t)(k * size);
+        chunk_off = 0;
+        lines_sent += k;
+    }
+    ssize_t n = write(fd, chunk + chunk_off, chunk_len - chunk_off);
+    if (n > 0)
+        chunk_off += (size_t)n;
+}
+
+static void on_one_line(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    (void)data, (void)len, (void)arg;
+    if (++done < count)
+        ae_stream_read(s, AE_LINE(NULL), on_one_line, NULL);
+}
+
+static int run_lines(ae_loop *loop, int sv[2], const char *backend)
+{
+    lines_per_chunk = 65536 / size;
+    chunk = malloc((size_t)(lines_per_chunk * size));
+    for (long i = 0; i < lines_per_chunk * size; i++)
+        chunk[i] = (i + 1) % size == 0 ? '\n' : 'x';
+    ae_stream *r = ae_stream_new(loop, sv[1], NULL, stream_event, NULL);
+    ae_stream_read(r, AE_LINE(NULL), on_one_line, NULL);
+    double t0 = now_s(), c0 = cpu_s();
+    long a0 = allocs;
+    ae_io(loop, sv[0], AE_WRITE, on_writable, &sv[0]);
+    while (done < count)
+        ae_run_once(loop, 0);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    long a = allocs - a0;
+    printf("%-16s %-6s %6ld B %8ld lines %9.0f lines/s  %6.3f us-cpu/line  %5.3f allocs/line\n", backend, "lines",
+           size, count, count / wall, cpu * 1e6 / (double)count, (double)a / (double)count);
+    ae_stream_free(r);
+    free(chunk);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 5) {
@@ -95,6 +153,14 @@ int main(int argc, char **argv)
     msg = malloc((size_t)size);
     memset(msg, 'x', (size_t)size);
     msg[size - 1] = '\n';
+    if (strcmp(mode, "lines") == 0) {
+        char impl[64];
+        snprintf(impl, sizeof impl, "ae-%s", argv[1]);
+        run_lines(loop, sv, impl);
+        ae_loop_free(loop);
+        free(msg);
+        return 0;
+    }
     double t0, c0;
     long a0;
     if (strcmp(mode, "raw") == 0) {
