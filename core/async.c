@@ -37,9 +37,11 @@ int ae_async_send(ae_watcher *w)
 {
     if (!w || w->magic != AE_WATCHER_MAGIC || w->kind != AE_KIND_ASYNC)
         return AE_EINVAL;
+    /* w is not touched after the flag is set: from then on the callback may
+     * run, and free it. */
+    ae_loop *loop = w->loop;
     if (atomic_exchange_explicit(&w->u.async.sent, true, memory_order_acq_rel))
         return 0; /* sent before, and the loop has not run the callback since */
-    ae_loop *loop = w->loop;
     if (!atomic_exchange_explicit(&loop->async_pending, true, memory_order_acq_rel))
         ae__wake(loop);
     return 0;

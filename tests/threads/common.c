@@ -16,8 +16,25 @@
 
 #include "common.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 const char *threads_backend;
 static double scale = 1.0;
+
+bool threads_under_tsan(void)
+{
+#ifdef UNDER_TSAN
+    return true;
+#else
+    return false;
+#endif
+}
 
 bool threads_under_valgrind(void)
 {
@@ -41,9 +58,11 @@ void threads_init(const char *backend)
             exit(2);
         }
         printf("threads: scale %g (THREADS_SCALE)\n", scale);
-    } else if (threads_under_valgrind()) {
-        scale = 0.05;
-        printf("threads: scale %g: under valgrind (set THREADS_SCALE to choose)\n", scale);
+    } else if (threads_under_valgrind() || threads_under_tsan()) {
+        /* Threads, and fork() above all, are many times slower there. */
+        scale = 0.02;
+        printf("threads: scale %g: under %s (set THREADS_SCALE to choose)\n", scale,
+               threads_under_tsan() ? "ThreadSanitizer" : "valgrind");
     }
 }
 

@@ -19,6 +19,7 @@ void threads_init(const char *backend);
 long threads_scaled(long full, long minimum);
 
 bool threads_under_valgrind(void);
+bool threads_under_tsan(void); /* this program was built with -fsanitize=thread */
 
 double threads_mono(void);
 

@@ -63,33 +63,51 @@ static void *storm_run(void *arg)
     return NULL;
 }
 
-/* A loop that watches the storm, with a timer and a child of its own. */
+/* A loop that watches the storm, with a timer, and a child of its own
+ * forked every 10 ticks. */
+struct loop_thread {
+    ae_loop *loop;
+    int ticks, reported;
+    ae_watcher *child;
+    const char *failed;
+};
+
+static void on_loop_tick(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct loop_thread *t = arg;
+    if (++t->ticks % 10 || t->child)
+        return;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid < 0 || !(t->child = ae_child(t->loop, pid, on_child, &t->reported)))
+        t->failed = "fork or ae_child";
+}
+
 static void *loop_run(void *arg)
 {
     (void)arg;
-    ae_loop *loop = ae_loop_new(threads_backend);
-    if (!loop)
+    struct loop_thread t = {.loop = ae_loop_new(threads_backend)};
+    if (!t.loop)
         return "ae_loop_new";
     atomic_int sigs = 0;
-    int ticks = 0;
-    ae_watcher *sig = ae_signal(loop, SIGUSR1, on_signal, &sigs);
-    ae_watcher *tick = ae_timer(loop, 0.001, 0.001, on_timer, &ticks);
+    ae_watcher *sig = ae_signal(t.loop, SIGUSR1, on_signal, &sigs);
+    ae_watcher *tick = ae_timer(t.loop, 0.001, 0.001, on_loop_tick, &t);
     if (!sig || !tick)
         return "watchers";
-    while (!atomic_load(&storm_stop)) {
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(0);
-        int reported = 0;
-        ae_watcher *child = pid > 0 ? ae_child(loop, pid, on_child, &reported) : NULL;
-        if (!child)
-            return "ae_child";
-        while (!reported)
-            if (ae_run_once(loop, 0) < 0)
-                return "ae_run_once";
-        ae_watcher_free(child);
+    while (!atomic_load(&storm_stop) || t.child) {
+        if (ae_run_once(t.loop, 0) < 0)
+            return "ae_run_once";
+        if (t.failed)
+            return (void *)t.failed;
+        if (t.reported) {
+            ae_watcher_free(t.child);
+            t.child = NULL;
+            t.reported = 0;
+        }
     }
-    ae_loop_free(loop);
+    ae_loop_free(t.loop);
     return NULL;
 }
 
