@@ -54,7 +54,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: ae-bench [--quick] [--reps N] [--workloads LIST] [--backends LIST]\n"
             "                [--csv | --json | --table FILE] [--plot FILE.png|FILE.svg]\n"
-            "  workloads: lifecycle,pipechain,timers,pingpong,condvar,idle (default: all)\n"
+            "  workloads: lifecycle,pipechain,timers,pingpong,condvar,idle,async (default: all)\n"
             "  backends:  anyevent backends, e.g. libev,libuv,libevent,epoll,poll,select (default: every one that works)\n"
             "  --quick:   smaller sizes and 3 repetitions, under a minute\n"
             "  --table:   the full table to FILE; stdout then has the summary only\n"
@@ -449,6 +449,8 @@ static const case_def cases[] = {
     {"condvar", "n=100000", "--n 100000", M("item_ns", "peak_rss_kb"), true},
     {"idle", "count=1000000", "--count 1000000", M("call_ns", "allocs_call", "peak_rss_kb"), false},
     {"idle", "count=100000", "--count 100000", M("call_ns", "allocs_call", "peak_rss_kb"), true},
+    {"async", "n=10000 count=1000000", "--n 10000 --count 1000000", M("lat_med_ns", "lat_p99_ns", "sends_per_s", "allocs_send", "peak_rss_kb"), false},
+    {"async", "n=2000 count=100000", "--n 2000 --count 100000", M("lat_med_ns", "lat_p99_ns", "sends_per_s", "allocs_send", "peak_rss_kb"), true},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -502,6 +504,7 @@ static const struct {
     {"lifecycle", 1.25},
     {"pipechain", 1.10},
     {"pingpong", 1.10},
+    {"async", 1.10},
 };
 
 static double target_of(const char *workload)

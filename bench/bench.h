@@ -18,15 +18,15 @@
 #include <stddef.h>
 
 typedef struct bench_args {
-    const char *workload; /* lifecycle, pipechain, timers, pingpong, condvar, idle */
+    const char *workload; /* lifecycle, pipechain, timers, pingpong, condvar, idle, async */
     const char *backend;  /* ae-bench-anyevent: the anyevent backend */
     const char *kind;     /* lifecycle: io|timer|signal|child|idle; timers: fire|cancel|rearm|repeat */
-    long n;               /* watchers, pipes, timers, items */
+    long n;               /* watchers, pipes, timers, items; async: latency rounds */
     long active;          /* pipechain: active pipes */
     long writes;          /* pipechain: writes per iteration */
     long iterations;      /* pipechain: iterations */
     long size;            /* pingpong: message bytes */
-    long count;           /* pingpong: round trips; timers rearm/repeat, idle: calls */
+    long count;           /* pingpong: round trips; timers rearm/repeat, idle: calls; async: sends */
 } bench_args;
 
 /* Implemented by each worker: run a->workload, report with bench_metric(). */
@@ -64,5 +64,17 @@ double bench_median(double *v, long n);
 
 /* A pseudo-random sequence, the same in every worker: 0 <= r < bound. */
 unsigned long bench_random(unsigned long bound);
+
+/* The async workload's other thread, the same for every worker. The worker
+ * creates its library's cross-thread wake-up (ae_async, ev_async, uv_async_t,
+ * a libevent event made active), calls bench_async_start() with the function
+ * that sends it, runs its loop, and calls bench_async_seen() from the
+ * callback until it returns true; then bench_async_finish() joins the thread
+ * and reports lat_med_ns, lat_p99_ns (send to callback, one send at a time,
+ * n rounds), sends_per_s and allocs_send (count sends back to back). */
+typedef struct bench_async bench_async;
+bench_async *bench_async_start(void (*send)(void *ctx), void *ctx, long rounds, long count);
+int bench_async_seen(bench_async *b); /* 1: all done, stop the loop */
+void bench_async_finish(bench_async *b);
 
 #endif

@@ -1,6 +1,8 @@
 /* The shared part of every ae-bench worker: arguments, timing, the result
  * line, the allocation counter. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -191,4 +193,88 @@ int main(int argc, char **argv)
         printf(" %s=%.6g", metrics[i].key, metrics[i].value);
     printf(" peak_rss_kb=%ld\n", ru.ru_maxrss);
     return 0;
+}
+
+/* ---- the async workload's sending thread ---- */
+
+struct bench_async {
+    void (*send)(void *ctx);
+    void *ctx;
+    long rounds, count;
+    double *sent_at, *lat;
+    atomic_long round_sent; /* latency rounds sent (sent_at written first) */
+    atomic_long round_seen; /* latency rounds the loop's callback saw */
+    atomic_int done;        /* the last send of all is made */
+    long callbacks;
+    double t0, t1;
+    long allocs0, allocs1;
+    pthread_t thread;
+};
+
+static void *async_sender(void *arg)
+{
+    bench_async *b = arg;
+    /* Latency: one send at a time, the next once the callback saw it. */
+    for (long i = 0; i < b->rounds; i++) {
+        b->sent_at[i] = bench_now();
+        atomic_store_explicit(&b->round_sent, i + 1, memory_order_release);
+        b->send(b->ctx);
+        while (atomic_load_explicit(&b->round_seen, memory_order_acquire) <= i)
+            sched_yield();
+    }
+    /* Throughput: back to back; they coalesce. */
+    b->allocs0 = bench_allocs();
+    b->t0 = bench_now();
+    for (long i = 0; i < b->count; i++)
+        b->send(b->ctx);
+    b->t1 = bench_now();
+    b->allocs1 = bench_allocs();
+    atomic_store_explicit(&b->done, 1, memory_order_release);
+    b->send(b->ctx);
+    return NULL;
+}
+
+bench_async *bench_async_start(void (*send)(void *ctx), void *ctx, long rounds, long count)
+{
+    if (rounds < 1 || count < 1)
+        bench_fail("async: --n and --count must be at least 1");
+    bench_async *b = calloc(1, sizeof *b);
+    if (!b || !(b->sent_at = calloc((size_t)rounds, sizeof(double))) ||
+        !(b->lat = calloc((size_t)rounds, sizeof(double))))
+        bench_fail("out of memory");
+    b->send = send;
+    b->ctx = ctx;
+    b->rounds = rounds;
+    b->count = count;
+    if (pthread_create(&b->thread, NULL, async_sender, b) != 0)
+        bench_fail("pthread_create failed");
+    return b;
+}
+
+int bench_async_seen(bench_async *b)
+{
+    b->callbacks++;
+    long sent = atomic_load_explicit(&b->round_sent, memory_order_acquire);
+    long seen = atomic_load_explicit(&b->round_seen, memory_order_relaxed);
+    if (sent > seen) {
+        b->lat[sent - 1] = bench_now() - b->sent_at[sent - 1];
+        atomic_store_explicit(&b->round_seen, sent, memory_order_release);
+    }
+    return atomic_load_explicit(&b->done, memory_order_acquire);
+}
+
+void bench_async_finish(bench_async *b)
+{
+    pthread_join(b->thread, NULL);
+    long n = b->rounds;
+    double p99 = 0;
+    bench_median(b->lat, n); /* sorts */
+    p99 = b->lat[(long)((double)(n - 1) * 0.99)];
+    bench_metric("lat_med_ns", b->lat[(n - 1) / 2] * 1e9);
+    bench_metric("lat_p99_ns", p99 * 1e9);
+    bench_metric("sends_per_s", (double)b->count / (b->t1 - b->t0));
+    bench_metric("allocs_send", (double)(b->allocs1 - b->allocs0) / (double)b->count);
+    free(b->sent_at);
+    free(b->lat);
+    free(b);
 }

@@ -693,6 +693,39 @@ static void idle(const bench_args *a)
     bench_metric("allocs_call", (double)(allocs1 - allocs0) / (double)c);
 }
 
+/* ---- async ---- */
+
+static void async_send(void *ctx)
+{
+    ev_async *w = ctx;
+    ev_async_send(w->data, w);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)revents;
+    if (bench_async_seen(ev_userdata(loop)))
+        ev_async_stop(loop, w); /* ev_run returns */
+}
+
+static void async_workload(const bench_args *a)
+{
+    need_n(a->n, "--n");
+    need_n(a->count, "--count");
+    struct ev_loop *loop = new_loop();
+    ev_async w;
+    ev_async_init(&w, async_cb);
+    w.data = loop;
+    ev_async_start(loop, &w);
+    watchdog(a->n + a->count, PER_UNIT);
+    bench_async *b = bench_async_start(async_send, &w, a->n, a->count);
+    ev_set_userdata(loop, b);
+    ev_run(loop, 0);
+    watchdog(0, 0);
+    bench_async_finish(b);
+    ev_loop_destroy(loop);
+}
+
 /* ---- dispatch ---- */
 
 void bench_run(const bench_args *a)
@@ -710,6 +743,8 @@ void bench_run(const bench_args *a)
         condvar(a);
     else if (!strcmp(w, "idle"))
         idle(a);
+    else if (!strcmp(w, "async"))
+        async_workload(a);
     else
         bench_fail("unknown workload '%s'", w);
 }

@@ -33,6 +33,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <event2/thread.h>
 
 #include "bench.h"
 
@@ -583,6 +584,46 @@ static void condvar(const bench_args *a)
 
 /* ---- dispatch ---- */
 
+/* ---- async ---- */
+
+/* libevent's cross-thread wake-up: event_active() on an event of a base
+ * made after evthread_use_pthreads(), which notifies the base's loop. */
+static void async_send(void *ctx) { event_active(ctx, EV_READ, 0); }
+
+struct async_state {
+    struct event *ev;
+    bench_async *b; /* read by the callback only, in the loop */
+};
+
+static void async_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct async_state *st = arg;
+    if (bench_async_seen(st->b))
+        event_base_loopbreak(event_get_base(st->ev));
+}
+
+static void async_workload(const bench_args *a)
+{
+    if (a->n < 1 || a->count < 1)
+        bench_fail("--n and --count must be at least 1");
+    if (evthread_use_pthreads() != 0)
+        bench_fail("evthread_use_pthreads failed");
+    struct event_base *base = base_new();
+    struct async_state st = {0};
+    st.ev = event_new(base, -1, EV_PERSIST, async_cb, &st);
+    if (!st.ev || event_add(st.ev, NULL) != 0)
+        bench_fail("event_new or event_add failed");
+    st.b = bench_async_start(async_send, st.ev, a->n, a->count);
+    /* An event without an fd does not keep the loop going by itself. */
+    if (event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
+        bench_fail("event_base_loop failed");
+    bench_async_finish(st.b);
+    event_free(st.ev);
+    event_base_free(base);
+}
+
 void bench_run(const bench_args *a)
 {
     if (!strcmp(a->workload, "lifecycle"))
@@ -597,6 +638,8 @@ void bench_run(const bench_args *a)
         condvar(a);
     else if (!strcmp(a->workload, "idle"))
         bench_unsupported("libevent has no idle watcher");
+    else if (!strcmp(a->workload, "async"))
+        async_workload(a);
     else
         bench_fail("unknown workload '%s'", a->workload);
     libevent_global_shutdown();

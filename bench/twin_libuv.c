@@ -702,6 +702,31 @@ static void idle(const bench_args *a)
 
 /* ---- entry ---- */
 
+/* ---- async ---- */
+
+static void async_send(void *ctx) { uv_async_send(ctx); }
+
+static void async_cb(uv_async_t *h)
+{
+    if (bench_async_seen(h->data))
+        uv_close((uv_handle_t *)h, NULL); /* uv_run returns */
+}
+
+static void async_workload(const bench_args *a)
+{
+    if (a->n < 1 || a->count < 1)
+        bench_fail("--n and --count must be at least 1");
+    uv_loop_t loop;
+    loop_open(&loop);
+    uv_async_t h;
+    CHECK(uv_async_init(&loop, &h, async_cb));
+    bench_async *b = bench_async_start(async_send, &h, a->n, a->count);
+    h.data = b; /* read by the callback only, on this thread, inside uv_run */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    bench_async_finish(b);
+    CHECK(uv_loop_close(&loop));
+}
+
 void bench_run(const bench_args *a)
 {
     if (!strcmp(a->workload, "lifecycle"))
@@ -716,6 +741,8 @@ void bench_run(const bench_args *a)
         condvar(a);
     else if (!strcmp(a->workload, "idle"))
         idle(a);
+    else if (!strcmp(a->workload, "async"))
+        async_workload(a);
     else
         bench_fail("unknown workload %s", a->workload);
 }

@@ -595,6 +595,26 @@ static void run_idle(ae_loop *loop, const bench_args *a)
     bench_metric("allocs_call", (double)(allocs1 - allocs0) / (double)c.count);
 }
 
+/* ---- async ------------------------------------------------------------- */
+
+static void async_send(void *ctx) { ae_async_send(ctx); }
+
+static void async_cb(ae_watcher *w, void *arg)
+{
+    if (bench_async_seen(arg))
+        ae_watcher_unref(w); /* ae_run() returns; freed after the join */
+}
+
+static void run_async(ae_loop *loop, const bench_args *a)
+{
+    ae_watcher *w = check_w(ae_async(loop, async_cb, NULL), "ae_async");
+    bench_async *b = bench_async_start(async_send, w, positive(a->n, "--n"), positive(a->count, "--count"));
+    ae_watcher_set_arg(w, b);
+    check_rc(ae_run(loop), "ae_run");
+    bench_async_finish(b);
+    ae_watcher_free(w);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 void bench_run(const bench_args *a)
@@ -605,13 +625,14 @@ void bench_run(const bench_args *a)
     } workloads[] = {
         {"lifecycle", run_lifecycle}, {"pipechain", run_pipechain}, {"timers", run_timers},
         {"pingpong", run_pingpong},   {"condvar", run_condvar},     {"idle", run_idle},
+        {"async", run_async},
     };
     void (*run)(ae_loop *, const bench_args *) = NULL;
     for (size_t i = 0; i < sizeof workloads / sizeof *workloads; i++)
         if (!strcmp(a->workload, workloads[i].name))
             run = workloads[i].run;
     if (!run)
-        bench_fail("unknown workload (lifecycle, pipechain, timers, pingpong, condvar, idle)");
+        bench_fail("unknown workload (lifecycle, pipechain, timers, pingpong, condvar, idle, async)");
 
     ae_loop *loop = ae_loop_new(a->backend);
     if (!loop)

@@ -3,7 +3,8 @@
 # fuzz, fork, bad input, fd hygiene, loader, adoption, plugin kit, the
 # integrations against real servers) on every backend, in a gcc build, an
 # ASan+UBSan build (plugins included), a clang build and under valgrind
-# memcheck; then the builds a packager makes (release with gcc and with
+# memcheck; the thread and conformance suites under ThreadSanitizer; then the
+# builds a packager makes (release with gcc and with
 # clang, debugoptimized without asserts), each compiled with -Werror and run
 # through the fast suites whose checks are the contract (conformance, bad
 # input, fd hygiene: what an optimizer or a missing assert could break); the
@@ -84,6 +85,13 @@ CC=clang build "clang" build-clang && run "clang" build-clang testlog
 [ -f build/build.ninja ] && run "valgrind memcheck" build valgrind \
     --wrapper "valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
     --timeout-multiplier 4
+# ThreadSanitizer over the thread suite and the conformance suite (plugins
+# instrumented too: no -z defs). tests/tsan.supp says what it hides and why.
+# A check may take five times as long there (a million timers).
+build "gcc, ThreadSanitizer" build-tsan -Db_sanitize=thread -Db_lundef=false &&
+    TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp:halt_on_error=1" \
+        run "gcc, ThreadSanitizer" build-tsan testlog --suite threads --suite conformance \
+        --test-args "--timeout 300" --timeout-multiplier 3
 
 # As packagers build: -O3 (release) and without asserts. The gcc release
 # build is also installed (into build-release/prefix) and the benchmark run
