@@ -9,9 +9,9 @@
 atomic_uint ae__fork_generation;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* ae_loop_default() holds the default loop's lock while it creates a loop,
- * which looks backends up in the registry; the child and signal locks are
- * never held together with another. */
+/* None of the four is held while another is taken, nor while a backend
+ * makes a loop (a plugin's own atfork lock, taken before these, would
+ * invert with it). */
 static void atfork_prepare(void)
 {
     ae__default_atfork(AE_FORK_PREPARE);

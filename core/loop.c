@@ -531,7 +531,14 @@ static void native_break(ae_loop *loop)
         loop->ops->run_break(loop, loop->backend_state);
 }
 
+/* The lock is never held while the loop is made: a backend may take locks
+ * of its own there, and its atfork handler may take them before ours (a
+ * plugin registers its handlers after the core's, and prepare handlers run
+ * in the reverse order), which would invert the two. Threads that come while
+ * one makes it wait on the condition. */
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t default_made = PTHREAD_COND_INITIALIZER;
+static bool default_making;
 static ae_loop *default_loop;
 
 /* In a program that uses libev or libuv itself, the default loop is that
@@ -552,18 +559,34 @@ static ae_loop *default_create(void)
 
 void ae__default_atfork(enum ae_fork_phase phase)
 {
-    if (phase == AE_FORK_PREPARE)
+    if (phase == AE_FORK_PREPARE) {
         pthread_mutex_lock(&default_lock);
-    else
-        pthread_mutex_unlock(&default_lock);
+        return;
+    }
+    if (phase == AE_FORK_CHILD) {
+        /* A thread that was making the default loop is not in the child:
+         * the next call makes one; nobody waits on the condition here. */
+        default_making = false;
+        pthread_cond_init(&default_made, NULL);
+    }
+    pthread_mutex_unlock(&default_lock);
 }
 
 ae_loop *ae_loop_default(void)
 {
     ae__atfork_init();
     pthread_mutex_lock(&default_lock);
-    if (!default_loop)
-        default_loop = default_create();
+    while (default_making)
+        pthread_cond_wait(&default_made, &default_lock);
+    if (!default_loop) {
+        default_making = true;
+        pthread_mutex_unlock(&default_lock);
+        ae_loop *made = default_create();
+        pthread_mutex_lock(&default_lock);
+        default_loop = made;
+        default_making = false;
+        pthread_cond_broadcast(&default_made);
+    }
     ae_loop *loop = default_loop;
     pthread_mutex_unlock(&default_lock);
     return loop;

@@ -23,9 +23,25 @@
 #define UNDER_TSAN 1
 #endif
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
 
 const char *threads_backend;
 static double scale = 1.0;
+
+static bool threads_under_asan(void)
+{
+#ifdef UNDER_ASAN
+    return true;
+#else
+    return false;
+#endif
+}
 
 bool threads_under_tsan(void)
 {
@@ -58,6 +74,10 @@ void threads_init(const char *backend)
             exit(2);
         }
         printf("threads: scale %g (THREADS_SCALE)\n", scale);
+    } else if (threads_under_asan()) {
+        /* fork() copies ASan's shadow mappings: many times slower. */
+        scale = 0.05;
+        printf("threads: scale %g: under AddressSanitizer (set THREADS_SCALE to choose)\n", scale);
     } else if (threads_under_valgrind() || threads_under_tsan()) {
         /* Threads, and fork() above all, are many times slower there. */
         scale = 0.02;
