@@ -80,8 +80,10 @@ static void on_loop_tick(ae_watcher *w, void *arg)
     if (++t->ticks % 10 || t->child)
         return;
     pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        execl("/bin/true", "true", (char *)NULL); /* not judged by valgrind: see perthread.c */
         _exit(0);
+    }
     if (pid < 0 || !(t->child = ae_child(t->loop, pid, on_child, &t->reported)))
         t->failed = "fork or ae_child";
 }
