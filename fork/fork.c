@@ -94,6 +94,10 @@ static void close_sock(ae_fork *p)
     drop_out(p);
 }
 
+/* The reason kept when the message itself cannot be copied: a failed
+ * process must never look healthy through ae_fork_error() returning NULL. */
+static char out_of_memory[] = "out of memory";
+
 static void destroy(ae_fork *p)
 {
     ae_fork_ctx *ctx = p->ctx;
@@ -112,7 +116,8 @@ static void destroy(ae_fork *p)
     ae_watcher_free(p->child);
     ae_watcher_free(p->defer);
     free(p->pay);
-    free(p->error);
+    if (p->error != out_of_memory)
+        free(p->error);
     p->magic = 0;
     free(p);
 }
@@ -263,6 +268,8 @@ void ae__fork_fail(ae_fork *p, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     p->error = strdup(msg);
+    if (!p->error)
+        p->error = out_of_memory;
     if (p->kids_waiting) /* forks whose socket closed before their hello: this is why */
         for (ae_fork *f = p->ctx->forks; f; f = f->next)
             if (f->tmpl == p && f->wait_tmpl) {
