@@ -2826,9 +2826,57 @@ static void test_prepare_flushes_before_sleep(void **state)
         assert_int_equal(ae_run_once(loop, 0), 1);
         assert_true(f.pending <= 1); /* what one iteration batched, at most */
     }
+    /* The timer falls due between iterations (as under a slow host): it runs
+     * after the next iteration's prepare hooks, not before them and again
+     * after the wait (libuv runs due timers before its prepare handles). */
+    for (int i = 0; i < 3; i++) {
+        sleep_for(0.003);
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_true(f.pending <= 1);
+    }
     assert_int_equal(ae_run_once(loop, 0), 1);
-    assert_true(f.flushed >= 5);
+    assert_true(f.flushed >= 8);
     ae_watcher_free(t);
+    ae_watcher_free(p);
+    ae_loop_free(loop);
+}
+
+/* The check hooks end an iteration: nothing of the loop runs after them
+ * within ae_run_once(), even a timer that fell due while they ran (libuv's
+ * UV_RUN_ONCE runs due timers once more after its check handles). */
+struct slow_check {
+    struct flush f;
+    int at_check;
+};
+
+static void cb_slow_check(ae_watcher *w, void *arg)
+{
+    (void)w;
+    struct slow_check *sc = arg;
+    sc->at_check = sc->f.pending;
+    sleep_for(0.003);
+}
+
+static void cb_slow_flush(ae_watcher *w, void *arg) { cb_flush(w, &((struct slow_check *)arg)->f); }
+static void cb_slow_batch(ae_watcher *w, void *arg) { cb_batch(w, &((struct slow_check *)arg)->f); }
+
+static void test_check_hooks_end_the_iteration(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct slow_check sc = {0};
+    ae_watcher *p = ae_prepare(loop, cb_slow_flush, &sc);
+    ae_watcher *c = ae_check(loop, cb_slow_check, &sc);
+    ae_watcher *t = ae_timer(loop, 0.001, 0.001, cb_slow_batch, &sc);
+    for (int i = 0; i < 5; i++) {
+        sc.at_check = -1;
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_int_equal(sc.f.pending, sc.at_check);
+        assert_true(sc.f.pending <= 1);
+    }
+    assert_true(sc.f.flushed >= 3);
+    ae_watcher_free(t);
+    ae_watcher_free(c);
     ae_watcher_free(p);
     ae_loop_free(loop);
 }
@@ -3124,6 +3172,7 @@ static const struct CMUnitTest checks[] = {
     T(test_prepare_check_order),
     T(test_hooks_do_not_keep_alive),
     T(test_prepare_flushes_before_sleep),
+    T(test_check_hooks_end_the_iteration),
     T(test_hooks_bad),
     T(test_unref),
     T(test_watcher_stop_start_io_timer),

@@ -242,8 +242,6 @@ static void check_cb(uv_prepare_t *check)
 
 static void wake_cb(uv_timer_t *timer) { (void)timer; }
 
-static void expire_cb(uv_timer_t *timer) { ae_core->expire(timer->data); }
-
 /* An adopted loop the host runs: the core's "at once" runs from the idle
  * handle. Under our own run(), the active idle handle only keeps the poll
  * from blocking, and iter_cb runs the core after the poll's io, so that
@@ -254,6 +252,21 @@ static void soon_cb(uv_idle_t *idle)
     if (s->running)
         return;
     uv_idle_stop(idle);
+    ae_core->expire(s->loop);
+}
+
+/* Under our own run(), libuv runs due timers at the start of an iteration,
+ * before its prepare handles and before the core's prepare hooks have seen
+ * what those timers batch. The core's timers run only in iter_cb, after the
+ * poll, as on every other backend: a deadline found due here makes the poll
+ * not block (the soon handle) and iter_cb runs it. */
+static void expire_cb(uv_timer_t *timer)
+{
+    luv_state *s = timer->data;
+    if (s->running) {
+        uv_idle_start(s->soon, soon_cb);
+        return;
+    }
     ae_core->expire(s->loop);
 }
 
@@ -312,7 +325,7 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv)
     uv_unref((uv_handle_t *)check);
     s->check = check;
     uv_timer_init(uv, expire);
-    expire->data = loop;
+    expire->data = s;
     s->expire = expire;
     uv_idle_init(uv, soon);
     soon->data = s;
