@@ -23,6 +23,7 @@
 
 static void ctx_free(void *arg);
 static void on_io(ae_watcher *w, int revents, void *arg);
+static void child_keeps_loop(ae_fork *p);
 static void interest(ae_fork *p);
 
 /* ---- the loop's objects ------------------------------------------------ */
@@ -132,7 +133,10 @@ static pid_t hello_now(ae_fork *p)
         return 0; /* half read: never at this point in practice */
     while (have < sizeof buf) {
         struct pollfd pfd = {p->sock, POLLIN, 0};
-        if (poll(&pfd, 1, 2000) <= 0)
+        int n = poll(&pfd, 1, 2000);
+        if (n < 0 && errno == EINTR)
+            continue; /* SIGCHLD of the templates killed just before: the hello is still due */
+        if (n <= 0)
             return 0;
         ssize_t r = recv(p->sock, buf + have, sizeof buf - have, 0);
         if (r < 0 && errno == EINTR)
@@ -246,9 +250,10 @@ void ae__fork_status_text(char *buf, size_t size, pid_t pid, int status)
 static void on_child(ae_watcher *w, pid_t pid, int status, void *arg);
 
 /* Reap p through the core's child machinery (so a user's ae_child on the
- * pid sees the status too). */
+ * pid sees the status too); the loop runs until it is reaped. */
 static void ensure_child(ae_fork *p)
 {
+    child_keeps_loop(p);
     if (p->child || p->exited || p->pid <= 0)
         return;
     p->child = ae_child(p->ctx->loop, p->pid, on_child, p);
@@ -496,10 +501,56 @@ static void frame(ae_fork *p, int cmd, const unsigned char *pay, uint32_t len)
     }
 }
 
+/* The frames already there, taken in one recv(): peeked, then exactly the
+ * whole frames up to READY are consumed (what follows READY belongs to the
+ * run function), so HELLO and READY cost two system calls instead of four.
+ * Returns 1 if frames were handled, 0 if the slow path must read, -1 at
+ * EAGAIN. */
+static int read_batch(ae_fork *p)
+{
+    unsigned char buf[256];
+    ssize_t r = recv(p->sock, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return -1;
+    if (r < AE_FORK_HDR)
+        return 0; /* EOF, an error, a partial header: the exact path says what */
+    size_t take = 0;
+    while ((size_t)r - take >= AE_FORK_HDR) {
+        uint32_t len = ae__wire_u32(buf + take + 1);
+        if (len > (size_t)r - take - AE_FORK_HDR)
+            break;
+        int cmd = buf[take];
+        take += AE_FORK_HDR + len;
+        if (cmd == AE_W_READY || cmd == AE_W_ERROR)
+            break; /* nothing after either is ours to read */
+    }
+    if (take == 0)
+        return 0;
+    ssize_t got;
+    do
+        got = recv(p->sock, buf, take, MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)take)
+        return 0; /* cannot happen: it was there */
+    for (size_t off = 0; off < take && p->sock >= 0 && !ae__loop_freeing(p->ctx->loop);) {
+        uint32_t len = ae__wire_u32(buf + off + 1);
+        frame(p, buf[off], buf + off + AE_FORK_HDR, len);
+        off += AE_FORK_HDR + len;
+    }
+    return 1;
+}
+
 /* Read frames, exactly: a header, then its payload, then the next. */
 static void read_frames(ae_fork *p)
 {
     while (p->sock >= 0 && p->io && !ae__loop_freeing(p->ctx->loop)) {
+        if (p->hdr_have == 0) {
+            int b = read_batch(p);
+            if (b < 0)
+                return;
+            if (b > 0)
+                continue;
+        }
         uint32_t len = 0;
         void *dst;
         size_t want;
@@ -555,12 +606,34 @@ static void on_io(ae_watcher *w, int revents, void *arg)
     unhold(p);
 }
 
+/* The watcher of p's pid keeps the loop going only once someone waits for
+ * the exit (on_exit, or a free that must reap). */
+static void child_keeps_loop(ae_fork *p)
+{
+    if (p->child && p->child_unref) {
+        ae_watcher_ref(p->child);
+        p->child_unref = false;
+    }
+}
+
 int ae__fork_start(ae_fork *p)
 {
     p->io = ae_io(p->ctx->loop, p->sock, AE_READ, on_io, p);
     if (!p->io) {
         ae__fork_fail(p, "ae_io on the socket of a process: %s", ae_last_error());
         return -1;
+    }
+    if (p->pid > 0 && !p->child) {
+        /* A helper or ae_fork_self template, our child: watched from the
+         * start, without keeping the loop going. On backends that learn of
+         * children through SIGCHLD this also keeps the core's handler
+         * installed, instead of installing and removing it for every
+         * process forked from the template. */
+        ensure_child(p);
+        if (p->child) {
+            ae_watcher_unref(p->child);
+            p->child_unref = true;
+        }
     }
     interest(p);
     return 0;
@@ -570,6 +643,7 @@ int ae__fork_start(ae_fork *p)
 
 static void release(ae_fork *p)
 {
+    child_keeps_loop(p); /* ae_run() returns once it is reaped */
     p->run_cb = NULL;
     p->exit_cb = NULL;
     p->exit_due = false;

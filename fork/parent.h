@@ -58,6 +58,7 @@ struct ae_fork {
     bool ran;         /* run (or RPC) was asked for */
     bool exit_due;    /* the exit callback has not run yet */
     bool owned;       /* an ae_rpc owns it: killed with the loop */
+    bool child_unref; /* child is unref'd: an idle template keeps no ae_run() going */
     int calling;      /* user callbacks of it under way */
     int status;
     char *error;

@@ -28,6 +28,7 @@ struct server {
     int n, cap;
     char *failed; /* the first error; everything after is refused */
     bool quick_exit;
+    bool hello_due; /* not said yet: it goes with the first answer, or before we wait or work */
 };
 
 static _Noreturn void finish(struct server *s, int status)
@@ -42,6 +43,24 @@ static _Noreturn void finish(struct server *s, int status)
     exit(status);
 }
 
+/* Send one frame to the parent, with the hello in the same sendmsg() if it
+ * is still due (a fork that finds its run command queued answers HELLO and
+ * READY in one go: one wake-up of the parent instead of two). */
+static int say(struct server *s, int cmd, const void *data, size_t len)
+{
+    if (!s->hello_due)
+        return ae__wire_send(s->sock, cmd, data, len, -1);
+    s->hello_due = false;
+    uint32_t h[2] = {AE_FORK_PROTOCOL, (uint32_t)getpid()};
+    return ae__wire_send2(s->sock, AE_W_HELLO, h, sizeof h, cmd, data, len);
+}
+
+static void hello(struct server *s)
+{
+    if (s->hello_due && say(s, -1, NULL, 0) < 0)
+        finish(s, 0); /* nobody listens */
+}
+
 static void fail(struct server *s, const char *fmt, ...)
 {
     if (s->failed)
@@ -54,13 +73,14 @@ static void fail(struct server *s, const char *fmt, ...)
     s->failed = strdup(msg);
     if (!s->failed)
         s->failed = "out of memory";
-    ae__wire_send(s->sock, AE_W_ERROR, s->failed, strlen(s->failed), -1);
+    say(s, AE_W_ERROR, s->failed, strlen(s->failed));
 }
 
 /* Read exactly len bytes. The first fd passed with them goes to *fd (others
  * are closed); *dropped is set if the kernel dropped fds (MSG_CTRUNC: this
- * process is at its fd limit). 0, or -1 at EOF or error. */
-static int read_exact(int sock, void *buf, size_t len, int *fd, bool *dropped)
+ * process is at its fd limit). While the hello is due, nothing is waited
+ * for before it is sent. 0, or -1 at EOF or error. */
+static int read_exact(struct server *s, void *buf, size_t len, int *fd, bool *dropped)
 {
     size_t got = 0;
     while (got < len) {
@@ -71,11 +91,17 @@ static int read_exact(int sock, void *buf, size_t len, int *fd, bool *dropped)
         struct iovec iov = {(char *)buf + got, len - got};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
                              .msg_controllen = sizeof u.buf};
-        ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        ssize_t r = recvmsg(s->sock, &msg, MSG_CMSG_CLOEXEC | (s->hello_due ? MSG_DONTWAIT : 0));
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r < 0 && s->hello_due && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            hello(s);
+            continue;
+        }
+        if (r <= 0) {
+            hello(s); /* the parent reads on to EOF for our pid, to reap us */
             return -1;
+        }
         if (msg.msg_flags & MSG_CTRUNC)
             *dropped = true;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -94,13 +120,6 @@ static int read_exact(int sock, void *buf, size_t len, int *fd, bool *dropped)
         got += (size_t)r;
     }
     return 0;
-}
-
-static void hello(struct server *s)
-{
-    uint32_t h[2] = {AE_FORK_PROTOCOL, (uint32_t)getpid()};
-    if (ae__wire_send(s->sock, AE_W_HELLO, h, sizeof h, -1) < 0)
-        finish(s, 0); /* nobody listens */
 }
 
 static int add_item(struct server *s, int fd, void *data, size_t len)
@@ -149,7 +168,7 @@ static void do_fork(struct server *s, int fd)
     if (pid == 0) {
         close(s->sock);
         s->sock = fd;
-        hello(s);
+        s->hello_due = true;
         return;
     }
     if (pid < 0) {
@@ -231,6 +250,22 @@ static _Noreturn void rpc_serve(struct server *s, ae_rpc_handler *handler)
     }
 }
 
+/* RUN or RPC: answer READY (with the hello if due), then run symbol. */
+static _Noreturn void run(struct server *s, int cmd, char *symbol)
+{
+    running = symbol;
+    void *sym = s->failed ? NULL : lookup(s, cmd == AE_W_RUN ? "run" : "handler", symbol);
+    if (!sym || say(s, AE_W_READY, NULL, 0) < 0) {
+        for (int i = 0; i < s->n; i++) /* room for the exit path (a leak checker opens files) */
+            if (s->items[i].fd >= 0)
+                close(s->items[i].fd);
+        finish(s, 127);
+    }
+    if (cmd == AE_W_RPC)
+        rpc_serve(s, (ae_rpc_handler *)sym);
+    finish(s, ((ae_fork_main *)sym)(s->sock, s->n, s->items));
+}
+
 int ae_rpc_reply_write(ae_rpc_reply *reply, const void *data, size_t len)
 {
     if (!reply || reply->magic != AE_RPC_REPLY_MAGIC || (len && !data))
@@ -255,67 +290,66 @@ int ae_rpc_reply_write(ae_rpc_reply *reply, const void *data, size_t len)
 
 _Noreturn void ae__fork_serve(int sock, bool quick_exit)
 {
-    struct server s = {.sock = sock, .quick_exit = quick_exit};
-    hello(&s);
+    struct server s = {.sock = sock, .quick_exit = quick_exit, .hello_due = true};
+    /* Bind the C library's lazy calls of dlsym() here, once: a fork that
+     * looks up its run function then finds them bound instead of binding
+     * them again (and copying the pages they are in). */
+    dlsym(RTLD_DEFAULT, "ae__fork_serve");
+    dlerror();
+    char small[256]; /* most payloads: no allocation per frame (ARG payloads become items) */
     for (;;) {
         unsigned char h[AE_FORK_HDR];
         int fd = -1;
         bool dropped = false;
-        if (read_exact(s.sock, h, sizeof h, &fd, &dropped) < 0)
+        if (read_exact(&s, h, sizeof h, &fd, &dropped) < 0)
             finish(&s, 0); /* the parent is gone: a template exits */
         uint32_t len = ae__wire_u32(h + 1);
-        char *payload = len <= AE_FORK_MAX_FRAME ? malloc((size_t)len + 1) : NULL;
-        if (!payload || read_exact(s.sock, payload, len, NULL, &dropped) < 0) {
+        int cmd = h[0];
+        char *payload = cmd != AE_W_ARG && len < sizeof small ? small
+                        : len <= AE_FORK_MAX_FRAME              ? malloc((size_t)len + 1)
+                                                                : NULL;
+        if (!payload || read_exact(&s, payload, len, NULL, &dropped) < 0) {
             fail(&s, "process %d: cannot read a frame of %u bytes", (int)getpid(), (unsigned)len);
             finish(&s, 1);
         }
         payload[len] = 0;
-        int cmd = h[0];
+        if (cmd == AE_W_REQUIRE || cmd == AE_W_CALL || cmd == AE_W_FORK)
+            hello(&s); /* before work that may take long: the parent learns the pid now */
         if ((cmd == AE_W_FD || cmd == AE_W_FORK) && fd < 0) {
             fail(&s, dropped ? "process %d hit its fd limit (RLIMIT_NOFILE): a passed fd was dropped"
                              : "process %d: a frame without its fd",
                  (int)getpid());
+        } else {
+            switch (cmd) {
+            case AE_W_REQUIRE:
+                if (!s.failed && !dlopen(payload, RTLD_NOW | RTLD_GLOBAL))
+                    fail(&s, "require %s: %s", payload, dlerror());
+                break;
+            case AE_W_CALL:
+                if (!s.failed) {
+                    ae_fork_main *fn = (ae_fork_main *)lookup(&s, "call", payload);
+                    int rc = fn ? fn(-1, s.n, s.items) : 0;
+                    if (rc != 0)
+                        fail(&s, "call %s returned %d in process %d", payload, rc, (int)getpid());
+                }
+                break;
+            case AE_W_ARG:
+                if (add_item(&s, -1, payload, len) < 0)
+                    fail(&s, "process %d: out of memory", (int)getpid());
+                else
+                    payload = NULL; /* the payload is the item now */
+                break;
+            case AE_W_FD:
+                if (add_item(&s, fd, NULL, 0) < 0)
+                    fail(&s, "process %d: out of memory", (int)getpid());
+                break;
+            case AE_W_FORK: do_fork(&s, fd); break;
+            case AE_W_RUN:
+            case AE_W_RPC: run(&s, cmd, payload); /* never returns */
+            default: fail(&s, "process %d: unknown command %d", (int)getpid(), cmd);
+            }
+        }
+        if (payload != small)
             free(payload);
-            continue;
-        }
-        switch (cmd) {
-        case AE_W_REQUIRE:
-            if (!s.failed && !dlopen(payload, RTLD_NOW | RTLD_GLOBAL))
-                fail(&s, "require %s: %s", payload, dlerror());
-            break;
-        case AE_W_CALL:
-            if (!s.failed) {
-                ae_fork_main *fn = (ae_fork_main *)lookup(&s, "call", payload);
-                int rc = fn ? fn(-1, s.n, s.items) : 0;
-                if (rc != 0)
-                    fail(&s, "call %s returned %d in process %d", payload, rc, (int)getpid());
-            }
-            break;
-        case AE_W_ARG:
-            if (add_item(&s, -1, payload, len) < 0)
-                fail(&s, "process %d: out of memory", (int)getpid());
-            continue; /* the payload is the item now */
-        case AE_W_FD:
-            if (add_item(&s, fd, NULL, 0) < 0)
-                fail(&s, "process %d: out of memory", (int)getpid());
-            break;
-        case AE_W_FORK: do_fork(&s, fd); break;
-        case AE_W_RUN:
-        case AE_W_RPC: {
-            running = payload;
-            void *sym = s.failed ? NULL : lookup(&s, cmd == AE_W_RUN ? "run" : "handler", payload);
-            if (!sym || ae__wire_send(s.sock, AE_W_READY, NULL, 0, -1) < 0) {
-                for (int i = 0; i < s.n; i++) /* room for the exit path (a leak checker opens files) */
-                    if (s.items[i].fd >= 0)
-                        close(s.items[i].fd);
-                finish(&s, 127);
-            }
-            if (cmd == AE_W_RPC)
-                rpc_serve(&s, (ae_rpc_handler *)sym);
-            finish(&s, ((ae_fork_main *)sym)(s.sock, s.n, s.items));
-        }
-        default: fail(&s, "process %d: unknown command %d", (int)getpid(), cmd);
-        }
-        free(payload);
     }
 }

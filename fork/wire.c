@@ -32,12 +32,10 @@ ssize_t ae__wire_sendmsg(int sock, struct iovec *iov, int n, int fd, int flags)
     return r;
 }
 
-int ae__wire_send(int sock, int cmd, const void *data, size_t len, int fd)
+/* Send every iov in full, fd with the first byte. */
+static int send_all(int sock, struct iovec *iov, int n, int fd)
 {
-    unsigned char h[AE_FORK_HDR];
-    ae__wire_hdr(h, cmd, (uint32_t)len);
-    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
-    int n = len ? 2 : 1, i = 0;
+    int i = 0;
     while (i < n) {
         ssize_t r = ae__wire_sendmsg(sock, iov + i, n - i, fd, 0);
         if (r < 0)
@@ -51,4 +49,22 @@ int ae__wire_send(int sock, int cmd, const void *data, size_t len, int fd)
         }
     }
     return 0;
+}
+
+int ae__wire_send(int sock, int cmd, const void *data, size_t len, int fd)
+{
+    unsigned char h[AE_FORK_HDR];
+    ae__wire_hdr(h, cmd, (uint32_t)len);
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
+    return send_all(sock, iov, len ? 2 : 1, fd);
+}
+
+int ae__wire_send2(int sock, int cmd1, const void *data1, size_t len1, int cmd2, const void *data2, size_t len2)
+{
+    unsigned char h1[AE_FORK_HDR], h2[AE_FORK_HDR];
+    ae__wire_hdr(h1, cmd1, (uint32_t)len1);
+    ae__wire_hdr(h2, cmd2, (uint32_t)len2);
+    struct iovec iov[4] = {{h1, sizeof h1}, {(void *)data1, len1}, {h2, sizeof h2}, {(void *)data2, len2}};
+    int n = cmd2 < 0 ? 2 : len2 ? 4 : 3;
+    return send_all(sock, iov, n, -1);
 }

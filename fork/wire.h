@@ -51,5 +51,7 @@ static inline uint32_t ae__wire_u32(const unsigned char *p)
 
 /* Blocking: send one frame (with fd if fd >= 0) in full. 0 or -1 (errno). */
 int ae__wire_send(int sock, int cmd, const void *data, size_t len, int fd);
+/* Blocking: two frames in one sendmsg() (the second left out if cmd2 < 0). */
+int ae__wire_send2(int sock, int cmd1, const void *data1, size_t len1, int cmd2, const void *data2, size_t len2);
 
 #endif /* AE_FORK_WIRE_H */
