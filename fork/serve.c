@@ -2,6 +2,7 @@
  * items, dlopen, call, fork on request (a child of our parent: clone with
  * CLONE_PARENT), run, or serve RPC calls. Errors go back to the parent as
  * ERROR frames; after the first one the process refuses everything. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
@@ -27,6 +28,7 @@ struct server {
     ae_fork_item *items;
     int n, cap;
     char *failed; /* the first error; everything after is refused */
+    char *threaded; /* why forks are refused: a require or call left threads running */
     bool quick_exit;
     bool hello_due; /* not said yet: it goes with the first answer, or before we wait or work */
 };
@@ -157,10 +159,45 @@ static pid_t fork_sibling(void)
 #endif
 }
 
+int ae__thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* After a require or call, the only code of others that runs here: a
+ * process with more than one thread must not fork (only the forking thread
+ * goes on in the child; locks held by the others stay held there). It can
+ * still be run; its forks fail with this message. Counted here, not per
+ * fork: forks stay cheap. Where /proc is missing the count is unknown and
+ * forks are not refused. */
+static void check_threads(struct server *s, const char *what, const char *name)
+{
+    if (s->threaded)
+        return;
+    int n = ae__thread_count();
+    if (n <= 1)
+        return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "fork refused: process %d has %d threads since %s %s (forking a threaded process is not safe: start threads in the forked process, not in the template)", (int)getpid(), n, what, name);
+    s->threaded = strdup(msg);
+    if (!s->threaded)
+        s->threaded = "fork refused: this process has threads";
+}
+
 static void do_fork(struct server *s, int fd)
 {
-    if (s->failed) {
-        ae__wire_send(fd, AE_W_ERROR, s->failed, strlen(s->failed), -1);
+    const char *refused = s->failed ? s->failed : s->threaded;
+    if (refused) {
+        ae__wire_send(fd, AE_W_ERROR, refused, strlen(refused), -1);
         close(fd);
         return;
     }
@@ -324,6 +361,7 @@ _Noreturn void ae__fork_serve(int sock, bool quick_exit)
             case AE_W_REQUIRE:
                 if (!s.failed && !dlopen(payload, RTLD_NOW | RTLD_GLOBAL))
                     fail(&s, "require %s: %s", payload, dlerror());
+                check_threads(&s, "require", payload);
                 break;
             case AE_W_CALL:
                 if (!s.failed) {
@@ -331,6 +369,7 @@ _Noreturn void ae__fork_serve(int sock, bool quick_exit)
                     int rc = fn ? fn(-1, s.n, s.items) : 0;
                     if (rc != 0)
                         fail(&s, "call %s returned %d in process %d", payload, rc, (int)getpid());
+                    check_threads(&s, "call", payload);
                 }
                 break;
             case AE_W_ARG:

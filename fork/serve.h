@@ -23,4 +23,7 @@ struct ae_rpc_reply {
  * exit() (a copy of the user's program must not run its atexit handlers). */
 _Noreturn void ae__fork_serve(int sock, bool quick_exit);
 
+/* Threads of this process (/proc/self/task); -1 if unknown. */
+int ae__thread_count(void);
+
 #endif

@@ -2,7 +2,6 @@
  * posix_spawn so that this program never forks for it (safe with threads,
  * and as fast whatever this program's size), or this program itself, forked
  * once as a template (ae_fork_self). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -128,26 +127,16 @@ ae_fork *ae_fork_exec(ae_loop *loop)
     return ctx ? ae__fork_spawn_helper(ctx) : NULL;
 }
 
-/* Threads of this process, from /proc/self/task; -1 if unknown. */
-static int thread_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 ae_fork *ae_fork_self(ae_loop *loop)
 {
     if (!ae__loop_ok(loop, "ae_fork_self"))
         return NULL;
-    int threads = thread_count();
+    int threads = ae__thread_count();
+    if (threads < 0) {
+        ae__set_error(AE_ENOTSUP, "ae_fork_self: the threads of this process cannot be counted (no /proc/self/task): "
+                                  "forking it may not be safe, so it is refused");
+        return NULL;
+    }
     if (threads != 1) {
         ae__set_error(AE_ESTATE, "ae_fork_self: this process has %d threads: forking it is not safe", threads);
         return NULL;

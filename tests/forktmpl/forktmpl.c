@@ -420,6 +420,25 @@ static void test_error_fork_failed(void **state)
      * run a leak checker's exit hook, which cannot start its thread there */
 }
 
+/* A template whose call started a thread refuses to fork (the template
+ * counts its threads after every require and call); it can still be run. */
+static void test_error_template_threads(void **state)
+{
+    (void)state;
+    ae_fork *t = ae_fork_exec(loop);
+    ae_fork_require(t, WORKER);
+    ae_fork_call(t, "t_start_thread");
+    ae_fork *c = ae_fork_fork(t);
+    expect_error(c, "t_report", "has 2 threads since call t_start_thread");
+    struct outcome o = {0};
+    run(t, "t_report", &o);
+    assert_true(o.sock >= 0);
+    expect_report(o.sock, 0, "");
+    close(o.sock);
+    assert_int_equal(wait_exit(t), 0);
+    ae_fork_free(t);
+}
+
 static void test_bad_args(void **state)
 {
     (void)state;
@@ -749,6 +768,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_error_template_died, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_fd_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_fork_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_template_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_before_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),

@@ -1,5 +1,6 @@
 /* Functions the processes of the forktmpl suite run, required by name. */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,23 @@ AE_EXPORT int t_die(int sock, int n, const ae_fork_item *items)
 {
     (void)sock, (void)n, (void)items;
     _exit(5);
+}
+
+static void *t_sleeper(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* A library that starts a thread (as some do in their initialisation):
+ * the process must refuse to fork from now on. */
+AE_EXPORT int t_start_thread(int sock, int n, const ae_fork_item *items)
+{
+    (void)sock, (void)n, (void)items;
+    pthread_t th;
+    return pthread_create(&th, NULL, t_sleeper, NULL) == 0 ? pthread_detach(th) : 1;
 }
 
 /* Lower the fd limit, so that the next passed fds are dropped. */
