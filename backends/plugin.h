@@ -24,6 +24,17 @@ static inline int ae_plugin_accept(const ae_backend_services *services)
     return 0;
 }
 
+/* The expire service, telling whether the loop outlived it: 1, or 0 when a
+ * timer callback freed the loop (and the backend's state). A core older
+ * than ABI version 3 cannot tell: 0 then, so that nothing is touched. */
+static inline int ae_plugin_expire(ae_loop *loop)
+{
+    if (ae_core->version >= 3 && AE_BACKEND_SERVICES_HAS(ae_core, expire_checked) && ae_core->expire_checked)
+        return ae_core->expire_checked(loop);
+    ae_core->expire(loop);
+    return 0;
+}
+
 /* The check every fd_update makes going from no interest to some, as the
  * native libraries do not all make it at once. */
 static inline int ae_plugin_fd_check(int fd)

@@ -158,8 +158,9 @@ static gboolean src_dispatch(GSource *source, GSourceFunc callback, gpointer dat
     }
     if (s->deadline <= g_source_get_time(source)) {
         s->deadline = G_MAXINT64; /* one-shot; expire re-arms it through timer_update */
-        /* Last: a timer callback may free the loop, and s with it. */
-        ae_core->expire(loop);
+        /* A timer callback may free the loop, and s with it. */
+        if (!ae_plugin_expire(loop))
+            return G_SOURCE_CONTINUE;
     }
     return G_SOURCE_CONTINUE;
 }
