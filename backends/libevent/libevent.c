@@ -184,15 +184,6 @@ static short to_libevent(int events)
     return (short)((events & AE_READ ? EV_READ : 0) | (events & AE_WRITE ? EV_WRITE : 0));
 }
 
-/* The readiness libevent found for ev in this iteration and has not passed
- * to its callback yet (ev is in the active queue), else 0. event_pending()
- * cannot tell: it adds the events of an added event. The fields are those
- * of the struct event this plugin is built with (same major.minor only). */
-static short pending_result(const struct event *ev)
-{
-    return ev->ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER) ? ev->ev_res : 0;
-}
-
 static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
@@ -212,16 +203,14 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
                 int added = new_events & ~f->events;
                 return add_failed(fd, added & AE_READ ? "reading" : "writing", errno);
             }
-            /* Readiness of this iteration not yet reported (a callback of
-             * another fd changes this one) moves to the new event, as the
-             * event of a direction that stayed would have kept it. */
-            short carried = old ? pending_result(old) & what : 0;
-            if (carried)
-                event_active(ev, carried, 0);
             f->cur = next;
         }
         /* event_del forgets the event even when epoll_ctl fails (a closed
-         * fd), and takes it out of the active queue. */
+         * fd), and takes it out of the active queue: readiness found in
+         * this iteration and not reported yet (a callback of another fd
+         * changed this one) is reported by the next poll instead, the fd
+         * being level-triggered. libevent's public API cannot tell an
+         * added event's readiness from its interest. */
         if (old)
             event_del(old);
         f->events = new_events;
@@ -322,13 +311,27 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
     return 0;
 }
 
+/* Whether the expire timer's time has come and its callback has not run
+ * yet. event_pending() says EV_TIMEOUT alike for a timer in libevent's heap
+ * and for one moved to the active queue, but an iteration moves every timer
+ * whose expiry is not after its time at once, before any callback: a timer
+ * still pending with such an expiry has fired (or will at the next
+ * iteration, without waiting). Public API only (no struct event field). */
+static bool expire_due(lev_state *s)
+{
+    struct timeval when, now;
+    if (!event_pending(&s->expire, EV_TIMEOUT, &when) || event_base_gettimeofday_cached(s->base, &now) < 0)
+        return false;
+    return !evutil_timercmp(&when, &now, >);
+}
+
 static void lev_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     lev_state *s = state;
     /* Fired in this iteration and not run yet (a callback before it changed
      * the first deadline): it runs the due timers, then arms again. */
-    if (pending_result(&s->expire))
+    if (expire_due(s))
         return;
     evtimer_del(&s->expire);
     if (timeout >= 0) {
