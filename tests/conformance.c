@@ -3179,6 +3179,20 @@ static const struct CMUnitTest checks[] = {
     T(test_watcher_stop_start_signal_idle_async),
     T(test_watcher_stop_start_child),
     T(test_watcher_arg_and_bad),
+    /* tests/conformance_plugin.c */
+    T(test_adopt_watchers_fire_in_host_loop),
+    T(test_adopt_timer_zero_next_host_iteration),
+    T(test_adopt_timer_update_rearms),
+    T(test_adopt_free_from_host_callbacks),
+    T(test_adopt_core_runs_adopted_loop),
+    T(test_wait_never_ends_before_timeout),
+    T(test_nested_wait_when_reentrant),
+    T(test_fd_update_allocates_nothing),
+    T(test_fork_noticed_by_itself),
+    T(test_fork_explicit),
+    T(test_fork_twice),
+    T(test_fork_renewal_failure_sticks),
+    T(test_fork_bad_input),
 };
 #undef T
 
@@ -3193,6 +3207,7 @@ void conformance_configure(const char *given, const char *own_name, const char *
     backend = given;
     backend_name = own_name;
     self_path = self;
+    conformance_plugin_configure(given, own_name);
 }
 
 int conformance_debug_probe(void)

@@ -425,3 +425,25 @@ AE_BACKEND_ENTRY(services)
     }
     return &glib_ops;
 }
+
+/* How a host program makes and runs a GMainContext, for ae-conformance's
+ * adoption checks (docs/conformance.md). */
+static void *host_loop_new(void) { return g_main_context_new(); }
+
+static int host_run_once(void *native, int block)
+{
+    g_main_context_iteration(native, block);
+    return 0;
+}
+
+static void host_loop_free(void *native) { g_main_context_unref(native); }
+
+static const ae_backend_test_host glib_host = {
+    .version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_test_host),
+    .loop_new = host_loop_new,
+    .run_once = host_run_once,
+    .loop_free = host_loop_free,
+};
+
+AE_BACKEND_TEST_HOST() { return &glib_host; }

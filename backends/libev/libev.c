@@ -346,3 +346,25 @@ AE_BACKEND_ENTRY(services)
     }
     return &libev_ops;
 }
+
+/* How a host program makes and runs an ev_loop, for ae-conformance's
+ * adoption checks (docs/conformance.md). */
+static void *host_loop_new(void) { return ev_loop_new(EVFLAG_AUTO); }
+
+static int host_run_once(void *native, int block)
+{
+    ev_run(native, block ? EVRUN_ONCE : EVRUN_NOWAIT);
+    return 0;
+}
+
+static void host_loop_free(void *native) { ev_loop_destroy(native); }
+
+static const ae_backend_test_host libev_host = {
+    .version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_test_host),
+    .loop_new = host_loop_new,
+    .run_once = host_run_once,
+    .loop_free = host_loop_free,
+};
+
+AE_BACKEND_TEST_HOST() { return &libev_host; }

@@ -402,3 +402,24 @@ AE_BACKEND_ENTRY(services)
     }
     return &libevent_ops;
 }
+
+/* How a host program makes and runs an event_base, for ae-conformance's
+ * adoption checks (docs/conformance.md). */
+static void *host_loop_new(void) { return event_base_new(); }
+
+static int host_run_once(void *native, int block)
+{
+    return event_base_loop(native, block ? EVLOOP_ONCE : EVLOOP_ONCE | EVLOOP_NONBLOCK) < 0 ? -1 : 0;
+}
+
+static void host_loop_free(void *native) { event_base_free(native); }
+
+static const ae_backend_test_host libevent_host = {
+    .version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_test_host),
+    .loop_new = host_loop_new,
+    .run_once = host_run_once,
+    .loop_free = host_loop_free,
+};
+
+AE_BACKEND_TEST_HOST() { return &libevent_host; }

@@ -598,3 +598,39 @@ AE_BACKEND_ENTRY(services)
     }
     return &libuv_ops;
 }
+
+/* How a host program makes and runs a uv_loop_t, for ae-conformance's
+ * adoption checks (docs/conformance.md). */
+static void *host_loop_new(void)
+{
+    uv_loop_t *uv = malloc(sizeof *uv);
+    if (uv && uv_loop_init(uv) != 0) {
+        free(uv);
+        return NULL;
+    }
+    return uv;
+}
+
+static int host_run_once(void *native, int block)
+{
+    uv_run(native, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    return 0;
+}
+
+/* Handles closed by others (anyevent's) finish their close here. */
+static void host_loop_free(void *native)
+{
+    while (uv_loop_close(native) == UV_EBUSY)
+        uv_run(native, UV_RUN_NOWAIT);
+    free(native);
+}
+
+static const ae_backend_test_host libuv_host = {
+    .version = AE_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(ae_backend_test_host),
+    .loop_new = host_loop_new,
+    .run_once = host_run_once,
+    .loop_free = host_loop_free,
+};
+
+AE_BACKEND_TEST_HOST() { return &libuv_host; }

@@ -313,6 +313,46 @@ typedef const ae_backend_ops *(*ae_backend_entry_fn)(const ae_backend_services *
 #define AE_BACKEND_ENTRY(services) const ae_backend_ops *anyevent_backend_entry(const ae_backend_services *services)
 #endif
 
+/* ---- the test host (optional; read by ae-conformance, never by the core) ----
+ *
+ * A plugin with a native loop (ops.native) exports a second function under
+ * this name, which returns how a host program makes and runs that native
+ * loop. ae-conformance uses it to check the plugin's adoption: it makes a
+ * native loop with loop_new, adopts it (ae_loop_adopt), runs the host's own
+ * iterations with run_once, and checks that watchers fire there, that
+ * timer_update arms and re-arms the native timer as the contract says, and
+ * that a callback may free the adopted loop. Without it those checks fail
+ * for a plugin whose ae_loop_native() gives a loop: adoption would go
+ * unchecked. The table must stay valid for the life of the process. */
+#define AE_BACKEND_TEST_HOST_SYMBOL "anyevent_backend_test_host"
+
+typedef struct ae_backend_test_host {
+    unsigned version;     /* AE_BACKEND_ABI_VERSION the plugin was built against */
+    unsigned struct_size; /* sizeof(ae_backend_test_host) */
+    /* A new native loop, made as a host program makes one: what
+     * ae_loop_adopt() takes. NULL on failure. */
+    void *(*loop_new)(void);
+    /* One iteration of the native loop, run as the host runs it, without
+     * anyevent: block 1 waits until something happens (ev_run EVRUN_ONCE,
+     * g_main_context_iteration(ctx, TRUE)), block 0 does not. Returns 0, or
+     * a negative number on failure. */
+    int (*run_once)(void *native, int block);
+    /* Frees a loop made by loop_new (every adopted loop on it is freed
+     * first). */
+    void (*loop_free)(void *native);
+} ae_backend_test_host;
+
+typedef const ae_backend_test_host *(*ae_backend_test_host_fn)(void);
+
+/* Declares the test host function with the visibility it needs:
+ *   AE_BACKEND_TEST_HOST() { return &my_host; } */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define AE_BACKEND_TEST_HOST()                                                                                \
+    __attribute__((visibility("default"))) const ae_backend_test_host *anyevent_backend_test_host(void)
+#else
+#define AE_BACKEND_TEST_HOST() const ae_backend_test_host *anyevent_backend_test_host(void)
+#endif
+
 /* Whether a services table of the core offers the field named member. */
 #define AE_BACKEND_SERVICES_HAS(services, member)                                                             \
     ((services)->struct_size >= offsetof(ae_backend_services, member) + sizeof((services)->member))

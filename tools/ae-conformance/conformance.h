@@ -27,4 +27,22 @@ void conformance_configure(const char *given, const char *own_name, const char *
  * ANYEVENT_DEBUG=1 prints for a fresh process. Returns the exit status. */
 int conformance_debug_probe(void);
 
+/* The checks of tests/conformance_plugin.c (adoption through the plugin's
+ * test host, waits, nesting, allocations, fork), in conformance.c's table;
+ * configured by conformance_configure. */
+void conformance_plugin_configure(const char *given, const char *own_name);
+void test_adopt_watchers_fire_in_host_loop(void **state);
+void test_adopt_timer_zero_next_host_iteration(void **state);
+void test_adopt_timer_update_rearms(void **state);
+void test_adopt_free_from_host_callbacks(void **state);
+void test_adopt_core_runs_adopted_loop(void **state);
+void test_wait_never_ends_before_timeout(void **state);
+void test_nested_wait_when_reentrant(void **state);
+void test_fd_update_allocates_nothing(void **state);
+void test_fork_noticed_by_itself(void **state);
+void test_fork_explicit(void **state);
+void test_fork_twice(void **state);
+void test_fork_renewal_failure_sticks(void **state);
+void test_fork_bad_input(void **state);
+
 #endif /* AE_CONFORMANCE_H */
