@@ -1,19 +1,28 @@
 /*
- * ae-bench-glib: the pingpong and pipechain workloads of docs/benchmarks.md
- * written directly against GLib's main loop, the way a GLib user would.
- * The other workloads are not written for GLib yet: they report
- * "unsupported".
+ * ae-bench-glib: the workloads of docs/benchmarks.md written directly
+ * against GLib's main loop, the way a GLib user would.
  *
- * GLib's idiom: every workload has its own GMainContext; an fd is watched by
- * a GSource (g_unix_fd_add_full's source for pingpong; for pipechain, whose
- * setup changes every watcher's interest, a source per fd whose unix fd tag
- * is changed in place with g_source_modify_unix_fd, GLib's own way to change
- * an interest without a new source). "until" in the spec is
+ * GLib's idiom: every workload has its own GMainContext; a watcher is a
+ * GSource the caller keeps a reference to (g_unix_fd_source_new,
+ * g_timeout_source_new, g_unix_signal_source_new, g_idle_source_new), made
+ * with g_source_new and attached, and ended with g_source_destroy and
+ * g_source_unref. For pipechain, whose setup changes every watcher's
+ * interest, a source per fd whose unix fd tag is changed in place with
+ * g_source_modify_unix_fd, GLib's own way to change an interest without a
+ * new source. Timers with microsecond deadlines (timers fire and repeat,
+ * as the spec's delays are in microseconds) are sources with a ready time
+ * (g_source_set_ready_time), which is also GLib's way to re-arm one in
+ * place (timers rearm); 0 s timers are g_timeout_source_new(0). The async
+ * workload's wake-up is g_source_set_ready_time(source, 0) from the other
+ * thread (thread-safe, wakes the context). "until" in the spec is
  * g_main_context_iteration(ctx, TRUE) in a loop checking a counter.
+ * Lifecycle child is unsupported: GLib's child watch reaps its pid, so a
+ * second watch of the same pid finds nothing.
  */
 #include <errno.h>
 #include <glib-unix.h>
 #include <glib.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,6 +278,386 @@ static void pingpong(const bench_args *a)
     bench_metric("allocs_rt", (double)(al1 - al0) / (double)pp.count);
 }
 
+/* ---- lifecycle ---- */
+
+static long called; /* callbacks run (io, idle: distinct watchers called) */
+
+typedef struct lc_watch {
+    GSource *source;
+    bool seen;
+} lc_watch;
+
+static gboolean lc_io_cb(gint fd, GIOCondition cond, gpointer data)
+{
+    (void)fd;
+    (void)cond;
+    lc_watch *w = data;
+    /* Always writable, so called again on every iteration until all have
+     * run: count each watcher once. */
+    if (!w->seen) {
+        w->seen = true;
+        called++;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean lc_once_cb(gpointer data)
+{
+    (void)data;
+    called++;
+    return G_SOURCE_REMOVE; /* a one-shot timer */
+}
+
+static gboolean lc_signal_cb(gpointer data)
+{
+    (void)data;
+    called++;
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean lc_idle_cb(gpointer data)
+{
+    lc_watch *w = data;
+    if (!w->seen) {
+        w->seen = true;
+        called++;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static void lifecycle(const bench_args *a)
+{
+    const char *k = a->kind ? a->kind : "";
+    enum { LC_IO, LC_TIMER, LC_SIGNAL, LC_IDLE } kind;
+    if (!strcmp(k, "io"))
+        kind = LC_IO;
+    else if (!strcmp(k, "timer"))
+        kind = LC_TIMER;
+    else if (!strcmp(k, "signal"))
+        kind = LC_SIGNAL;
+    else if (!strcmp(k, "idle"))
+        kind = LC_IDLE;
+    else if (!strcmp(k, "child"))
+        bench_unsupported("GLib's child watch reaps its pid: one watch per child, not N");
+    else
+        bench_fail("--kind must be io, timer, signal, child or idle, not '%s'", k);
+    long n = a->n;
+    need_positive("--n", n);
+
+    int p[2] = {-1, -1};
+    int *fds = NULL;
+    if (kind == LC_IO) {
+        bench_need_fds(n + 2);
+        if (pipe(p) < 0)
+            bench_fail("pipe: %s", strerror(errno));
+        fds = malloc((size_t)n * sizeof *fds);
+        if (!fds)
+            bench_fail("out of memory");
+        for (long i = 0; i < n; i++)
+            if ((fds[i] = dup(p[1])) < 0)
+                bench_fail("dup: %s", strerror(errno));
+    }
+    GMainContext *ctx = g_main_context_new();
+    lc_watch *ws = malloc((size_t)n * sizeof *ws);
+    if (!ws)
+        bench_fail("out of memory");
+    called = 0;
+
+    /* create: create and start N watchers */
+    long rss0 = bench_rss_kb();
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++) {
+        GSource *s;
+        ws[i].seen = false;
+        switch (kind) {
+        case LC_IO:
+            s = g_unix_fd_source_new(fds[i], G_IO_OUT);
+            g_source_set_callback(s, (GSourceFunc)(void (*)(void))lc_io_cb, &ws[i], NULL);
+            break;
+        case LC_TIMER:
+            s = g_timeout_source_new(0);
+            g_source_set_callback(s, lc_once_cb, &ws[i], NULL);
+            break;
+        case LC_SIGNAL:
+            s = g_unix_signal_source_new(SIGUSR1);
+            g_source_set_callback(s, lc_signal_cb, &ws[i], NULL);
+            break;
+        default:
+            s = g_idle_source_new();
+            g_source_set_callback(s, lc_idle_cb, &ws[i], NULL);
+            break;
+        }
+        g_source_attach(s, ctx);
+        ws[i].source = s;
+    }
+    double t1 = bench_now();
+    long rss1 = bench_rss_kb();
+
+    /* invoke: make all N ready, run one iteration at a time until every
+     * callback has run once */
+    long allocs0 = bench_allocs();
+    double t2 = bench_now();
+    if (kind == LC_SIGNAL)
+        raise(SIGUSR1);
+    run_until(ctx, &called, n);
+    double t3 = bench_now();
+    long allocs1 = bench_allocs();
+    if (called != n)
+        bench_fail("%ld callbacks for %ld watchers", called, n);
+
+    /* destroy: stop N watchers and free them, newest first (as the other
+     * twins) */
+    double t4 = bench_now();
+    for (long i = n; i-- > 0;) {
+        g_source_destroy(ws[i].source);
+        g_source_unref(ws[i].source);
+    }
+    free(ws);
+    double t5 = bench_now();
+
+    if (kind == LC_IO) {
+        for (long i = 0; i < n; i++)
+            close(fds[i]);
+        free(fds);
+        close(p[0]);
+        close(p[1]);
+    }
+    g_main_context_unref(ctx);
+
+    bench_metric("create_ns", (t1 - t0) * 1e9 / (double)n);
+    bench_metric("invoke_ns", (t3 - t2) * 1e9 / (double)n);
+    bench_metric("destroy_ns", (t5 - t4) * 1e9 / (double)n);
+    bench_metric("mem_bytes", (double)(rss1 - rss0) * 1024.0 / (double)n);
+    bench_metric("allocs_invoke", (double)(allocs1 - allocs0) / (double)n);
+}
+
+/* ---- timers ---- */
+
+/* A timer with a deadline in microseconds: a source with a ready time. */
+static gboolean ready_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    (void)source;
+    return callback(data);
+}
+
+static GSourceFuncs ready_funcs = {.dispatch = ready_dispatch};
+
+static GSource *ready_timer(GMainContext *ctx, gint64 after_us, GSourceFunc cb, gpointer data)
+{
+    GSource *s = g_source_new(&ready_funcs, sizeof(GSource));
+    g_source_set_callback(s, cb, data, NULL);
+    g_source_set_ready_time(s, g_get_monotonic_time() + after_us);
+    g_source_attach(s, ctx);
+    return s;
+}
+
+static long fired;
+
+static gboolean tm_once_cb(gpointer data)
+{
+    (void)data;
+    fired++;
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean tm_never_cb(gpointer data)
+{
+    (void)data;
+    bench_fail("a timer fired that should not have");
+}
+
+static long repeat_left;
+static GSource *repeat_source;
+
+static gboolean tm_repeat_cb(gpointer data)
+{
+    (void)data;
+    if (--repeat_left == 0)
+        return G_SOURCE_REMOVE;
+    g_source_set_ready_time(repeat_source, g_source_get_time(repeat_source) + 1);
+    return G_SOURCE_CONTINUE;
+}
+
+static void timers(const bench_args *a)
+{
+    const char *k = a->kind ? a->kind : "";
+    GMainContext *ctx = g_main_context_new();
+    if (!strcmp(k, "fire")) {
+        long n = a->n;
+        need_positive("--n", n);
+        GSource **t = malloc((size_t)n * sizeof *t);
+        if (!t)
+            bench_fail("out of memory");
+        fired = 0;
+        double t0 = bench_now();
+        for (long i = 0; i < n; i++)
+            t[i] = ready_timer(ctx, (gint64)bench_random(1000), tm_once_cb, NULL);
+        double t1 = bench_now();
+        double t2 = bench_now();
+        run_until(ctx, &fired, n);
+        double t3 = bench_now();
+        for (long i = 0; i < n; i++)
+            g_source_unref(t[i]);
+        free(t);
+        bench_metric("create_ns", (t1 - t0) * 1e9 / (double)n);
+        bench_metric("fire_ns", (t3 - t2) * 1e9 / (double)n);
+    } else if (!strcmp(k, "cancel")) {
+        long n = a->n;
+        need_positive("--n", n);
+        GSource **t = malloc((size_t)n * sizeof *t);
+        if (!t)
+            bench_fail("out of memory");
+        double t0 = bench_now();
+        for (long i = 0; i < n; i++)
+            t[i] = ready_timer(ctx, (gint64)(1 + bench_random(1000)) * 1000000, tm_never_cb, NULL);
+        double t1 = bench_now();
+        for (long i = 0; i < n; i++) {
+            g_source_destroy(t[i]);
+            g_source_unref(t[i]);
+        }
+        free(t);
+        double t2 = bench_now();
+        bench_metric("create_ns", (t1 - t0) * 1e9 / (double)n);
+        bench_metric("cancel_ns", (t2 - t1) * 1e9 / (double)n);
+    } else if (!strcmp(k, "rearm")) {
+        long c = a->count;
+        need_positive("--count", c);
+        GSource *t = ready_timer(ctx, 1000000, tm_never_cb, NULL);
+        double t0 = bench_now();
+        for (long i = 0; i < c; i++)
+            g_source_set_ready_time(t, g_get_monotonic_time() + 1000000);
+        double t1 = bench_now();
+        g_source_destroy(t);
+        g_source_unref(t);
+        bench_metric("rearm_ns", (t1 - t0) * 1e9 / (double)c);
+    } else if (!strcmp(k, "repeat")) {
+        long c = a->count;
+        need_positive("--count", c);
+        repeat_left = c;
+        double t0 = bench_now();
+        repeat_source = ready_timer(ctx, 1, tm_repeat_cb, NULL);
+        while (repeat_left > 0)
+            g_main_context_iteration(ctx, TRUE);
+        double t1 = bench_now();
+        g_source_unref(repeat_source);
+        bench_metric("fire_ns", (t1 - t0) * 1e9 / (double)c);
+    } else {
+        bench_fail("--kind must be fire, cancel, rearm or repeat, not '%s'", k);
+    }
+    g_main_context_unref(ctx);
+}
+
+/* ---- condvar ---- */
+
+static long cv_pending; /* jobs begun and not yet ended */
+
+static gboolean cv_job_cb(gpointer data)
+{
+    (void)data;
+    cv_pending--;
+    return G_SOURCE_REMOVE;
+}
+
+static void condvar(const bench_args *a)
+{
+    long n = a->n;
+    need_positive("--n", n);
+    GMainContext *ctx = g_main_context_new();
+    GSource **t = malloc((size_t)n * sizeof *t);
+    if (!t)
+        bench_fail("out of memory");
+    cv_pending = 0;
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++) {
+        cv_pending++;
+        t[i] = g_timeout_source_new(0);
+        g_source_set_callback(t[i], cv_job_cb, NULL, NULL);
+        g_source_attach(t[i], ctx);
+    }
+    while (cv_pending > 0)
+        g_main_context_iteration(ctx, TRUE);
+    double t1 = bench_now();
+    for (long i = 0; i < n; i++)
+        g_source_unref(t[i]);
+    free(t);
+    g_main_context_unref(ctx);
+    bench_metric("item_ns", (t1 - t0) * 1e9 / (double)n);
+}
+
+/* ---- idle ---- */
+
+static long idle_left;
+
+static gboolean idle_cb(gpointer data)
+{
+    (void)data;
+    return --idle_left == 0 ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+}
+
+static void idle(const bench_args *a)
+{
+    long c = a->count;
+    need_positive("--count", c);
+    GMainContext *ctx = g_main_context_new();
+    idle_left = c;
+    long allocs0 = bench_allocs();
+    double t0 = bench_now();
+    GSource *s = g_idle_source_new();
+    g_source_set_callback(s, idle_cb, NULL, NULL);
+    g_source_attach(s, ctx);
+    while (idle_left > 0)
+        g_main_context_iteration(ctx, TRUE);
+    double t1 = bench_now();
+    long allocs1 = bench_allocs();
+    g_source_unref(s);
+    g_main_context_unref(ctx);
+    bench_metric("call_ns", (t1 - t0) * 1e9 / (double)c);
+    bench_metric("allocs_call", (double)(allocs1 - allocs0) / (double)c);
+}
+
+/* ---- async ---- */
+
+static struct {
+    GSource *source;
+    bench_async *b;
+    bool done;
+} as;
+
+static void async_send(void *ctx)
+{
+    g_source_set_ready_time(ctx, 0); /* thread-safe; wakes the context */
+}
+
+static gboolean async_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    (void)callback;
+    (void)data;
+    /* Taken before the callback: a send after this makes it ready again. */
+    g_source_set_ready_time(source, -1);
+    if (bench_async_seen(as.b))
+        as.done = true;
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs async_funcs = {.dispatch = async_dispatch};
+
+static void async_workload(const bench_args *a)
+{
+    need_positive("--n", a->n);
+    need_positive("--count", a->count);
+    GMainContext *ctx = g_main_context_new();
+    as.source = g_source_new(&async_funcs, sizeof(GSource));
+    g_source_attach(as.source, ctx);
+    as.done = false;
+    as.b = bench_async_start(async_send, as.source, a->n, a->count);
+    while (!as.done)
+        g_main_context_iteration(ctx, TRUE);
+    bench_async_finish(as.b);
+    g_source_destroy(as.source);
+    g_source_unref(as.source);
+    g_main_context_unref(ctx);
+}
+
 /* ---- entry ---- */
 
 void bench_run(const bench_args *a)
@@ -277,9 +666,16 @@ void bench_run(const bench_args *a)
         pipechain(a);
     else if (!strcmp(a->workload, "pingpong"))
         pingpong(a);
-    else if (!strcmp(a->workload, "lifecycle") || !strcmp(a->workload, "timers") ||
-             !strcmp(a->workload, "condvar") || !strcmp(a->workload, "idle"))
-        bench_unsupported("not written for GLib yet (the GLib twin has pingpong and pipechain)");
+    else if (!strcmp(a->workload, "lifecycle"))
+        lifecycle(a);
+    else if (!strcmp(a->workload, "timers"))
+        timers(a);
+    else if (!strcmp(a->workload, "condvar"))
+        condvar(a);
+    else if (!strcmp(a->workload, "idle"))
+        idle(a);
+    else if (!strcmp(a->workload, "async"))
+        async_workload(a);
     else
         bench_fail("unknown workload %s", a->workload);
 }
