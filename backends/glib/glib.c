@@ -39,6 +39,24 @@ const ae_backend_services *ae_core;
 static pthread_mutex_t glb_lock = PTHREAD_MUTEX_INITIALIZER;
 static void atfork_prepare(void) { pthread_mutex_lock(&glb_lock); }
 static void atfork_release(void) { pthread_mutex_unlock(&glb_lock); }
+
+/* Registered at the first loop, not when the plugin is loaded: the core
+ * loads every installed plugin to choose a backend and to find the
+ * program's own library, and a program that never makes a GLib loop should
+ * not carry our fork handlers. Before that loop this plugin has made no
+ * GLib call that takes a lock. */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_failed;
+static void atfork_register_once(void)
+{
+    atfork_failed = pthread_atfork(atfork_prepare, atfork_release, atfork_release) != 0;
+}
+
+static int atfork_register(void)
+{
+    pthread_once(&atfork_once, atfork_register_once);
+    return atfork_failed ? ae_core->set_error(AE_ESYS, "glib: pthread_atfork failed") : 0;
+}
 #define GLB_LOCKED(stmt)                                                                                      \
     do {                                                                                                      \
         pthread_mutex_lock(&glb_lock);                                                                        \
@@ -207,7 +225,10 @@ static void source_open(ae_loop *loop, glb_state *s, GMainContext *ctx)
 
 static int context_new(GMainContext **ctx)
 {
-    int rc = wakeup_probe();
+    int rc = atfork_register();
+    if (rc < 0)
+        return rc;
+    rc = wakeup_probe();
     if (rc < 0)
         return rc;
     GLB_LOCKED(*ctx = g_main_context_new());
@@ -227,6 +248,9 @@ static int glb_init(ae_loop *loop, void *state)
 static int glb_adopt(ae_loop *loop, void *state, void *native)
 {
     glb_state *s = state;
+    int rc = atfork_register();
+    if (rc < 0)
+        return rc;
     s->adopted = true;
     /* Our reference keeps the context alive as long as the loop uses it. */
     source_open(loop, s, g_main_context_ref(native));
@@ -383,6 +407,8 @@ static int glb_fork(ae_loop *loop, void *state)
 static void *glb_default_native(void)
 {
     GMainContext *ctx;
+    if (atfork_register() < 0)
+        return NULL;
     GLB_LOCKED(ctx = g_main_context_default());
     return ctx;
 }
@@ -417,10 +443,6 @@ AE_BACKEND_ENTRY(services)
     if (glib_check_version(GLIB_MAJOR_VERSION, GLIB_MINOR_VERSION, 0) != NULL) {
         ae_core->set_error(AE_ENOTSUP, "glib: built for GLib %d.%d, running with %u.%u", GLIB_MAJOR_VERSION,
                            GLIB_MINOR_VERSION, glib_major_version, glib_minor_version);
-        return NULL;
-    }
-    if (pthread_atfork(atfork_prepare, atfork_release, atfork_release) != 0) {
-        ae_core->set_error(AE_ESYS, "glib: pthread_atfork failed");
         return NULL;
     }
     return &glib_ops;

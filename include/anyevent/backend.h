@@ -299,7 +299,10 @@ typedef struct ae_backend_services {
  * its version and size are enough for the backend) and return the backend's
  * operations table, which must stay valid for the life of the process; or
  * return NULL after services->set_error() if it cannot run here (a missing
- * kernel feature, say). Called once, when the plugin is loaded. */
+ * kernel feature, say). Called once, when the plugin is loaded; every
+ * installed plugin is loaded by ae_loop_new(NULL) and ae_backends(),
+ * whether it is then used or not: leave process-wide setup (fork handlers,
+ * threads) to the first init or adopt. */
 #define AE_BACKEND_ENTRY_SYMBOL "anyevent_backend_entry"
 typedef const ae_backend_ops *(*ae_backend_entry_fn)(const ae_backend_services *services);
 
