@@ -46,6 +46,16 @@ int ae__set_error(int code, const char *fmt, ...)
     return code;
 }
 
+int ae_set_error(int code, const char *fmt, ...)
+{
+    char msg[sizeof last_message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+    va_end(ap);
+    return ae__set_error(code, "%s", msg);
+}
+
 void ae__error_reset(void)
 {
     last_message[0] = '\0';

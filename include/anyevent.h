@@ -83,6 +83,15 @@ AE_EXPORT const char *ae_last_error(void);
 /* The code that went with ae_last_error(), or 0. */
 AE_EXPORT int ae_last_error_code(void);
 
+/* Record the calling thread's error, as a failed anyevent call does: for
+ * libraries built on anyevent (anyevent-tls) whose calls report through
+ * ae_last_error() too. fmt is printf's. Returns code. */
+AE_EXPORT int ae_set_error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* ---- loops ------------------------------------------------------------- */
 
 /* Create a loop. backend: a name ("libev", "libuv", "libevent", "poll",

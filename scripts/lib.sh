@@ -2,7 +2,7 @@
 # Debian machine, and building a configuration.
 
 # Debian packages the build, the tests and the main job need.
-AE_PACKAGES=(meson ninja-build pkg-config gcc clang libcmocka-dev valgrind python3 libev-dev libevent-dev libuv1-dev libglib2.0-dev gnuplot-nox libhiredis-dev libc-ares-dev libcurl4-openssl-dev redis-server nginx-light strace)
+AE_PACKAGES=(meson ninja-build pkg-config gcc clang libcmocka-dev valgrind python3 libev-dev libevent-dev libuv1-dev libglib2.0-dev gnuplot-nox libhiredis-dev libc-ares-dev libcurl4-openssl-dev libssl-dev openssl redis-server nginx-light strace)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

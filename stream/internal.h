@@ -149,6 +149,11 @@ struct ae_stream {
     double linger_until;
 
     char *error; /* fatal error message */
+
+    /* ae_stream_set_transport(): what moves the bytes instead of the system calls */
+    const ae_stream_transport *tr;
+    void *tr_ctx;
+    bool tr_pending; /* its events() said it holds input the fd will not signal */
 };
 
 /* stream.c */
@@ -174,6 +179,7 @@ void ae__stream_rq_fini(ae_stream *s);
 /* write.c */
 void ae__stream_flush(ae_stream *s); /* writev what the kernel takes */
 void ae__stream_run_dones(ae_stream *s, bool all);
+void ae__stream_shutdown_now(ae_stream *s); /* FIN (a transport's end) now that the queue is written */
 
 /* timeout.c */
 void ae__stream_timeouts_check(ae_stream *s); /* the timer fired */

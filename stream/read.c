@@ -166,7 +166,7 @@ void ae__stream_read_input(ae_stream *s)
         size_t limit = s->o.rbuf_max + 1 - have;
         if (room > limit)
             room = limit;
-        ssize_t n = read(s->fd, p, room);
+        ssize_t n = s->tr ? s->tr->read(s->tr_ctx, s->fd, p, room) : read(s->fd, p, room);
         if (n > 0) {
             s->rbuf.end += (size_t)n;
             s->last_read = s->last_any = ae_now(s->loop);
@@ -182,8 +182,14 @@ void ae__stream_read_input(ae_stream *s)
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            ae__stream_fail(s, errno, "read: %s", strerror(errno));
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            int err = errno;
+            const char *why = s->tr && s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+            if (why)
+                ae__stream_fail(s, err, "%s", why);
+            else
+                ae__stream_fail(s, err, "read: %s", strerror(err));
+        }
         return;
     }
 }

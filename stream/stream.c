@@ -41,6 +41,13 @@ void ae__stream_interest(ae_stream *s)
         ev |= AE_READ;
     if (s->wq.bytes && !s->failed)
         ev |= AE_WRITE;
+    if (s->tr && !s->failed) {
+        ev = s->tr->events(s->tr_ctx, ev);
+        s->tr_pending = (ev & AE_STREAM_TRANSPORT_PENDING) != 0;
+        ev &= AE_READ | AE_WRITE;
+        if (s->tr_pending && ae__stream_reading(s))
+            ae__stream_wake(s); /* input inside the transport: the fd will not say so */
+    }
     if (ev != s->io_events && ae_io_set(s->io, ev) == 0)
         s->io_events = ev;
 }
@@ -222,6 +229,8 @@ static void destroy(ae_stream *s, bool from_loop)
     ae__rbuf_fini(&s->rbuf);
     ae__wq_fini(&s->wq);
     ae__stream_rq_fini(s);
+    if (s->tr && s->tr->free)
+        s->tr->free(s->tr_ctx);
     free(s->error);
     s->magic = 0;
     free(s);
@@ -257,7 +266,16 @@ int ae_stream_close(ae_stream *s, double linger)
     if (!isfinite(linger) || linger < 0)
         return ae__set_error(AE_EINVAL, "ae_stream_close: linger %g: must be finite and >= 0", linger);
     s->o.flags |= AE_STREAM_CLOSE_FD;
-    if (s->failed || s->wq.bytes == 0 || linger == 0 || s->connecting) {
+    if (s->tr && !s->failed && !s->connecting && linger > 0) {
+        /* A transport ends cleanly (TLS: close_notify) after the queue. */
+        s->shut_wanted = true;
+        if (s->wq.bytes == 0 && !s->shut_done)
+            ae__stream_shutdown_now(s);
+        if (s->shut_done || s->failed) {
+            ae_stream_free(s);
+            return 0;
+        }
+    } else if (s->failed || s->wq.bytes == 0 || linger == 0 || s->connecting) {
         ae_stream_free(s);
         return 0;
     }
@@ -283,7 +301,7 @@ void ae__stream_service(ae_stream *s)
         if (s->freed)
             break;
         if (s->closing) {
-            if (s->failed || s->wq.bytes == 0 || ae_now(s->loop) >= s->linger_until)
+            if (s->failed || (s->wq.bytes == 0 && (!s->tr || s->shut_done)) || ae_now(s->loop) >= s->linger_until)
                 ae_stream_free(s);
             break;
         }
@@ -305,6 +323,12 @@ void ae__stream_service(ae_stream *s)
         if (s->timer_fired) {
             s->timer_fired = false;
             ae__stream_timeouts_check(s);
+            if (s->freed || s->failed)
+                continue;
+        }
+        if (s->tr_pending && s->io && ae__stream_reading(s)) {
+            s->tr_pending = false;
+            ae__stream_read_input(s); /* what the transport holds */
             if (s->freed || s->failed)
                 continue;
         }
@@ -362,6 +386,40 @@ static void on_timer(ae_watcher *w, void *arg)
     }
     s->timer_fired = true;
     ae__stream_service(s);
+}
+
+int ae_stream_set_transport(ae_stream *s, const ae_stream_transport *t, void *ctx)
+{
+    if (!ae__stream_ok(s, "ae_stream_set_transport"))
+        return AE_EINVAL;
+    if (!t || !t->read || !t->writev || !t->shutdown || !t->events)
+        return ae__set_error(AE_EINVAL, "ae_stream_set_transport: transport NULL or without read, writev, "
+                                        "shutdown or events");
+    if (s->tr)
+        return ae__set_error(AE_ESTATE, "ae_stream_set_transport: the stream has a transport already");
+    if (s->failed || s->closing || s->eof || s->shut_wanted)
+        return ae__set_error(AE_ESTATE, "ae_stream_set_transport: the stream %s",
+                             s->failed ? "failed" : s->closing ? "is closing" : s->eof ? "reached EOF" : "was shut down");
+    if (s->wq.bytes || s->wq.count)
+        return ae__set_error(AE_ESTATE, "ae_stream_set_transport: %zu bytes are queued for writing: wait for "
+                                        "AE_STREAM_DRAIN", s->wq.bytes);
+    if (ae__rbuf_len(&s->rbuf))
+        return ae__set_error(AE_ESTATE, "ae_stream_set_transport: %zu bytes of input came before it",
+                             ae__rbuf_len(&s->rbuf));
+    s->tr = t;
+    s->tr_ctx = ctx;
+    if (s->depth)
+        s->again = true; /* the interest is set when the callback returns */
+    else
+        ae__stream_interest(s);
+    return 0;
+}
+
+void *ae_stream_transport_ctx(const ae_stream *s, const ae_stream_transport *t)
+{
+    if (!s || s->magic != AE_STREAM_MAGIC || s->freed || !t || s->tr != t)
+        return NULL;
+    return s->tr_ctx;
 }
 
 int ae_stream_fd(const ae_stream *s) { return s && s->magic == AE_STREAM_MAGIC && !s->freed ? s->fd : -1; }

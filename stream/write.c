@@ -18,7 +18,9 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
 {
     ssize_t w;
     do {
-        if (s->is_socket) {
+        if (s->tr) {
+            w = s->tr->writev(s->tr_ctx, s->fd, iov, n);
+        } else if (s->is_socket) {
             if (n == 1)
                 w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
             else
@@ -29,7 +31,12 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
         }
     } while (w < 0 && errno == EINTR);
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        ae__stream_fail(s, errno, "write: %s", strerror(errno));
+        int err = errno;
+        const char *why = s->tr && s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+        if (why)
+            ae__stream_fail(s, err, "%s", why);
+        else
+            ae__stream_fail(s, err, "write: %s", strerror(err));
         return -1;
     }
     if (w > 0)
@@ -37,8 +44,22 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
     return w < 0 ? 0 : w;
 }
 
-static void shutdown_now(ae_stream *s)
+void ae__stream_shutdown_now(ae_stream *s)
 {
+    if (s->tr) {
+        /* A transport ends its own way first (TLS: close_notify, then FIN). */
+        if (s->tr->shutdown(s->tr_ctx, s->fd) == 0) {
+            s->shut_done = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            int err = errno;
+            const char *why = s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+            if (why)
+                ae__stream_fail(s, err, "%s", why);
+            else
+                ae__stream_fail(s, err, "shutdown: %s", strerror(err));
+        }
+        return;
+    }
     s->shut_done = true;
     if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
         ae__stream_fail(s, errno, "shutdown: %s", strerror(errno));
@@ -53,7 +74,7 @@ static void queue_fell(ae_stream *s)
         ae__stream_wake(s);
     }
     if (s->wq.bytes == 0 && s->shut_wanted && !s->shut_done && !s->failed)
-        shutdown_now(s);
+        ae__stream_shutdown_now(s);
 }
 
 void ae__stream_flush(ae_stream *s)
@@ -71,6 +92,8 @@ void ae__stream_flush(ae_stream *s)
         if ((size_t)w < want)
             break; /* the kernel is full */
     }
+    if (s->tr && s->wq.bytes == 0 && !s->failed && s->fd >= 0)
+        (void)sys_writev(s, NULL, 0); /* what the transport holds (fails the stream itself) */
     if (ae__wq_done_ready(&s->wq))
         ae__stream_wake(s); /* a written write_ref: its done */
     queue_fell(s);
@@ -237,6 +260,6 @@ int ae_stream_shutdown(ae_stream *s)
         return 0;
     s->shut_wanted = true;
     if (s->wq.bytes == 0 && !s->connecting && s->fd >= 0)
-        shutdown_now(s);
+        ae__stream_shutdown_now(s);
     return 0;
 }

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "../anyevent.h"
@@ -173,6 +174,50 @@ AE_EXPORT int ae_stream_fd(const ae_stream *s);
 
 /* The message of the fatal error, or NULL while there is none. */
 AE_EXPORT const char *ae_stream_error(const ae_stream *s);
+
+/* ---- transports ---------------------------------------------------------- */
+
+/* A transport moves a stream's bytes in place of read(2), writev(2) and
+ * shutdown(2) on its fd: anyevent-tls's TLS session (anyevent/tls.h) is one.
+ * The stream calls these only from the loop or from a call on the stream,
+ * never while one of them runs; each returns as the system call it replaces
+ * does, -1 with errno set on failure (EAGAIN: nothing can be done now). */
+typedef struct ae_stream_transport {
+    /* Up to len bytes of input into buf: > 0, 0 at the end, or -1. Fewer
+     * than len bytes says it has nothing more now. */
+    ssize_t (*read)(void *ctx, int fd, void *buf, size_t len);
+    /* Take bytes to write: how many it took, or -1. iovcnt 0: write out
+     * what it holds (0 or -1). */
+    ssize_t (*writev)(void *ctx, int fd, const struct iovec *iov, int iovcnt);
+    /* Writing is over and the queue is written: end it (FIN). 0 when done,
+     * -1 with EAGAIN to be called again once its events let it go on. */
+    int (*shutdown)(void *ctx, int fd);
+    /* The io events to watch, given want (AE_READ while the stream reads,
+     * AE_WRITE while bytes are queued): it may add or hold back either, and
+     * add AE_STREAM_TRANSPORT_PENDING when read() has input the fd will not
+     * signal (bytes buffered inside it). */
+    int (*events)(void *ctx, int want);
+    /* The message for the last -1, or NULL for strerror(errno). */
+    const char *(*error)(void *ctx);
+    /* The stream is freed; may be NULL. */
+    void (*free)(void *ctx);
+} ae_stream_transport;
+
+#define AE_STREAM_TRANSPORT_PENDING 0x100 /* ae_stream_transport.events(): read() has buffered input */
+
+/* Have t move the stream's bytes from now on (ctx is passed to each of its
+ * functions; t must stay valid while the stream lives). Allowed once per
+ * stream, while nothing is queued for writing (write the clear text first:
+ * wait for AE_STREAM_DRAIN) and no input is buffered unread (bytes the peer
+ * sent before it, which the transport would never see). On a stream still
+ * connecting, it starts with the connection. Fails with AE_EINVAL or
+ * AE_ESTATE (a transport is set; the stream failed, is closing, reached EOF,
+ * or has bytes queued or buffered). */
+AE_EXPORT int ae_stream_set_transport(ae_stream *s, const ae_stream_transport *t, void *ctx);
+
+/* The ctx the stream's transport was set with, if that transport is t;
+ * else NULL. */
+AE_EXPORT void *ae_stream_transport_ctx(const ae_stream *s, const ae_stream_transport *t);
 
 /* ---- connecting ---------------------------------------------------------- */
 

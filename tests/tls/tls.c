@@ -1,0 +1,633 @@
+/*
+ * anyevent-tls (include/anyevent/tls.h) on every backend and inside adopted
+ * host loops (the fixture of tests/stream/harness.h): a client and a server
+ * stream in one process over a socketpair or TCP, with the certificates
+ * checked in next to this file (server.pem: CN and SAN localhost and
+ * 127.0.0.1, self-signed, key included; other.pem: another self-signed one,
+ * for other.test), and a run against `openssl s_server` when the program is
+ * there. Every failure must be a clear fatal error, never a hang (the
+ * fixture's alarm ends a hang). Handshakes are few: valgrind runs them at
+ * 1/50 of the speed.
+ *
+ * Built without OpenSSL, only test_without_openssl runs: every call fails
+ * with AE_ENOTSUP.
+ */
+#include <spawn.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "../stream/harness.h"
+#include "anyevent/tls.h"
+
+extern char **environ;
+
+static char server_pem[4096], other_pem[4096];
+
+/* ---- one side of a TLS conversation ----------------------------------------- */
+
+struct side {
+    const char *name;
+    ae_stream *s;
+    int events[16], errs[16], n;
+    char error[512];
+    char got[300 * 1024];
+    size_t got_len;
+    int reads_left; /* AE_EXACTLY(chunk) requests to queue again from the callback */
+    size_t chunk;
+    int free_on_error;
+};
+
+static struct side A, B; /* client, server */
+
+static int side_count(const struct side *x, int what)
+{
+    int c = 0;
+    for (int i = 0; i < x->n; i++)
+        c += x->events[i] == what;
+    return c;
+}
+
+static int side_err(const struct side *x, int what)
+{
+    for (int i = 0; i < x->n; i++)
+        if (x->events[i] == what)
+            return x->errs[i];
+    return 0;
+}
+
+static void side_event(ae_stream *s, int what, int err, void *arg)
+{
+    struct side *x = arg;
+    in_callback("an event callback");
+    if (s != x->s)
+        failure("%s: event for another stream", x->name);
+    if (what == AE_STREAM_DRAIN)
+        return; /* writes queued while the handshake ran */
+    if (x->n < 16) {
+        x->events[x->n] = what;
+        x->errs[x->n++] = err;
+    }
+    if (what == AE_STREAM_ERROR) {
+        snprintf(x->error, sizeof x->error, "%s", ae_stream_error(s) ? ae_stream_error(s) : "(no message)");
+        if (x->free_on_error) {
+            ae_stream_free(s);
+            x->s = NULL;
+        }
+    }
+}
+
+static void side_data(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    struct side *x = arg;
+    in_callback("a data callback");
+    if (len > sizeof x->got - x->got_len) {
+        failure("%s: more data than expected", x->name);
+        return;
+    }
+    memcpy(x->got + x->got_len, data, len);
+    x->got_len += len;
+    if (x->reads_left > 0) {
+        x->reads_left--;
+        if (ae_stream_read(s, AE_EXACTLY(x->chunk), side_data, x) < 0)
+            failure("%s: ae_stream_read from the callback: %s", x->name, ae_last_error());
+    }
+}
+
+/* on_read: takes everything; at the end the stream reports AE_STREAM_EOF. */
+static size_t side_consume(ae_stream *s, const char *data, size_t len, int eof, void *arg)
+{
+    (void)eof;
+    side_data(s, data, len, arg);
+    return len;
+}
+
+static void side_init(struct side *x, const char *name)
+{
+    memset(x, 0, sizeof *x);
+    x->name = name;
+}
+
+static ae_stream *side_stream(struct side *x, int fd, const ae_stream_opts *o)
+{
+    x->s = CALL(ae_stream_new(F->loop, fd, o, side_event, x));
+    if (!x->s)
+        fail_msg("ae_stream_new: %s", ae_last_error());
+    return x->s;
+}
+
+static ae_tls_ctx *ctx_client(const char *ca)
+{
+    ae_tls_ctx *c = CALL(ae_tls_ctx_new(&(ae_tls_opts){.ca_file = ca}));
+    if (!c)
+        fail_msg("ae_tls_ctx_new (client): %s", ae_last_error());
+    return c;
+}
+
+static ae_tls_ctx *ctx_server(void)
+{
+    ae_tls_ctx *c = CALL(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = server_pem}));
+    if (!c)
+        fail_msg("ae_tls_ctx_new (server): %s", ae_last_error());
+    return c;
+}
+
+static void starttls(struct side *x, ae_tls_ctx *c, int mode, const char *peer)
+{
+    int rc = CALL(ae_stream_starttls(x->s, c, mode, peer));
+    if (rc != 0)
+        fail_msg("%s: ae_stream_starttls: %s", x->name, ae_last_error());
+}
+
+/* A client on fd[0] and a server on fd[1], both started. */
+static void pair_start(const char *peername, const char *ca, const ae_stream_opts *copts)
+{
+    side_init(&A, "client");
+    side_init(&B, "server");
+    ae_tls_ctx *cc = ctx_client(ca), *sc = ctx_server();
+    side_stream(&A, F->fd[0], copts);
+    side_stream(&B, F->fd[1], NULL);
+    starttls(&A, cc, AE_TLS_CONNECT, peername);
+    starttls(&B, sc, AE_TLS_ACCEPT, NULL);
+    /* The streams keep what they need of the contexts. */
+    ae_tls_ctx_free(cc);
+    ae_tls_ctx_free(sc);
+}
+
+static void sides_free(void)
+{
+    ae_stream_free(A.s);
+    ae_stream_free(B.s);
+    A.s = B.s = NULL;
+}
+
+/* Neither side reported anything (with what it reported otherwise). */
+static void assert_quiet(void)
+{
+    if (A.n || B.n)
+        fail_msg("client: %d events (first %d, err %d: %s); server: %d events (first %d, err %d: %s)", A.n,
+                 A.events[0], A.errs[0], A.error, B.n, B.events[0], B.errs[0], B.error);
+}
+
+static bool contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_without_openssl(void **state)
+{
+    (void)state;
+    if (ae_tls_available())
+        skip();
+    assert_null(ae_tls_ctx_new(NULL));
+    assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
+    assert_true(contains(ae_last_error(), "without OpenSSL"));
+    make_stream(NULL);
+    assert_int_equal(ae_stream_starttls(F->s, NULL, AE_TLS_CONNECT, "localhost"), AE_ENOTSUP);
+    assert_null(ae_tls_version(F->s));
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    assert_int_equal(ae_tls_ctx_new(&(ae_tls_opts){.flags = 64}) == NULL, 1);
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = "/nonexistent/cert.pem"}));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_true(contains(ae_last_error(), "/nonexistent/cert.pem"));
+    assert_null(ae_tls_ctx_new(&(ae_tls_opts){.ca_file = "/nonexistent/ca.pem"}));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_null(ae_tls_ctx_new(&(ae_tls_opts){.key_file = server_pem}));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    /* other.pem's key does not go with server.pem's certificate */
+    assert_null(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = server_pem, .key_file = other_pem}));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    ae_tls_ctx_free(NULL);
+
+    ae_tls_ctx *cc = ctx_client(server_pem), *sc = ctx_server();
+    make_stream(NULL);
+    assert_int_equal(ae_stream_starttls(NULL, cc, AE_TLS_CONNECT, "localhost"), AE_EINVAL);
+    assert_int_equal(ae_stream_starttls(F->s, NULL, AE_TLS_CONNECT, "localhost"), AE_EINVAL);
+    assert_int_equal(ae_stream_starttls(F->s, (ae_tls_ctx *)F->s, AE_TLS_CONNECT, "localhost"), AE_EINVAL);
+    assert_int_equal(ae_stream_starttls(F->s, cc, 3, "localhost"), AE_EINVAL);
+    /* verification needs a name; a server needs a certificate */
+    assert_int_equal(ae_stream_starttls(F->s, cc, AE_TLS_CONNECT, NULL), AE_EINVAL);
+    assert_true(contains(ae_last_error(), "peername"));
+    assert_int_equal(ae_stream_starttls(F->s, cc, AE_TLS_ACCEPT, NULL), AE_EINVAL);
+    assert_true(contains(ae_last_error(), "certificate"));
+    assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, "client.test"), AE_EINVAL);
+    /* clear text still queued: refused, the stream goes on */
+    int sndbuf = 4096;
+    setsockopt(F->fd[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    static char big[1 << 20];
+    assert_true(ae_stream_write(F->s, big, sizeof big) >= 0);
+    assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, NULL), AE_ESTATE);
+    assert_true(contains(ae_last_error(), "AE_STREAM_DRAIN"));
+    ae_stream_free(F->s);
+    F->s = NULL;
+    /* input already buffered: refused (it came before TLS) */
+    char sink[65536];
+    while (recv(F->fd[1], sink, sizeof sink, MSG_DONTWAIT) > 0)
+        ;
+    make_stream(NULL);
+    peer_puts("early\n");
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_EXACTLY(1), on_data, NULL)), 0);
+    WAIT(data_count() == 1);
+    assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, NULL), AE_ESTATE);
+    assert_true(contains(ae_last_error(), "input"));
+    ae_stream_free(F->s);
+    F->s = NULL;
+    /* twice: refused; no TLS version before the handshake */
+    make_stream(NULL);
+    assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, NULL), 0);
+    assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, NULL), AE_ESTATE);
+    assert_null(ae_tls_version(F->s));
+    assert_null(ae_tls_version(NULL));
+    /* the stream (and its session) left to ae_loop_free in teardown */
+    ae_tls_ctx_free(cc);
+    ae_tls_ctx_free(sc);
+    assert_no_failure();
+}
+
+static void fill(char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + (i * 7 + seed) % 26);
+}
+
+/* Handshake with writes and reads queued before it, a bulk transfer both
+ * ways, half close by close_notify each way, then FIN on the fd. */
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("localhost", server_pem, NULL);
+    static char big[200 * 1024];
+    fill(big, sizeof big, 3);
+    assert_int_equal(CALL(ae_stream_write(A.s, "hello\n", 6)), 0);
+    assert_int_equal(CALL(ae_stream_read(B.s, AE_LINE(NULL), side_data, &B)), 0);
+    WAIT(B.got_len == 5 || A.n || B.n);
+    assert_no_failure();
+    assert_quiet();
+    assert_memory_equal(B.got, "hello", 5);
+    assert_string_equal(ae_tls_version(A.s), "TLSv1.3");
+    assert_string_equal(ae_tls_version(B.s), "TLSv1.3");
+    /* 200 KiB each way, in many records */
+    B.got_len = 0;
+    assert_true(CALL(ae_stream_write(B.s, big, sizeof big)) >= 0);
+    assert_true(CALL(ae_stream_write(A.s, big, sizeof big)) >= 0);
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_EXACTLY(sizeof big), side_data, &A)), 0);
+    assert_int_equal(CALL(ae_stream_read(B.s, AE_EXACTLY(sizeof big), side_data, &B)), 0);
+    WAIT((A.got_len == sizeof big && B.got_len == sizeof big) || A.n || B.n);
+    assert_quiet();
+    assert_memory_equal(A.got, big, sizeof big);
+    assert_memory_equal(B.got, big, sizeof big);
+    /* the client ends: the server sees EOF (close_notify), writes still go */
+    assert_int_equal(CALL(ae_stream_shutdown(A.s)), 0);
+    A.got_len = 0;
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    assert_int_equal(CALL(ae_stream_on_read(B.s, side_consume, &B)), 0);
+    WAIT(side_count(&B, AE_STREAM_EOF) || side_count(&B, AE_STREAM_ERROR));
+    assert_int_equal(side_count(&B, AE_STREAM_ERROR), 0);
+    assert_int_equal(CALL(ae_stream_write(B.s, "bye\n", 4)), 0);
+    WAIT(A.got_len == 3 || A.n);
+    assert_memory_equal(A.got, "bye", 3);
+    assert_int_equal(CALL(ae_stream_shutdown(B.s)), 0);
+    assert_int_equal(CALL(ae_stream_on_read(A.s, side_consume, &A)), 0);
+    WAIT(side_count(&A, AE_STREAM_EOF) || side_count(&A, AE_STREAM_ERROR));
+    assert_int_equal(side_count(&A, AE_STREAM_ERROR), 0);
+    sides_free();
+    /* both sent FIN after close_notify: each fd reads the end */
+    char c;
+    assert_int_equal(recv(F->fd[0], &c, 1, MSG_DONTWAIT), 0);
+    assert_int_equal(recv(F->fd[1], &c, 1, MSG_DONTWAIT), 0);
+    assert_no_failure();
+}
+
+/* A record bigger than the client may buffer (rbuf_max 100): most of it stays
+ * decrypted inside OpenSSL, and is served as the client consumes, without the
+ * fd becoming readable again. */
+static void test_pending_inside_openssl(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("localhost", server_pem, &(ae_stream_opts){.rbuf_max = 100});
+    static char rec[3000];
+    fill(rec, sizeof rec, 5);
+    /* the handshake, then one write: one record */
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_EXACTLY(1), side_data, &A)), 0);
+    assert_int_equal(CALL(ae_stream_write(B.s, rec, 1)), 0);
+    WAIT(A.got_len == 1 || A.n || B.n);
+    assert_int_equal(CALL(ae_stream_write(B.s, rec + 1, sizeof rec - 1)), 0);
+    A.chunk = 50;
+    A.reads_left = 58; /* 59 reads of 50: 2951 bytes, 49 left over */
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_EXACTLY(50), side_data, &A)), 0);
+    WAIT(A.got_len == 1 + 59 * 50 || A.n || B.n);
+    assert_quiet();
+    assert_memory_equal(A.got, rec, A.got_len);
+    assert_no_failure();
+    sides_free();
+}
+
+/* The wrong name, and a certificate nobody vouches for: a clear error on the
+ * client (the verification's reason), an alert for the server. */
+static void test_wrong_host(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("wrong.example", server_pem, NULL);
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    assert_int_equal(CALL(ae_stream_read(B.s, AE_LINE(NULL), side_data, &B)), 0);
+    WAIT(side_count(&A, AE_STREAM_ERROR) && side_count(&B, AE_STREAM_ERROR));
+    assert_int_equal(side_err(&A, AE_STREAM_ERROR), EPROTO);
+    if (!contains(A.error, "certificate verify failed") || !contains(A.error, "hostname mismatch") ||
+        !contains(A.error, "wrong.example"))
+        fail_msg("client: %s", A.error);
+    assert_int_equal(side_err(&B, AE_STREAM_ERROR), EPROTO);
+    if (!contains(B.error, "alert"))
+        fail_msg("server: %s", B.error);
+    /* the fatal error is the last event; writes are refused */
+    assert_int_equal(A.n, 1);
+    assert_int_equal(ae_stream_write(A.s, "x", 1), AE_ESTATE);
+    sides_free();
+    assert_no_failure();
+}
+
+static void test_untrusted_cert(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("localhost", other_pem, NULL);
+    A.free_on_error = 1; /* freeing from the error callback is safe */
+    assert_int_equal(CALL(ae_stream_write(A.s, "x", 1)), 0);
+    WAIT(side_count(&A, AE_STREAM_ERROR) && B.n);
+    assert_int_equal(side_err(&A, AE_STREAM_ERROR), EPROTO);
+    if (!contains(A.error, "certificate verify failed") || !contains(A.error, "self-signed"))
+        fail_msg("client: %s", A.error);
+    assert_null(A.s);
+    sides_free();
+    assert_no_failure();
+}
+
+/* The raw peer reads the ClientHello and hangs up: ECONNRESET. */
+static void test_peer_closes_mid_handshake(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    side_init(&A, "client");
+    ae_tls_ctx *cc = ctx_client(server_pem);
+    side_stream(&A, F->fd[0], NULL);
+    starttls(&A, cc, AE_TLS_CONNECT, "localhost");
+    ae_tls_ctx_free(cc);
+    WAIT(peer_pending(F->fd[1]) > 0);
+    char hello[4096];
+    assert_true(recv(F->fd[1], hello, sizeof hello, 0) > 5);
+    assert_int_equal(hello[0], 22); /* a handshake record */
+    close(F->fd[1]);
+    F->fd[1] = -1;
+    WAIT(A.n);
+    assert_int_equal(A.events[0], AE_STREAM_ERROR);
+    assert_int_equal(A.errs[0], ECONNRESET);
+    if (!contains(A.error, "handshake") || !contains(A.error, "closed"))
+        fail_msg("client: %s", A.error);
+    sides_free();
+    assert_no_failure();
+}
+
+/* Garbage instead of TLS, to a client and to a server: EPROTO. */
+static void test_garbage(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    side_init(&A, "client");
+    side_init(&B, "server");
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    ae_tls_ctx *cc = ctx_client(server_pem), *sc = ctx_server();
+    side_stream(&A, F->fd[0], NULL);
+    side_stream(&B, sp[0], NULL);
+    starttls(&A, cc, AE_TLS_CONNECT, "localhost");
+    starttls(&B, sc, AE_TLS_ACCEPT, NULL);
+    ae_tls_ctx_free(cc);
+    ae_tls_ctx_free(sc);
+    const char junk[] = "HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(write(F->fd[1], junk, sizeof junk - 1), (ssize_t)sizeof junk - 1);
+    assert_int_equal(write(sp[1], junk, sizeof junk - 1), (ssize_t)sizeof junk - 1);
+    WAIT(side_count(&A, AE_STREAM_ERROR) && side_count(&B, AE_STREAM_ERROR));
+    assert_int_equal(side_err(&A, AE_STREAM_ERROR), EPROTO);
+    assert_int_equal(side_err(&B, AE_STREAM_ERROR), EPROTO);
+    if (!contains(A.error, "TLS handshake: ") || !contains(B.error, "TLS handshake: "))
+        fail_msg("client: %s; server: %s", A.error, B.error);
+    sides_free();
+    close(sp[0]);
+    close(sp[1]);
+    assert_no_failure();
+}
+
+/* After the handshake the server's side vanishes without close_notify: the
+ * client's read fails with EPROTO (truncation), not a quiet EOF. */
+static void test_truncation(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("localhost", server_pem, NULL);
+    assert_int_equal(CALL(ae_stream_write(B.s, "one\n", 4)), 0);
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    WAIT(A.got_len == 3 || A.n);
+    ae_stream_free(B.s);
+    B.s = NULL;
+    close(F->fd[1]);
+    F->fd[1] = -1;
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    WAIT(A.n);
+    assert_int_equal(A.events[0], AE_STREAM_ERROR);
+    assert_int_equal(A.errs[0], EPROTO);
+    if (!contains(A.error, "close_notify"))
+        fail_msg("client: %s", A.error);
+    sides_free();
+    assert_no_failure();
+}
+
+/* ae_stream_close with a linger writes the queue, then close_notify, then
+ * closes: the peer reads everything and a clean EOF. */
+static void test_close_linger(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    pair_start("localhost", server_pem, NULL);
+    static char big[150 * 1024];
+    fill(big, sizeof big, 11);
+    assert_true(CALL(ae_stream_write(A.s, big, sizeof big)) >= 0);
+    assert_int_equal(CALL(ae_stream_close(A.s, 10)), 0);
+    A.s = NULL;
+    assert_int_equal(CALL(ae_stream_read(B.s, AE_EXACTLY(sizeof big), side_data, &B)), 0);
+    WAIT(B.got_len == sizeof big || B.n);
+    assert_memory_equal(B.got, big, sizeof big);
+    assert_int_equal(CALL(ae_stream_on_read(B.s, side_consume, &B)), 0);
+    WAIT(B.n);
+    assert_int_equal(B.events[0], AE_STREAM_EOF);
+    F->fd[0] = -1; /* closed by ae_stream_close */
+    sides_free();
+    assert_no_failure();
+}
+
+/* TLS started on a stream still connecting (ae_stream_connect over TCP),
+ * verified against an IP address; the server side from ae_tcp_server. */
+static int accepted_fd = -1;
+
+static void on_accept(ae_server *srv, int fd, const struct sockaddr *peer, socklen_t len, void *arg)
+{
+    (void)srv, (void)peer, (void)len, (void)arg;
+    in_callback("an accept callback");
+    if (accepted_fd >= 0)
+        close(accepted_fd);
+    accepted_fd = fd;
+}
+
+static void test_connecting_stream(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    side_init(&A, "client");
+    side_init(&B, "server");
+    accepted_fd = -1;
+    ae_server *srv = CALL(ae_tcp_server(F->loop, "127.0.0.1", "0", 0, on_accept, NULL));
+    assert_non_null(srv);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ae_server_port(srv));
+    ae_tls_ctx *cc = ctx_client(server_pem), *sc = ctx_server();
+    A.s = CALL(ae_stream_connect(F->loop, "127.0.0.1", port, NULL, NULL, side_event, &A));
+    assert_non_null(A.s);
+    starttls(&A, cc, AE_TLS_CONNECT, "127.0.0.1");
+    assert_int_equal(CALL(ae_stream_write(A.s, "ping\n", 5)), 0);
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    WAIT(accepted_fd >= 0);
+    side_stream(&B, accepted_fd, &(ae_stream_opts){.flags = AE_STREAM_CLOSE_FD});
+    starttls(&B, sc, AE_TLS_ACCEPT, NULL);
+    assert_int_equal(CALL(ae_stream_read(B.s, AE_LINE(NULL), side_data, &B)), 0);
+    WAIT(B.got_len == 4 || B.n || side_count(&A, AE_STREAM_ERROR));
+    assert_memory_equal(B.got, "ping", 4);
+    assert_int_equal(CALL(ae_stream_write(B.s, "pong\n", 5)), 0);
+    WAIT(A.got_len == 4 || side_count(&A, AE_STREAM_ERROR));
+    assert_memory_equal(A.got, "pong", 4);
+    assert_int_equal(side_count(&A, AE_STREAM_CONNECTED), 1);
+    assert_int_equal(side_count(&A, AE_STREAM_ERROR), 0);
+    sides_free();
+    ae_server_free(srv);
+    ae_tls_ctx_free(cc);
+    ae_tls_ctx_free(sc);
+    assert_no_failure();
+}
+
+/* Against `openssl s_server -rev` on a unix socket: the handshake with
+ * another implementation, a line reversed, and its close_notify seen as EOF. */
+static void test_openssl_s_server(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        printf("# no /usr/bin/openssl: the s_server run is skipped\n");
+        skip();
+    }
+    char path[108];
+    snprintf(path, sizeof path, "/tmp/ae-tls-test-%d.sock", (int)getpid());
+    unlink(path);
+    const char *argv[] = {"openssl", "s_server", "-quiet", "-rev", "-naccept", "1", "-unix", path,
+                          "-cert", server_pem, NULL};
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    assert_int_equal(posix_spawn(&pid, "/usr/bin/openssl", &fa, NULL, (char **)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    /* Connect once it listens (10 s at most: it may run slowly under valgrind's load). */
+    int fd = -1;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    for (int i = 0; i < 1000; i++) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+            break;
+        close(fd);
+        fd = -1;
+        usleep(10000);
+    }
+    if (fd < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("openssl s_server did not listen on %s", path);
+    }
+    side_init(&A, "client");
+    ae_tls_ctx *cc = ctx_client(server_pem);
+    side_stream(&A, fd, &(ae_stream_opts){.flags = AE_STREAM_CLOSE_FD});
+    starttls(&A, cc, AE_TLS_CONNECT, "localhost");
+    ae_tls_ctx_free(cc);
+    assert_int_equal(CALL(ae_stream_write(A.s, "anyevent\n", 9)), 0);
+    assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+    WAIT(A.got_len || A.n);
+    A.got[A.got_len] = 0;
+    /* -rev answers each line reversed; s_server's own TLS version */
+    if (A.n || strcmp(A.got, "tneveyna") != 0)
+        fail_msg("s_server answered \"%s\", error: %s", A.got, A.error);
+    assert_non_null(ae_tls_version(A.s));
+    /* Closing cleanly: s_server (-rev) ends its side when it reads our
+     * close_notify; its answer is a close_notify, our EOF. */
+    assert_int_equal(CALL(ae_stream_shutdown(A.s)), 0);
+    assert_int_equal(CALL(ae_stream_on_read(A.s, side_consume, &A)), 0);
+    WAIT(A.n);
+    int status = 0;
+    double until = ae_time() + 10;
+    while (waitpid(pid, &status, WNOHANG) == 0 && ae_time() < until)
+        usleep(10000);
+    if (ae_time() >= until) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    unlink(path);
+    if (A.events[0] != AE_STREAM_EOF)
+        fail_msg("after close_notify: event %d err %d: %s", A.events[0], A.errs[0], A.error);
+    sides_free();
+    assert_no_failure();
+}
+
+/* The certificates, next to this source (its folder: AE_TLS_TEST_DIR). */
+static void find_pem(void)
+{
+    const char *dir = AE_TLS_TEST_DIR;
+    snprintf(server_pem, sizeof server_pem, "%s/server.pem", dir);
+    snprintf(other_pem, sizeof other_pem, "%s/other.pem", dir);
+}
+
+int main(int argc, char **argv)
+{
+    find_pem();
+    const struct CMUnitTest tests[] = {
+        T(test_without_openssl),
+        T(test_bad_input),
+        T(test_roundtrip),
+        T(test_pending_inside_openssl),
+        T(test_wrong_host),
+        T(test_untrusted_cert),
+        T(test_peer_closes_mid_handshake),
+        T(test_garbage),
+        T(test_truncation),
+        T(test_close_linger),
+        T(test_connecting_stream),
+        T(test_openssl_s_server),
+    };
+    return harness_run(argc, argv, tests, sizeof tests / sizeof tests[0], "tls");
+}
