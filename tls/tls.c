@@ -482,8 +482,14 @@ ae_tls_ctx *ae_tls_ctx_new(const ae_tls_opts *o)
         if (o->ca_file || o->ca_path) {
             if (SSL_CTX_load_verify_locations(x, o->ca_file, o->ca_path) != 1)
                 what = o->ca_file ? "ca_file" : "ca_path", file = o->ca_file ? o->ca_file : o->ca_path;
+        } else if (c->has_cert && !(o->flags & AE_TLS_VERIFY_CLIENT)) {
+            /* A server's: it verifies nobody, so the system's bundle (over a
+             * hundred certificates parsed now) is not read; the hashed folder
+             * is looked up only if the context is used to verify after all. */
+            if (SSL_CTX_set_default_verify_dir(x) != 1)
+                what = "the system's CA folder", file = X509_get_default_cert_dir();
         } else if (SSL_CTX_set_default_verify_paths(x) != 1) {
-            what = "the system's CAs", file = "";
+            what = "the system's CAs", file = X509_get_default_cert_file();
         }
     }
     if (what) {

@@ -34,7 +34,9 @@ enum {
 };
 
 /* What ae_tls_ctx_new() loads; NULL or {0}: a client context trusting the
- * system's CAs. Files are PEM. */
+ * system's CAs. Files are PEM. With a certificate and without
+ * AE_TLS_VERIFY_CLIENT (a server's context) the system's CAs are looked up in
+ * its hashed CA folder only, and only if something is verified. */
 typedef struct ae_tls_opts {
     const char *cert_file; /* the certificate chain shown to the peer (a server needs one) */
     const char *key_file;  /* its private key; NULL: in cert_file */
