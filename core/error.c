@@ -49,10 +49,13 @@ int ae__set_error(int code, const char *fmt, ...)
 int ae_set_error(int code, const char *fmt, ...)
 {
     char msg[sizeof last_message];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
-    va_end(ap);
+    msg[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
     return ae__set_error(code, "%s", msg);
 }
 

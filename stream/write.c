@@ -120,12 +120,24 @@ static int write_check(ae_stream *s, const char *fn)
     return 0;
 }
 
+/* A transport called from a call may hold bytes for the fd now (TLS: a
+ * record the kernel took in part): what the io watcher watches follows. */
+static void transport_moved(ae_stream *s)
+{
+    if (s->depth)
+        s->again = true;
+    else
+        ae__stream_interest(s);
+}
+
 /* What the kernel takes at once when nothing is queued: bytes written. */
 static size_t write_through(ae_stream *s, const struct iovec *iov, int n)
 {
     if (s->wq.count || s->connecting || !s->io)
         return 0;
     ssize_t w = sys_writev(s, iov, n);
+    if (s->tr)
+        transport_moved(s);
     return w > 0 ? (size_t)w : 0;
 }
 
@@ -259,7 +271,10 @@ int ae_stream_shutdown(ae_stream *s)
     if (s->shut_wanted)
         return 0;
     s->shut_wanted = true;
-    if (s->wq.bytes == 0 && !s->connecting && s->fd >= 0)
+    if (s->wq.bytes == 0 && !s->connecting && s->fd >= 0) {
         ae__stream_shutdown_now(s);
+        if (s->tr)
+            transport_moved(s);
+    }
     return 0;
 }
