@@ -7,6 +7,9 @@ editing this script). The names: functions, typedefs, struct and enum tags,
 enum constants and macros (include guards aside). A name counts as documented
 when it appears as a whole word in some docs/**/*.md file.
 
+Also: every check of the conformance suite (the T(test_...) entries of
+tests/conformance.c's table) is described in docs/conformance.md.
+
 Usage: doc-check.py [SOURCE_ROOT]   (default: the folder above this script)
 Exits 1 listing the names no doc mentions, header by header.
 """
@@ -99,10 +102,21 @@ def main():
             print(f"{h.relative_to(root)}: not named in docs/**/*.md:")
             for n in missing:
                 print(f"    {n}")
+    table = root / "tests" / "conformance.c"
+    checks = re.findall(r"\bT\((test_\w+)\)", table.read_text(encoding="utf-8")) if table.exists() else []
+    conformance_md = root / "docs" / "conformance.md"
+    described = set(re.findall(r"`(test_\w+)`", conformance_md.read_text(encoding="utf-8"))) if conformance_md.exists() else set()
+    undescribed = [c for c in checks if c not in described]
+    if undescribed:
+        print("tests/conformance.c: checks not described in docs/conformance.md (\"Every check\"):")
+        for c in undescribed:
+            print(f"    {c}")
     if missing_total:
         print(f"doc-check: {missing_total} of {checked} public names are not documented")
+    if missing_total or undescribed:
         return 1
-    print(f"doc-check: all {checked} public names of {len(headers)} headers are named in docs/")
+    print(f"doc-check: all {checked} public names of {len(headers)} headers are named in docs/, "
+          f"all {len(checks)} conformance checks described in docs/conformance.md")
     return 0
 
 
