@@ -15,6 +15,10 @@
  *   BREAK_REARM      timer_update calls made from inside the expire
  *                    service are dropped (a one-shot native timer marked
  *                    idle after its callback returns)
+ *   BREAK_TOUCH      reads its state after the expire service returned, even
+ *                    when a timer callback freed the loop (and the state)
+ *                    from the host's loop: a use after free, which only a
+ *                    memory checker or sanitizer sees
  *   BREAK_NOHOST     nothing broken, but no test host exported: adoption
  *                    cannot be checked
  * It exports the real plugin's test host (except BREAK_NOHOST). Only <anyevent/backend.h>.
@@ -92,6 +96,35 @@ static void broken_timer_update(ae_loop *loop, void *state, double timeout)
     if (!in_expire)
         real->timer_update(loop, state, timeout);
 }
+#elif defined(BREAK_TOUCH)
+static void *armed_state; /* the state timer_update last saw */
+
+static void broken_timer_update(ae_loop *loop, void *state, double timeout)
+{
+    armed_state = state;
+    real->timer_update(loop, state, timeout);
+}
+
+static void touch_after(void)
+{
+    if (armed_state) {
+        volatile const unsigned char *first = armed_state;
+        (void)*first; /* freed if a callback freed the loop */
+    }
+}
+
+static void broken_expire(ae_loop *loop)
+{
+    core->expire(loop);
+    touch_after();
+}
+
+static int broken_expire_checked(ae_loop *loop)
+{
+    int alive = core->expire_checked(loop);
+    touch_after();
+    return alive;
+}
 #endif
 
 AE_BACKEND_ENTRY(given)
@@ -109,7 +142,7 @@ AE_BACKEND_ENTRY(given)
         return NULL;
     }
     services = *given;
-#if defined(BREAK_REARM)
+#if defined(BREAK_REARM) || defined(BREAK_TOUCH)
     services.expire = broken_expire;
     services.expire_checked = broken_expire_checked;
 #endif
@@ -133,7 +166,7 @@ AE_BACKEND_ENTRY(given)
     ops.fd_update = broken_fd_update;
 #elif defined(BREAK_ADOPT)
     ops.adopt = broken_adopt;
-#elif defined(BREAK_REARM)
+#elif defined(BREAK_REARM) || defined(BREAK_TOUCH)
     ops.timer_update = broken_timer_update;
 #endif
     return &ops;
