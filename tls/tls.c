@@ -97,7 +97,8 @@ static int fail_ssl(tls_session *t, int e)
             ERR_error_string_n(code, buf, sizeof buf);
             why = buf;
         }
-        return fail(t, EPROTO, "%s: %s", stage, why);
+        /* Reasons from SSL_AD_REASON_OFFSET on are alerts the peer sent. */
+        return fail(t, EPROTO, "%s: %s%s", stage, reason >= SSL_AD_REASON_OFFSET ? "alert from the peer: " : "", why);
     }
     return fail(t, EPROTO, "%s: failed (OpenSSL error %d)", stage, e);
 }
@@ -493,7 +494,10 @@ ae_tls_ctx *ae_tls_ctx_new(const ae_tls_opts *o)
         }
     }
     if (what) {
-        ae_set_error(AE_EINVAL, "ae_tls_ctx_new: %s \"%s\": %s", what, file, ssl_reason());
+        /* A file that cannot be read is OpenSSL's "system lib": say why. */
+        const char *why = file && *file && access(file, R_OK) != 0 ? strerror(errno) : ssl_reason();
+        ae_set_error(AE_EINVAL, "ae_tls_ctx_new: %s \"%s\": %s", what, file, why);
+        ERR_clear_error();
         SSL_CTX_free(x);
         free(c);
         return NULL;

@@ -170,7 +170,12 @@ static void assert_quiet(void)
                  A.events[0], A.errs[0], A.error, B.n, B.events[0], B.errs[0], B.error);
 }
 
-static bool contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+static bool contains(const char *hay, const char *needle)
+{
+    if (getenv("AE_TLS_TEST_SHOW"))
+        printf("# %s\n", hay);
+    return strstr(hay, needle) != NULL;
+}
 
 /* ---- tests ------------------------------------------------------------------- */
 
@@ -240,6 +245,15 @@ static void test_bad_input(void **state)
     assert_true(contains(ae_last_error(), "input"));
     ae_stream_free(F->s);
     F->s = NULL;
+    /* the transport hook itself */
+    make_stream(NULL);
+    assert_int_equal(ae_stream_set_transport(F->s, NULL, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_set_transport(F->s, &(ae_stream_transport){0}, NULL), AE_EINVAL);
+    assert_int_equal(ae_stream_set_transport(NULL, &(ae_stream_transport){0}, NULL), AE_EINVAL);
+    assert_null(ae_stream_transport_ctx(F->s, &(ae_stream_transport){0}));
+    assert_null(ae_stream_transport_ctx(NULL, NULL));
+    ae_stream_free(F->s);
+    F->s = NULL;
     /* twice: refused; no TLS version before the handshake */
     make_stream(NULL);
     assert_int_equal(ae_stream_starttls(F->s, sc, AE_TLS_ACCEPT, NULL), 0);
@@ -249,6 +263,137 @@ static void test_bad_input(void **state)
     /* the stream (and its session) left to ae_loop_free in teardown */
     ae_tls_ctx_free(cc);
     ae_tls_ctx_free(sc);
+    assert_no_failure();
+}
+
+/* ---- a transport of the test's own (no OpenSSL needed) ------------------------ */
+
+/* XOR with 0x5a both ways. read hands out at most 7 bytes a call from what
+ * it took from the fd and says AE_STREAM_TRANSPORT_PENDING while it holds
+ * more; a raw 0xff is its protocol error; shutdown wants two calls, asking
+ * for AE_WRITE in between. */
+struct xor_tp {
+    char hold[4096];
+    size_t start, end;
+    int shut_calls, freed;
+    bool shut_pending;
+};
+
+static ssize_t xor_read(void *ctx, int fd, void *buf, size_t len)
+{
+    struct xor_tp *x = ctx;
+    if (x->start == x->end) {
+        ssize_t n = read(fd, x->hold, sizeof x->hold);
+        if (n <= 0)
+            return n;
+        x->start = 0;
+        x->end = (size_t)n;
+    }
+    size_t n = x->end - x->start < 7 ? x->end - x->start : 7;
+    if (n > len)
+        n = len;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)x->hold[x->start + i] == 0xff) {
+            errno = EPROTO;
+            return -1;
+        }
+        ((char *)buf)[i] = (char)(x->hold[x->start + i] ^ 0x5a);
+    }
+    x->start += n;
+    return (ssize_t)n;
+}
+
+static ssize_t xor_writev(void *ctx, int fd, const struct iovec *iov, int iovcnt)
+{
+    (void)ctx;
+    char out[256];
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n < sizeof out; i++)
+        for (size_t j = 0; j < iov[i].iov_len && n < sizeof out; j++)
+            out[n++] = (char)(((const char *)iov[i].iov_base)[j] ^ 0x5a);
+    return n ? write(fd, out, n) : 0;
+}
+
+static int xor_shutdown(void *ctx, int fd)
+{
+    struct xor_tp *x = ctx;
+    if (x->shut_calls++ == 0) {
+        x->shut_pending = true;
+        errno = EAGAIN;
+        return -1;
+    }
+    x->shut_pending = false;
+    return shutdown(fd, SHUT_WR);
+}
+
+static int xor_events(void *ctx, int want)
+{
+    struct xor_tp *x = ctx;
+    if (x->shut_pending)
+        want |= AE_WRITE;
+    if ((want & AE_READ) && x->start < x->end)
+        want |= AE_STREAM_TRANSPORT_PENDING;
+    return want;
+}
+
+static const char *xor_error(void *ctx)
+{
+    (void)ctx;
+    return errno == EPROTO ? "xor: a 0xff byte" : NULL;
+}
+
+static void xor_free(void *ctx) { ((struct xor_tp *)ctx)->freed++; }
+
+static const ae_stream_transport xor_transport = {xor_read, xor_writev, xor_shutdown, xor_events, xor_error,
+                                                  xor_free};
+
+static void peer_xor(const char *p)
+{
+    char buf[256];
+    size_t n = strlen(p);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)(p[i] ^ 0x5a);
+    peer_write(buf, n);
+}
+
+/* The transport hook on its own: input held inside the transport is served
+ * without the fd (7 bytes a read), writes go through it, a shutdown that
+ * needs two calls gets them, its error and message end the stream, and it
+ * is freed with the stream. Runs without OpenSSL too. */
+static void test_custom_transport(void **state)
+{
+    (void)state;
+    struct xor_tp x = {0};
+    make_stream(NULL);
+    assert_int_equal(CALL(ae_stream_set_transport(F->s, &xor_transport, &x)), 0);
+    assert_ptr_equal(ae_stream_transport_ctx(F->s, &xor_transport), &x);
+    assert_int_equal(CALL(ae_stream_set_transport(F->s, &xor_transport, &x)), AE_ESTATE);
+    peer_xor("a line longer than seven bytes\nand the next\n");
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(data_count() == 1 || F->nevents);
+    assert_string_equal(F->data[0], "a line longer than seven bytes");
+    /* the next line is inside the transport already: the fd says nothing */
+    assert_int_equal(peer_pending(F->fd[0]), 0);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(data_count() == 2 || F->nevents);
+    assert_string_equal(F->data[1], "and the next");
+    assert_int_equal(CALL(ae_stream_write(F->s, "abc", 3)), 0);
+    char raw[8];
+    assert_int_equal(peer_read(raw, 3), 3);
+    assert_int_equal(raw[0], 'a' ^ 0x5a);
+    assert_int_equal(raw[2], 'c' ^ 0x5a);
+    assert_int_equal(CALL(ae_stream_shutdown(F->s)), 0);
+    WAIT(x.shut_calls == 2);
+    assert_int_equal(recv(F->fd[1], raw, 1, 0), 0); /* FIN */
+    peer_write("\xff", 1);
+    assert_int_equal(CALL(ae_stream_read(F->s, AE_LINE(NULL), on_data, NULL)), 0);
+    WAIT(F->nevents);
+    assert_int_equal(F->events[0], AE_STREAM_ERROR);
+    assert_int_equal(F->errs[0], EPROTO);
+    assert_string_equal(ae_stream_error(F->s), "xor: a 0xff byte");
+    ae_stream_free(F->s);
+    F->s = NULL;
+    assert_int_equal(x.freed, 1);
     assert_no_failure();
 }
 
@@ -373,6 +518,53 @@ static void test_untrusted_cert(void **state)
         fail_msg("client: %s", A.error);
     assert_null(A.s);
     sides_free();
+    assert_no_failure();
+}
+
+/* A server that asks for client certificates (AE_TLS_VERIFY_CLIENT, and a
+ * name to check in it): a client with other.pem is let in, one without a
+ * certificate is refused with the reason on both sides. */
+static void test_client_certificate(void **state)
+{
+    (void)state;
+    if (!ae_tls_available())
+        skip();
+    ae_tls_ctx *sc = CALL(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = server_pem, .ca_file = other_pem,
+                                                         .flags = AE_TLS_VERIFY_CLIENT}));
+    ae_tls_ctx *with = CALL(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = other_pem, .ca_file = server_pem}));
+    ae_tls_ctx *without = ctx_client(server_pem);
+    assert_non_null(sc);
+    assert_non_null(with);
+    for (int round = 0; round < 2; round++) {
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        side_init(&A, "client");
+        side_init(&B, "server");
+        side_stream(&A, sp[0], &(ae_stream_opts){.flags = AE_STREAM_CLOSE_FD});
+        side_stream(&B, sp[1], &(ae_stream_opts){.flags = AE_STREAM_CLOSE_FD});
+        starttls(&A, round == 0 ? with : without, AE_TLS_CONNECT, "localhost");
+        starttls(&B, sc, AE_TLS_ACCEPT, "other.test");
+        assert_int_equal(CALL(ae_stream_write(A.s, "me\n", 3)), 0);
+        assert_int_equal(CALL(ae_stream_read(B.s, AE_LINE(NULL), side_data, &B)), 0);
+        assert_int_equal(CALL(ae_stream_read(A.s, AE_LINE(NULL), side_data, &A)), 0);
+        if (round == 0) {
+            WAIT(B.got_len == 2 || A.n || B.n);
+            assert_quiet();
+            assert_memory_equal(B.got, "me", 2);
+        } else {
+            WAIT(side_count(&A, AE_STREAM_ERROR) && side_count(&B, AE_STREAM_ERROR));
+            assert_int_equal(side_err(&B, AE_STREAM_ERROR), EPROTO);
+            if (!contains(B.error, "certificate"))
+                fail_msg("server: %s", B.error);
+            assert_int_equal(side_err(&A, AE_STREAM_ERROR), EPROTO);
+            if (!contains(A.error, "alert"))
+                fail_msg("client: %s", A.error);
+        }
+        sides_free();
+    }
+    ae_tls_ctx_free(sc);
+    ae_tls_ctx_free(with);
+    ae_tls_ctx_free(without);
     assert_no_failure();
 }
 
@@ -621,10 +813,12 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         T(test_without_openssl),
         T(test_bad_input),
+        T(test_custom_transport),
         T(test_roundtrip),
         T(test_pending_inside_openssl),
         T(test_wrong_host),
         T(test_untrusted_cert),
+        T(test_client_certificate),
         T(test_peer_closes_mid_handshake),
         T(test_garbage),
         T(test_truncation),
