@@ -85,8 +85,12 @@ static void drop_out(ae_fork *p)
     p->out_tail = NULL;
 }
 
+static void kids_orphaned(ae_fork *t);
+
+/* Also the end of its forks' forwarded statuses (portable path). */
 static void close_sock(ae_fork *p)
 {
+    kids_orphaned(p);
     ae_watcher_free(p->io);
     p->io = NULL;
     if (p->sock >= 0)
@@ -102,6 +106,9 @@ static char out_of_memory[] = "out of memory";
 static void destroy(ae_fork *p)
 {
     ae_fork_ctx *ctx = p->ctx;
+    kids_orphaned(p);
+    if (p->remote_watch && p->tmpl && --p->tmpl->kids_watched == 0)
+        interest(p->tmpl);
     for (ae_fork *f = ctx->forks; f; f = f->next)
         if (f->tmpl == p)
             f->tmpl = NULL;
@@ -117,6 +124,7 @@ static void destroy(ae_fork *p)
     ae_watcher_free(p->child);
     ae_watcher_free(p->defer);
     free(p->pay);
+    free(p->unclaimed);
     if (p->error != out_of_memory)
         free(p->error);
     p->magic = 0;
@@ -251,11 +259,17 @@ static void on_child(ae_watcher *w, pid_t pid, int status, void *arg);
 
 /* Reap p through the core's child machinery (so a user's ae_child on the
  * pid sees the status too); the loop runs until it is reaped. */
+static void watch_forwarded(ae_fork *p);
+
 static void ensure_child(ae_fork *p)
 {
     child_keeps_loop(p);
     if (p->child || p->exited || p->pid <= 0)
         return;
+    if (p->forwarded) {
+        watch_forwarded(p);
+        return;
+    }
     p->child = ae_child(p->ctx->loop, p->pid, on_child, p);
     if (!p->child) { /* reaped by other code already: nothing to wait for */
         p->exited = true;
@@ -336,13 +350,16 @@ static void gone(ae_fork *p, int err)
                   err ? strerror(err) : "");
 }
 
-static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
+/* p ended with status (from the loop: its child watcher, or an EXIT frame
+ * of its template). */
+static void child_ended(ae_fork *p, int status)
 {
-    (void)pid;
-    ae_fork *p = arg;
     hold(p);
-    ae_watcher_free(w);
-    p->child = NULL;
+    if (p->remote_watch) {
+        p->remote_watch = false;
+        if (p->tmpl && --p->tmpl->kids_watched == 0)
+            interest(p->tmpl); /* an idle template keeps no ae_run() going */
+    }
     p->exited = true;
     p->status = status;
     char st[128];
@@ -367,6 +384,89 @@ static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
     unhold(p);
 }
 
+static void on_child(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)pid;
+    ae_fork *p = arg;
+    ae_watcher_free(w);
+    p->child = NULL;
+    child_ended(p, status);
+}
+
+/* ---- the portable path: statuses forwarded by the template ------------- */
+
+/* Wait for p's EXIT frame on its template's socket; it may be there already. */
+static void watch_forwarded(ae_fork *p)
+{
+    if (p->remote_watch)
+        return;
+    ae_fork *t = p->tmpl;
+    if (!t || t->sock < 0 || t->state == AE_F_RUNNING) { /* nobody forwards it any more */
+        p->exited = true;
+        p->status = -1;
+        return;
+    }
+    for (int i = 0; i < t->n_unclaimed; i++)
+        if (t->unclaimed[i].pid == p->pid) {
+            p->exited = true; /* from an API call maybe: the callback runs from the loop */
+            p->status = t->unclaimed[i].status;
+            t->unclaimed[i] = t->unclaimed[--t->n_unclaimed];
+            if (p->exit_cb && !p->freed) {
+                p->exit_due = true;
+                schedule(p);
+            }
+            return;
+        }
+    p->remote_watch = true;
+    t->kids_watched++;
+    interest(t);
+}
+
+/* An EXIT frame of template t. */
+static void fork_exited(ae_fork *t, pid_t pid, int status)
+{
+    for (ae_fork *f = t->ctx->forks; f; f = f->next)
+        if (f->tmpl == t && f->forwarded && f->pid == pid && !f->exited) {
+            child_ended(f, status);
+            return;
+        }
+    /* its HELLO is still on its way (another socket): keep it for then */
+    if (t->n_unclaimed == t->cap_unclaimed) {
+        int cap = t->cap_unclaimed ? 2 * t->cap_unclaimed : 8;
+        struct ae_fork_exit *u = realloc(t->unclaimed, (size_t)cap * sizeof *u);
+        if (!u)
+            return; /* that fork will see status -1 (unknown) */
+        t->unclaimed = u;
+        t->cap_unclaimed = cap;
+    }
+    t->unclaimed[t->n_unclaimed++] = (struct ae_fork_exit){pid, status};
+}
+
+/* t forwards no more statuses (it ended, or was run): its forks still
+ * waiting for one will never know theirs. */
+static void kids_orphaned(ae_fork *t)
+{
+    if (t->kids_watched == 0)
+        return;
+    t->kids_watched = 0;
+    for (ae_fork *f = t->ctx->forks; f; f = f->next) {
+        if (f->tmpl != t || !f->remote_watch)
+            continue;
+        f->remote_watch = false;
+        f->exited = true;
+        f->status = -1;
+        if (ae__loop_freeing(t->ctx->loop))
+            continue;
+        if (f->wait_status) {
+            f->wait_status = false;
+            ae__fork_fail(f, "process %d: its status is unknown: its template %d ended before it", (int)f->pid,
+                          (int)t->pid);
+        }
+        if (f->freed || f->cb_due)
+            schedule(f); /* from the loop: reported, or forgotten */
+    }
+}
+
 /* ---- writing ------------------------------------------------------------- */
 
 static void interest(ae_fork *p)
@@ -374,7 +474,8 @@ static void interest(ae_fork *p)
     if (!p->io)
         return;
     int ev = p->out ? AE_WRITE : 0;
-    if (p->state == AE_F_RUN || !p->hello || p->freed || p->exit_cb || p->kids_waiting || p->write_closed)
+    if (p->state == AE_F_RUN || !p->hello || p->freed || p->exit_cb || p->kids_waiting || p->write_closed ||
+        p->kids_watched > 0)
         ev |= AE_READ;
     ae_io_set(p->io, ev);
 }
@@ -472,7 +573,9 @@ static void frame(ae_fork *p, int cmd, const unsigned char *pay, uint32_t len)
 {
     switch (cmd) {
     case AE_W_HELLO: {
-        uint32_t proto = len == 8 ? ae__wire_u32(pay) : 0, pid = len == 8 ? ae__wire_u32(pay + 4) : 0;
+        bool ok = len == 8 || len == 12; /* protocol 1 without and with flags */
+        uint32_t proto = ok ? ae__wire_u32(pay) : 0, pid = ok ? ae__wire_u32(pay + 4) : 0;
+        uint32_t flags = len == 12 ? ae__wire_u32(pay + 8) : 0;
         if (proto != AE_FORK_PROTOCOL) {
             ae__fork_fail(p, "process %u speaks protocol %u, this library %u: the helper does not match",
                           (unsigned)pid, (unsigned)proto, AE_FORK_PROTOCOL);
@@ -480,12 +583,17 @@ static void frame(ae_fork *p, int cmd, const unsigned char *pay, uint32_t len)
         }
         p->pid = (pid_t)pid;
         p->hello = true;
+        p->forwarded = (flags & AE_HELLO_FORWARDED) != 0;
         if (p->exit_cb || p->freed)
             ensure_child(p);
         interest(p);
         return;
     }
     case AE_W_ERROR: ae__fork_fail(p, "%.*s", (int)len, (const char *)pay); return;
+    case AE_W_EXIT:
+        if (len == 8)
+            fork_exited(p, (pid_t)ae__wire_u32(pay), (int)ae__wire_u32(pay + 4));
+        return;
     case AE_W_READY:
         if (p->state != AE_F_RUN) {
             ae__fork_fail(p, "process %d: READY without a run", (int)p->pid);
@@ -494,6 +602,7 @@ static void frame(ae_fork *p, int cmd, const unsigned char *pay, uint32_t len)
         p->state = AE_F_RUNNING;
         ae_watcher_free(p->io);
         p->io = NULL;
+        kids_orphaned(p); /* its forks are its run function's children now */
         ensure_child(p);
         deliver(p);
         return;
@@ -652,7 +761,7 @@ static void release(ae_fork *p)
     if (p->state == AE_F_RUNNING || p->state == AE_F_FAILED || p->sock < 0) {
         ensure_child(p); /* before the close (see gone()) */
         close_sock(p);
-        if (!p->child)
+        if (!p->child && !p->remote_watch)
             destroy(p);
         return;
     }

@@ -14,6 +14,6 @@ int main(void)
               stderr);
         return 2;
     }
-    close_range(4, ~0U, 0); /* posix_spawn closed them already; in case another starter did not */
+    ae__close_from(4); /* posix_spawn closed them already; in case another starter did not */
     ae__fork_serve(3, false);
 }

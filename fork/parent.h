@@ -59,6 +59,11 @@ struct ae_fork {
     bool exit_due;    /* the exit callback has not run yet */
     bool owned;       /* an ae_rpc owns it: killed with the loop */
     bool child_unref; /* child is unref'd: an idle template keeps no ae_run() going */
+    bool forwarded;   /* portable path: not our child; its status comes in EXIT frames of tmpl */
+    bool remote_watch; /* waiting for that EXIT frame (counted in tmpl->kids_watched) */
+    int kids_watched;  /* forks of this template waiting for their EXIT frames */
+    struct ae_fork_exit { pid_t pid; int status; } *unclaimed; /* EXITs that came before their HELLO */
+    int n_unclaimed, cap_unclaimed;
     int calling;      /* user callbacks of it under way */
     int status;
     char *error;

@@ -1,15 +1,22 @@
 /* The process side of anyevent/fork.h: read one frame at a time, keep the
  * items, dlopen, call, fork on request (a child of our parent: clone with
  * CLONE_PARENT), run, or serve RPC calls. Errors go back to the parent as
- * ERROR frames; after the first one the process refuses everything. */
+ * ERROR frames; after the first one the process refuses everything.
+ *
+ * The portable path (every system but Linux; on Linux when
+ * ANYEVENT_FORK_PORTABLE is set, so that it is tested): plain fork(), the
+ * forks are our children, and we reap them and forward their statuses to
+ * the parent (EXIT frames) until the last one has ended. */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -31,7 +38,54 @@ struct server {
     char *threaded; /* why forks are refused: a require or call left threads running */
     bool quick_exit;
     bool hello_due; /* not said yet: it goes with the first answer, or before we wait or work */
+    bool portable;  /* fork() and forward our forks' statuses (no CLONE_PARENT) */
+    bool forwarded; /* our status reaches the parent from our template (HELLO flag) */
+    int kids;       /* portable: forks of ours not reaped yet */
 };
+
+#ifdef MSG_CMSG_CLOEXEC
+#define AE_RECV_CLOEXEC MSG_CMSG_CLOEXEC
+#else
+#define AE_RECV_CLOEXEC 0
+#endif
+
+void ae__close_from(int lowfd)
+{
+#if defined(__linux__)
+    close_range((unsigned)lowfd, ~0U, 0);
+#elif defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || defined(__DragonFly__) || defined(__sun)
+    closefrom(lowfd);
+#else
+    /* the open ones only, never a loop to RLIMIT_NOFILE */
+    DIR *d = opendir("/dev/fd");
+    if (!d)
+        return;
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && atoi(e->d_name) >= lowfd && atoi(e->d_name) != self)
+            close(atoi(e->d_name));
+    closedir(d);
+#endif
+}
+
+static volatile sig_atomic_t child_exited;
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    child_exited = 1;
+}
+
+static bool portable_mode(void)
+{
+#if defined(__linux__)
+    const char *e = getenv("ANYEVENT_FORK_PORTABLE");
+    return e && *e && strcmp(e, "0") != 0;
+#else
+    return true;
+#endif
+}
 
 static _Noreturn void finish(struct server *s, int status)
 {
@@ -40,7 +94,10 @@ static _Noreturn void finish(struct server *s, int status)
          * leak check over the copy of the program's heap, with the state it
          * cached before our clone(). */
         fflush(NULL);
+#ifdef SYS_exit_group
         syscall(SYS_exit_group, status);
+#endif
+        _exit(status);
     }
     exit(status);
 }
@@ -53,7 +110,7 @@ static int say(struct server *s, int cmd, const void *data, size_t len)
     if (!s->hello_due)
         return ae__wire_send(s->sock, cmd, data, len, -1);
     s->hello_due = false;
-    uint32_t h[2] = {AE_FORK_PROTOCOL, (uint32_t)getpid()};
+    uint32_t h[3] = {AE_FORK_PROTOCOL, (uint32_t)getpid(), s->forwarded ? AE_HELLO_FORWARDED : 0};
     return ae__wire_send2(s->sock, AE_W_HELLO, h, sizeof h, cmd, data, len);
 }
 
@@ -78,6 +135,40 @@ static void fail(struct server *s, const char *fmt, ...)
     say(s, AE_W_ERROR, s->failed, strlen(s->failed));
 }
 
+/* Portable path: reap our forks that ended and forward their statuses. */
+static void reap(struct server *s, bool block)
+{
+    child_exited = 0;
+    while (s->kids > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0)
+            break;
+        s->kids--;
+        uint32_t x[2] = {(uint32_t)pid, (uint32_t)status};
+        say(s, AE_W_EXIT, x, sizeof x); /* if the parent is gone, nobody asks */
+    }
+}
+
+/* Portable path, with forks alive: wait until the socket is readable or a
+ * fork ends (SIGCHLD, blocked but for the wait: no ending is missed between
+ * the reap and the wait). true if readable. */
+static bool wait_readable(struct server *s)
+{
+    reap(s, false);
+    if (s->kids == 0)
+        return true;
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(s->sock, &rd);
+    sigset_t mask;
+    sigprocmask(SIG_SETMASK, NULL, &mask);
+    sigdelset(&mask, SIGCHLD);
+    return pselect(s->sock + 1, &rd, NULL, NULL, NULL, &mask) > 0;
+}
+
 /* Read exactly len bytes. The first fd passed with them goes to *fd (others
  * are closed); *dropped is set if the kernel dropped fds (MSG_CTRUNC: this
  * process is at its fd limit). While the hello is due, nothing is waited
@@ -86,6 +177,8 @@ static int read_exact(struct server *s, void *buf, size_t len, int *fd, bool *dr
 {
     size_t got = 0;
     while (got < len) {
+        if (s->kids > 0 && !wait_readable(s))
+            continue; /* a fork ended: forwarded; read on */
         union {
             struct cmsghdr align;
             char buf[CMSG_SPACE(8 * sizeof(int))];
@@ -93,7 +186,7 @@ static int read_exact(struct server *s, void *buf, size_t len, int *fd, bool *dr
         struct iovec iov = {(char *)buf + got, len - got};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
                              .msg_controllen = sizeof u.buf};
-        ssize_t r = recvmsg(s->sock, &msg, MSG_CMSG_CLOEXEC | (s->hello_due ? MSG_DONTWAIT : 0));
+        ssize_t r = recvmsg(s->sock, &msg, AE_RECV_CLOEXEC | (s->hello_due ? MSG_DONTWAIT : 0));
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && s->hello_due && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -113,6 +206,9 @@ static int read_exact(struct server *s, void *buf, size_t len, int *fd, bool *dr
             for (size_t i = 0; i < nfd; i++) {
                 int f;
                 memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+#if !AE_RECV_CLOEXEC
+                fcntl(f, F_SETFD, FD_CLOEXEC); /* no MSG_CMSG_CLOEXEC here: single-threaded, nobody execs meanwhile */
+#endif
                 if (fd && *fd < 0)
                     *fd = f;
                 else
@@ -141,8 +237,19 @@ static int add_item(struct server *s, int fd, void *data, size_t len)
 /* A child of our parent (Linux: CLONE_PARENT), so that the program that
  * drives us reaps it and sees its status. Raw clone skips the C library's
  * atfork handlers: this process is single-threaded and holds no locks. */
-static pid_t fork_sibling(void)
+static pid_t fork_sibling(struct server *s)
 {
+    if (s->portable) {
+        /* _Fork (POSIX.1-2024) runs no atfork handlers: those of a library
+         * in an ae_fork_self template would act on fds that are not
+         * theirs any more (libuv's recreated its pipe on our socket's
+         * number). Where it is missing, fork(). */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+        return _Fork();
+#else
+        return fork();
+#endif
+    }
 #if defined(__linux__) && defined(SYS_clone3)
     struct {
         uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
@@ -193,6 +300,18 @@ static void check_threads(struct server *s, const char *what, const char *name)
         s->threaded = "fork refused: this process has threads";
 }
 
+/* SIGCHLD as we found it: for the run function, and in a fork. */
+static void signal_default(struct server *s)
+{
+    if (!s->portable)
+        return;
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &chld, NULL);
+}
+
 static void do_fork(struct server *s, int fd)
 {
     const char *refused = s->failed ? s->failed : s->threaded;
@@ -201,13 +320,19 @@ static void do_fork(struct server *s, int fd)
         close(fd);
         return;
     }
-    pid_t pid = fork_sibling();
+    pid_t pid = fork_sibling(s);
     if (pid == 0) {
         close(s->sock);
         s->sock = fd;
         s->hello_due = true;
+        if (s->portable) { /* reaped by its template, not by the program; SIGCHLD */
+            s->forwarded = true; /* stays caught and blocked for forks of its own */
+            s->kids = 0;
+        }
         return;
     }
+    if (pid > 0 && s->portable)
+        s->kids++;
     if (pid < 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "fork failed in template %d: %s", (int)getpid(), strerror(errno));
@@ -298,6 +423,7 @@ static _Noreturn void run(struct server *s, int cmd, char *symbol)
                 close(s->items[i].fd);
         finish(s, 127);
     }
+    signal_default(s); /* forks made before are the run function's children now */
     if (cmd == AE_W_RPC)
         rpc_serve(s, (ae_rpc_handler *)sym);
     finish(s, ((ae_fork_main *)sym)(s->sock, s->n, s->items));
@@ -327,7 +453,16 @@ int ae_rpc_reply_write(ae_rpc_reply *reply, const void *data, size_t len)
 
 _Noreturn void ae__fork_serve(int sock, bool quick_exit)
 {
-    struct server s = {.sock = sock, .quick_exit = quick_exit, .hello_due = true};
+    struct server s = {.sock = sock, .quick_exit = quick_exit, .hello_due = true, .portable = portable_mode()};
+    if (s.portable) {
+        struct sigaction sa = {.sa_handler = on_sigchld}; /* no SA_RESTART: pselect() returns */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGCHLD, &sa, NULL);
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &chld, NULL);
+    }
     /* Bind the C library's lazy calls of dlsym() here, once: a fork that
      * looks up its run function then finds them bound instead of binding
      * them again (and copying the pages they are in). */
@@ -339,7 +474,10 @@ _Noreturn void ae__fork_serve(int sock, bool quick_exit)
         int fd = -1;
         bool dropped = false;
         if (read_exact(&s, h, sizeof h, &fd, &dropped) < 0)
-            finish(&s, 0); /* the parent is gone: a template exits */
+        {
+            reap(&s, true); /* the parent is gone: a template exits, once its forks ended */
+            finish(&s, 0);
+        }
         uint32_t len = ae__wire_u32(h + 1);
         int cmd = h[0];
         char *payload = cmd != AE_W_ARG && len < sizeof small ? small

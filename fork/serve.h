@@ -23,6 +23,9 @@ struct ae_rpc_reply {
  * exit() (a copy of the user's program must not run its atexit handlers). */
 _Noreturn void ae__fork_serve(int sock, bool quick_exit);
 
+/* Close every fd >= lowfd (close_range, closefrom, or the open ones in /dev/fd). */
+void ae__close_from(int lowfd);
+
 /* Threads of this process (/proc/self/task); -1 if unknown. */
 int ae__thread_count(void);
 

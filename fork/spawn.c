@@ -24,7 +24,11 @@ extern char **environ;
 /* The helper to run, or NULL with where it looked in tried. */
 static const char *find_helper(char *buf, size_t size, char *tried, size_t tried_size)
 {
+#ifdef __GLIBC__
     const char *env = secure_getenv("ANYEVENT_FORK_SERVER");
+#else
+    const char *env = getenv("ANYEVENT_FORK_SERVER");
+#endif
     if (env && *env) {
         if (access(env, X_OK) == 0)
             return env;
@@ -79,7 +83,9 @@ static int spawn(const char *path, int sock, pid_t *pid)
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&at);
     posix_spawn_file_actions_adddup2(&fa, sock, 3);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
     posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+#endif /* else the helper closes them itself (helper.c) */
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
@@ -159,7 +165,7 @@ ae_fork *ae_fork_self(ae_loop *loop)
         int sock = 3;
         if (dup2(sv[1], sock) < 0)
             _exit(127);
-        close_range(4, ~0U, 0);
+        ae__close_from(4);
         fcntl(sock, F_SETFD, FD_CLOEXEC);
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         for (int s = 1; s < NSIG; s++)

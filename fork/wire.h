@@ -27,10 +27,14 @@ enum {
     AE_W_RUN = 'x',     /* symbol: answer READY, then exit(symbol(sock, n, items)) */
     AE_W_RPC = 'w',     /* symbol: answer READY, then serve RPC calls with it */
     /* process -> parent */
-    AE_W_HELLO = 'P', /* u32 protocol, u32 pid: the first frame of every process */
+    AE_W_HELLO = 'P', /* u32 protocol, u32 pid, u32 flags: the first frame of every process */
+    AE_W_EXIT = 'X',  /* u32 pid, i32 wait status: a fork of this template ended (portable path) */
     AE_W_ERROR = 'E', /* text: the process failed and refuses what follows */
     AE_W_READY = 'R', /* empty: the run symbol was found; the socket is the user's now */
 };
+
+/* HELLO flags */
+#define AE_HELLO_FORWARDED 1u /* not the program's child: its status comes in EXIT frames of its template */
 
 /* RPC frames after READY: request u32 len + bytes; reply u32 len, i32 rc + bytes. */
 #define AE_RPC_REQ_HDR 4
