@@ -11,6 +11,11 @@
  * request each: lines per second, CPU and allocations per line.
  *
  * Usage: ae-stream-bench BACKEND MODE SIZE COUNT   (MODE raw|exact|line|lines)
+ *
+ * The larger workloads are in scale.c:
+ *        ae-stream-bench BACKEND bulk plain|raw|stream|stream-ref MIB
+ *        ae-stream-bench BACKEND conns io|stream N REQUESTS RTIMEOUT
+ *        ae-stream-bench BACKEND cmd true|print RUNS
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -19,6 +24,9 @@
 #include <anyevent/stream.h>
 
 #include "count.h"
+#include "scale.h"
+
+long bench_allocs(void) { return allocs; }
 
 static long size, count, done;
 static char *msg;
@@ -134,8 +142,18 @@ static int run_lines(ae_loop *loop, int sv[2], const char *backend)
 
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[2], "bulk") == 0)
+        return run_bulk(argv[1], argv[3], atol(argv[4]));
+    if (argc == 7 && strcmp(argv[2], "conns") == 0)
+        return run_conns(argv[1], argv[3], atol(argv[4]), atol(argv[5]), atof(argv[6]));
+    if (argc == 5 && strcmp(argv[2], "cmd") == 0)
+        return run_cmd(argv[1], argv[3], atol(argv[4]));
     if (argc != 5) {
-        fprintf(stderr, "usage: %s BACKEND raw|exact|line SIZE COUNT\n", argv[0]);
+        fprintf(stderr, "usage: %s BACKEND raw|exact|line|lines SIZE COUNT\n"
+                        "       %s BACKEND bulk plain|raw|stream|stream-ref MIB\n"
+                        "       %s BACKEND conns io|stream N REQUESTS RTIMEOUT\n"
+                        "       %s BACKEND cmd true|print RUNS\n",
+                argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
     const char *mode = argv[2];
