@@ -25,9 +25,19 @@ char *ae__rbuf_reserve(ae_rbuf *b, size_t want, size_t *room)
         size_t cap = b->cap ? b->cap : want;
         while (cap - b->end < want)
             cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return NULL;
+        char *d;
+        if (b->lent) { /* the shared buffer is too small: move to memory of our own */
+            d = malloc(cap);
+            if (!d)
+                return NULL;
+            memcpy(d, b->data, b->end);
+            *b->lent = false;
+            b->lent = NULL;
+        } else {
+            d = realloc(b->data, cap);
+            if (!d)
+                return NULL;
+        }
         b->data = d;
         b->cap = cap;
     }
@@ -35,17 +45,42 @@ char *ae__rbuf_reserve(ae_rbuf *b, size_t want, size_t *room)
     return b->data + b->end;
 }
 
-void ae__rbuf_release(ae_rbuf *b)
+bool ae__rbuf_borrow(ae_rbuf *b, ae_loop *loop)
 {
-    if (b->start != b->end)
-        return;
-    free(b->data);
-    *b = (ae_rbuf){0};
+    if (b->data)
+        return false;
+    bool *busy;
+    char *p = ae__layer_rbuf_borrow(loop, &busy);
+    if (!p)
+        return false;
+    *b = (ae_rbuf){p, 0, 0, AE_RBUF_SHARED_SIZE, busy};
+    return true;
+}
+
+int ae__rbuf_settle(ae_rbuf *b)
+{
+    size_t len = b->end - b->start;
+    if (len == 0 || b->lent) {
+        char *own = NULL;
+        if (len && !(own = malloc(len))) {
+            ae__rbuf_fini(b);
+            return AE_ENOMEM;
+        }
+        if (len)
+            memcpy(own, b->data + b->start, len);
+        ae__rbuf_fini(b);
+        if (own)
+            *b = (ae_rbuf){own, 0, len, len, NULL};
+    }
+    return 0;
 }
 
 void ae__rbuf_fini(ae_rbuf *b)
 {
-    free(b->data);
+    if (b->lent)
+        *b->lent = false;
+    else
+        free(b->data);
     *b = (ae_rbuf){0};
 }
 

@@ -23,6 +23,13 @@ typedef struct ae_layer_node {
 
 int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n)); /* loop must be valid */
 void ae__layer_remove(ae_layer_node *n); /* also for a node not linked */
+/* The loop's one shared read buffer (AE_RBUF_SHARED_SIZE bytes, made on
+ * first use): a stream with nothing buffered reads into it, and gives it
+ * back once its callbacks returned, so that a stream waiting for input holds
+ * no read memory. NULL when it is lent already (a callback runs a loop of
+ * its own) or cannot be made; *busy is the flag that giving it back clears. */
+char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy);
+#define AE_RBUF_SHARED_SIZE (256 * 1024)
 
 /* ---- resolve.c: getaddrinfo() on a thread ------------------------------ */
 
@@ -36,11 +43,13 @@ void ae__resolve_cancel(ae_resolve *r); /* no callback after it */
 
 /* ---- buffer.c: the read buffer and the write queue ---------------------- */
 
-/* Unconsumed input is data[start, end); the memory is kept while the stream
- * reads, and given back when it stops reading with nothing buffered. */
+/* Unconsumed input is data[start, end). The memory is the loop's shared
+ * buffer (lent set) from a read until the stream's callbacks returned, or
+ * the stream's own while input is left over; none while nothing is. */
 typedef struct ae_rbuf {
     char *data;
     size_t start, end, cap;
+    bool *lent; /* the shared buffer's busy flag while it is borrowed */
 } ae_rbuf;
 
 /* One segment of the write queue: bytes still to write are p[0, len). An
@@ -69,7 +78,13 @@ size_t ae__rbuf_len(const ae_rbuf *b);
 /* Room for at least want more bytes at the end (compacting first); NULL if
  * out of memory. *room gets what is free. */
 char *ae__rbuf_reserve(ae_rbuf *b, size_t want, size_t *room);
-void ae__rbuf_release(ae_rbuf *b); /* free the memory if nothing is buffered */
+/* Borrow the loop's shared buffer if b holds no memory; false if not. */
+bool ae__rbuf_borrow(ae_rbuf *b, ae_loop *loop);
+/* After the stream's callbacks: the shared buffer goes back (what is left
+ * of it moved to memory of the stream's own), and the stream's own memory is
+ * freed once empty. AE_ENOMEM if the left-over input could not be kept (it
+ * is dropped). */
+int ae__rbuf_settle(ae_rbuf *b);
 void ae__rbuf_fini(ae_rbuf *b);
 
 /* Append a copy of len bytes (joining the last owned segment when it has

@@ -9,6 +9,8 @@
 
 typedef struct stream_layer {
     ae_layer_node head; /* a ring; head.next is the newest */
+    char *rbuf;         /* the shared read buffer, AE_RBUF_SHARED_SIZE bytes */
+    bool rbuf_busy;
 } stream_layer;
 
 static void layer_free(void *arg)
@@ -20,6 +22,7 @@ static void layer_free(void *arg)
         ae__layer_remove(n);
         n->drop(n);
     }
+    free(l->rbuf);
     free(l);
 }
 
@@ -31,6 +34,8 @@ int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n
         if (!l)
             return ae__set_error(AE_ENOMEM, "out of memory");
         l->head.next = l->head.prev = &l->head;
+        l->rbuf = NULL;
+        l->rbuf_busy = false;
         if (ae__loop_on_free(loop, layer_free, l) < 0) {
             free(l);
             return AE_ENOMEM;
@@ -51,4 +56,16 @@ void ae__layer_remove(ae_layer_node *n)
     n->prev->next = n->next;
     n->next->prev = n->prev;
     n->next = n->prev = NULL;
+}
+
+char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy)
+{
+    stream_layer *l = ae__loop_layer(loop, layer_free);
+    if (!l || l->rbuf_busy)
+        return NULL;
+    if (!l->rbuf && !(l->rbuf = malloc(AE_RBUF_SHARED_SIZE)))
+        return NULL;
+    l->rbuf_busy = true;
+    *busy = &l->rbuf_busy;
+    return l->rbuf;
 }

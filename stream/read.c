@@ -9,7 +9,7 @@
 #include "internal.h"
 
 #define READ_SIZE_MIN (16 * 1024)
-#define READ_SIZE_MAX (256 * 1024)
+#define READ_SIZE_MAX AE_RBUF_SHARED_SIZE
 #define READS_PER_PASS 8 /* reads while each fills the buffer, before serving */
 
 /* ---- the request queue -------------------------------------------------- */
@@ -20,7 +20,7 @@ static int rq_grow(ae_stream *s)
 {
     if (s->rq_count < s->rq_cap)
         return 0;
-    unsigned cap = s->rq_cap ? s->rq_cap * 2 : 4;
+    unsigned cap = s->rq_cap ? s->rq_cap * 2 : 1; /* most streams have one request at a time */
     ae_rreq *rq = malloc(cap * sizeof *rq);
     if (!rq)
         return ae__set_error(AE_ENOMEM, "ae_stream_read: out of memory");
@@ -152,6 +152,7 @@ void ae__stream_read_input(ae_stream *s)
 {
     if (s->read_size == 0)
         s->read_size = READ_SIZE_MIN;
+    ae__rbuf_borrow(&s->rbuf, s->loop);
     for (int pass = 0; pass < READS_PER_PASS; pass++) {
         size_t have = ae__rbuf_len(&s->rbuf);
         if (have > s->o.rbuf_max)
@@ -174,6 +175,8 @@ void ae__stream_read_input(ae_stream *s)
                 return; /* a short read: drained (saves the EAGAIN read) */
             if (s->read_size < READ_SIZE_MAX)
                 s->read_size *= 2;
+            if (s->rbuf.lent)
+                return; /* serve the shared buffer's fill first (the watcher reports the rest) */
             continue;
         }
         if (n == 0) {

@@ -345,9 +345,9 @@ void ae__stream_service(ae_stream *s)
         destroy(s, true);
         return;
     }
+    if (ae__rbuf_settle(&s->rbuf) < 0)
+        ae__stream_fail(s, ENOMEM, "read buffer: out of memory for the input left over");
     ae__stream_interest(s);
-    if (!ae__stream_reading(s))
-        ae__rbuf_release(&s->rbuf);
     ae__stream_timer_rearm(s);
 }
 

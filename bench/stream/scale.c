@@ -294,8 +294,8 @@ static void client_main(int port, long n, long requests, int ctl)
     ctl_send(ctl, 'c');
     for (;;) {
         char c = ctl_recv(ctl);
-        if (c == 'w') { /* one request on every connection */
-            for (long i = 0; i < n; i++)
+        if (c == 'w' || c == 'x') { /* one request on every connection, or on the first */
+            for (long i = 0; i < (c == 'x' ? 1 : n); i++)
                 client_request(fds[i], req);
         } else if (c == 'a') { /* 1% active, all in flight at once */
             long k = n / 100 > 0 ? n / 100 : 1, sent = 0, answered = 0;
@@ -456,11 +456,24 @@ int run_conns(const char *backend, const char *impl, long n, long requests, doub
     ae_loop *loop = ae_loop_new(backend);
     if (!loop)
         die(backend);
-    /* A first watcher and a first stream, freed: what the loop makes once
-     * (fd table, slab page, the stream layer's registry) is not counted. */
+    /* A first connection served once, then freed: what the loop makes once
+     * (fd table, slab page, the stream layer's registry and shared read
+     * buffer) is not counted. */
     ae_watcher_free(ae_timer(loop, 1, 0, io_conn_timeout, NULL));
-    if (stream)
-        ae_stream_free(ae_stream_new(loop, fds[0], NULL, conn_event, NULL));
+    if (stream) {
+        ae_stream *s = ae_stream_new(loop, fds[0], NULL, conn_event, NULL);
+        if (!s || ae_stream_read(s, AE_LINE(NULL), conn_line, NULL) < 0)
+            die("ae_stream_new");
+        phase(loop, ctl[0], 'x', REQ_LEN);
+        ae_stream_free(s);
+    } else {
+        ae_watcher *w = ae_io(loop, fds[0], AE_READ, io_conn_cb, (void *)(intptr_t)fds[0]);
+        double t = conn_rtimeout;
+        conn_rtimeout = 0; /* arg is the fd */
+        phase(loop, ctl[0], 'x', REQ_LEN);
+        conn_rtimeout = t;
+        ae_watcher_free(w);
+    }
 
     void **objs = malloc((size_t)n * sizeof *objs);
     size_t m0 = heap_in_use();
