@@ -23,6 +23,9 @@
  * cmd: RUNS commands through ae_cmd_run, one at a time and 16 at a time,
  *   against a posix_spawn()+waitpid() loop in the same run: /bin/true
  *   ("true"), or /bin/echo with captured output that is checked ("print").
+ *   Wall time is the scheduler's on a loaded machine; CPU of this process
+ *   per run is the figure to read. With ONLY (plain|one|par) one way runs
+ *   alone and prints nothing, for counting its system calls.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +48,7 @@
 
 #include <anyevent/stream.h>
 
+#include "conns.h"
 #include "scale.h"
 
 extern char **environ;
@@ -243,107 +247,13 @@ int run_bulk(const char *backend, const char *impl, long mib)
     return 0;
 }
 
-/* ---- conns: the client process --------------------------------------------- */
+/* ---- conns (conns.h): io watchers or streams ----------------------------- */
 
-#define REQ_LEN 64
-
-static void ctl_send(int ctl, char c)
-{
-    if (write(ctl, &c, 1) != 1)
-        die("control write");
-}
-
-static char ctl_recv(int ctl)
-{
-    char c;
-    if (read(ctl, &c, 1) != 1)
-        exit(0); /* the server is gone */
-    return c;
-}
-
-/* One request on fd and its whole reply, blocking. */
-static void client_request(int fd, const char *req)
-{
-    if (write(fd, req, REQ_LEN) != REQ_LEN)
-        die("client write");
-    size_t have = 0;
-    char buf[REQ_LEN];
-    while (have < REQ_LEN) {
-        ssize_t n = read(fd, buf + have, REQ_LEN - have);
-        if (n <= 0)
-            die("client read");
-        have += (size_t)n;
-    }
-}
-
-static void client_main(int port, long n, long requests, int ctl)
-{
-    int *fds = malloc((size_t)n * sizeof *fds);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (long i = 0; i < n; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&a, sizeof a) < 0)
-            die("client connect");
-        int one = 1;
-        setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    char req[REQ_LEN];
-    memset(req, 'r', sizeof req);
-    req[REQ_LEN - 1] = '\n';
-    ctl_send(ctl, 'c');
-    for (;;) {
-        char c = ctl_recv(ctl);
-        if (c == 'w' || c == 'x') { /* one request on every connection, or on the first */
-            for (long i = 0; i < (c == 'x' ? 1 : n); i++)
-                client_request(fds[i], req);
-        } else if (c == 'a') { /* 1% active, all in flight at once */
-            long k = n / 100 > 0 ? n / 100 : 1, sent = 0, answered = 0;
-            struct pollfd *p = calloc((size_t)k, sizeof *p);
-            size_t *have = calloc((size_t)k, sizeof *have);
-            for (long i = 0; i < k && sent < requests; i++, sent++) {
-                p[i] = (struct pollfd){fds[i * (n / k)], POLLIN, 0};
-                if (write(p[i].fd, req, REQ_LEN) != REQ_LEN)
-                    die("client write");
-            }
-            while (answered < requests) {
-                if (poll(p, (nfds_t)k, -1) < 0)
-                    die("client poll");
-                for (long i = 0; i < k; i++) {
-                    if (!(p[i].revents & POLLIN))
-                        continue;
-                    char buf[REQ_LEN];
-                    ssize_t r = read(p[i].fd, buf, REQ_LEN - have[i]);
-                    if (r <= 0)
-                        die("client read");
-                    have[i] += (size_t)r;
-                    if (have[i] < REQ_LEN)
-                        continue;
-                    have[i] = 0;
-                    answered++;
-                    if (sent < requests) {
-                        sent++;
-                        if (write(p[i].fd, req, REQ_LEN) != REQ_LEN)
-                            die("client write");
-                    }
-                }
-            }
-            free(p);
-            free(have);
-        } else {
-            break;
-        }
-        ctl_send(ctl, c);
-    }
-    for (long i = 0; i < n; i++)
-        close(fds[i]);
-    free(fds);
-}
-
-/* ---- conns: the server ------------------------------------------------------ */
-
-static long served, requests_goal;
+static ae_loop *conns_loop;
 static double conn_rtimeout;
+static void **conn_objs;
+static long conn_count, conn_cap;
+static bool conn_stream;
 
 struct io_conn { /* the io server's state with a timeout; without one, arg is the fd */
     ae_watcher *io, *timer;
@@ -360,7 +270,7 @@ static void io_conn_timeout(ae_watcher *w, void *arg)
 /* Requests are whole lines of REQ_LEN; a reply is what was read. */
 static void io_conn_cb(ae_watcher *w, int revents, void *arg)
 {
-    (void)revents;
+    (void)w, (void)revents;
     struct io_conn *c = conn_rtimeout > 0 ? arg : NULL;
     int fd = c ? c->fd : (int)(intptr_t)arg;
     char buf[4096];
@@ -375,8 +285,7 @@ static void io_conn_cb(ae_watcher *w, int revents, void *arg)
         ae_timer_set(c->timer, conn_rtimeout, 0);
     if (write(fd, buf, (size_t)n) != n)
         die("io server write");
-    served += (long)n;
-    (void)w;
+    conns_served += (long)n;
 }
 
 static void conn_event(ae_stream *s, int what, int err, void *arg)
@@ -393,148 +302,77 @@ static void conn_line(ae_stream *s, const char *data, size_t len, void *arg)
     memcpy(reply, data, len < REQ_LEN - 1 ? len : REQ_LEN - 1);
     reply[REQ_LEN - 1] = '\n';
     ae_stream_write(s, reply, REQ_LEN);
-    served += REQ_LEN;
+    conns_served += REQ_LEN;
     ae_stream_read(s, AE_LINE(NULL), conn_line, NULL);
 }
 
-static size_t heap_in_use(void)
+static void ae_conn_add(int fd, long i, double rtimeout)
 {
-    struct mallinfo2 m = mallinfo2();
-    return m.uordblks + m.hblkhd;
-}
-
-/* Serve until the client says it finished phase c. */
-static void phase(ae_loop *loop, int ctl, char c, long goal_bytes)
-{
-    served = 0;
-    ctl_send(ctl, c);
-    while (served < goal_bytes)
-        ae_run_once(loop, 0);
-    if (ctl_recv(ctl) != c)
-        die("control");
-}
-
-int run_conns(const char *backend, const char *impl, long n, long requests, double rtimeout)
-{
+    (void)i;
     conn_rtimeout = rtimeout;
-    bool stream = strcmp(impl, "stream") == 0;
-    if (!stream && strcmp(impl, "io") != 0) {
-        fprintf(stderr, "conns: unknown implementation %s (io|stream)\n", impl);
-        return 2;
+    if (conn_count == conn_cap) {
+        conn_cap = conn_cap ? 2 * conn_cap : 1024;
+        conn_objs = realloc(conn_objs, (size_t)conn_cap * sizeof *conn_objs);
     }
-    requests_goal = requests;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 4096) < 0 ||
-        getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
-        die("listen");
-    int ctl[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, ctl) < 0)
-        die("socketpair");
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0) {
-        close(lfd);
-        close(ctl[0]);
-        client_main(ntohs(a.sin_port), n, requests, ctl[1]);
-        _exit(0);
-    }
-    close(ctl[1]);
-    int *fds = malloc((size_t)n * sizeof *fds);
-    for (long i = 0; i < n; i++) {
-        fds[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fds[i] < 0)
-            die("accept");
-        int one = 1;
-        setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    close(lfd);
-    if (ctl_recv(ctl[0]) != 'c')
-        die("control");
-    ae_loop *loop = ae_loop_new(backend);
-    if (!loop)
-        die(backend);
-    /* A first connection served once, then freed: what the loop makes once
-     * (fd table, slab page, the stream layer's registry and shared read
-     * buffer) is not counted. */
-    ae_watcher_free(ae_timer(loop, 1, 0, io_conn_timeout, NULL));
-    if (stream) {
-        ae_stream *s = ae_stream_new(loop, fds[0], NULL, conn_event, NULL);
+    void *obj;
+    if (conn_stream) {
+        ae_stream_opts so = {.rtimeout = rtimeout};
+        ae_stream *s = ae_stream_new(conns_loop, fd, &so, conn_event, NULL);
         if (!s || ae_stream_read(s, AE_LINE(NULL), conn_line, NULL) < 0)
             die("ae_stream_new");
-        phase(loop, ctl[0], 'x', REQ_LEN);
-        ae_stream_free(s);
+        obj = s;
+    } else if (rtimeout > 0) {
+        struct io_conn *c = malloc(sizeof *c);
+        c->fd = fd;
+        c->io = ae_io(conns_loop, fd, AE_READ, io_conn_cb, c);
+        c->timer = ae_timer(conns_loop, rtimeout, 0, io_conn_timeout, c);
+        if (!c->io || !c->timer)
+            die("ae_io");
+        obj = c;
     } else {
-        ae_watcher *w = ae_io(loop, fds[0], AE_READ, io_conn_cb, (void *)(intptr_t)fds[0]);
-        double t = conn_rtimeout;
-        conn_rtimeout = 0; /* arg is the fd */
-        phase(loop, ctl[0], 'x', REQ_LEN);
-        conn_rtimeout = t;
-        ae_watcher_free(w);
+        obj = ae_io(conns_loop, fd, AE_READ, io_conn_cb, (void *)(intptr_t)fd);
+        if (!obj)
+            die("ae_io");
     }
+    conn_objs[conn_count++] = obj;
+}
 
-    void **objs = malloc((size_t)n * sizeof *objs);
-    size_t m0 = heap_in_use();
-    ae_stream_opts so = {.rtimeout = conn_rtimeout};
-    for (long i = 0; i < n; i++) {
-        if (stream) {
-            ae_stream *s = ae_stream_new(loop, fds[i], &so, conn_event, NULL);
-            if (!s || ae_stream_read(s, AE_LINE(NULL), conn_line, NULL) < 0)
-                die("ae_stream_new");
-            objs[i] = s;
+static void ae_conn_run_once(int nowait) { ae_run_once(conns_loop, nowait ? AE_NOWAIT : 0); }
+
+static void ae_conn_free_all(void)
+{
+    for (long i = 0; i < conn_count; i++) {
+        if (conn_stream) {
+            ae_stream_free(conn_objs[i]);
         } else if (conn_rtimeout > 0) {
-            struct io_conn *c = malloc(sizeof *c);
-            c->fd = fds[i];
-            c->io = ae_io(loop, fds[i], AE_READ, io_conn_cb, c);
-            c->timer = ae_timer(loop, conn_rtimeout, 0, io_conn_timeout, c);
-            if (!c->io || !c->timer)
-                die("ae_io");
-            objs[i] = c;
-        } else {
-            objs[i] = ae_io(loop, fds[i], AE_READ, io_conn_cb, (void *)(intptr_t)fds[i]);
-            if (!objs[i])
-                die("ae_io");
-        }
-    }
-    size_t m1 = heap_in_use();
-    phase(loop, ctl[0], 'w', n * REQ_LEN);
-    size_t m2 = heap_in_use();
-    double c0 = rusage_cpu(), t0 = wall();
-    long a0 = bench_allocs();
-    phase(loop, ctl[0], 'a', requests * REQ_LEN);
-    double cpu = rusage_cpu() - c0, w = wall() - t0;
-    long allocs = bench_allocs() - a0;
-    size_t m3 = heap_in_use();
-    char name[64];
-    snprintf(name, sizeof name, "%s rt=%g", impl, conn_rtimeout);
-    printf("%-16s conns %-12s %6ld conns  bytes/conn: fresh %6.0f, after 1 request %6.0f, after active %6.0f;"
-           "  1%% active: %ld req %6.0f req/s  %6.2f us-cpu/req  %.2f allocs/req\n",
-           backend, name, n, (double)(m1 - m0) / (double)n, (double)(m2 - m0) / (double)n,
-           (double)(m3 - m0) / (double)n, requests, (double)requests / w, cpu * 1e6 / (double)requests,
-           (double)allocs / (double)requests);
-    ctl_send(ctl[0], 'q');
-    for (long i = 0; i < n; i++) {
-        if (stream) {
-            ae_stream_free(objs[i]);
-        } else if (conn_rtimeout > 0) {
-            struct io_conn *c = objs[i];
+            struct io_conn *c = conn_objs[i];
             ae_watcher_free(c->io);
             ae_watcher_free(c->timer);
             free(c);
         } else {
-            ae_watcher_free(objs[i]);
+            ae_watcher_free(conn_objs[i]);
         }
-        close(fds[i]);
     }
-    free(objs);
-    free(fds);
-    ae_loop_free(loop);
-    close(ctl[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    conn_count = 0;
+}
+
+int run_conns(const char *backend, const char *impl, long n, long requests, double rtimeout)
+{
+    conn_stream = strcmp(impl, "stream") == 0;
+    if (!conn_stream && strcmp(impl, "io") != 0) {
+        fprintf(stderr, "conns: unknown implementation %s (io|stream)\n", impl);
+        return 2;
+    }
+    conns_loop = ae_loop_new(backend);
+    if (!conns_loop)
+        die(backend);
+    char name[64];
+    snprintf(name, sizeof name, "ae-%s %s", backend, impl);
+    struct conns_impl im = {name, ae_conn_add, ae_conn_run_once, ae_conn_free_all, bench_allocs, 0};
+    int rc = conns_main(&im, n, requests, rtimeout);
+    ae_loop_free(conns_loop);
+    free(conn_objs);
+    return rc;
 }
 
 /* ---- cmd ------------------------------------------------------------------- */
@@ -635,12 +473,23 @@ static void ae_runs(ae_loop *loop, bool print, long runs, int parallel)
     }
 }
 
-int run_cmd(const char *backend, const char *what, long runs)
+int run_cmd(const char *backend, const char *what, long runs, const char *only)
 {
     bool print = strcmp(what, "print") == 0;
     if (!print && strcmp(what, "true") != 0) {
         fprintf(stderr, "cmd: unknown command kind %s (true|print)\n", what);
         return 2;
+    }
+    if (only) { /* one way alone, for strace -c */
+        ae_loop *loop = ae_loop_new(backend);
+        if (!loop)
+            die(backend);
+        if (strcmp(only, "plain") == 0)
+            plain_runs(print, runs);
+        else
+            ae_runs(loop, print, runs, strcmp(only, "one") == 0 ? 1 : 16);
+        ae_loop_free(loop);
+        return 0;
     }
     double t0 = wall(), c0 = rusage_cpu();
     plain_runs(print, runs);

@@ -9,7 +9,7 @@ long bench_allocs(void); /* allocations so far (count.h's counter) */
 int run_bulk(const char *backend, const char *impl, long mib);
 /* ae-stream-bench BACKEND conns io|stream N REQUESTS RTIMEOUT */
 int run_conns(const char *backend, const char *impl, long n, long requests, double rtimeout);
-/* ae-stream-bench BACKEND cmd true|print RUNS */
-int run_cmd(const char *backend, const char *what, long runs);
+/* ae-stream-bench BACKEND cmd true|print RUNS [plain|one|par] */
+int run_cmd(const char *backend, const char *what, long runs, const char *only);
 
 #endif

@@ -15,7 +15,7 @@
  * The larger workloads are in scale.c:
  *        ae-stream-bench BACKEND bulk plain|raw|stream|stream-ref MIB
  *        ae-stream-bench BACKEND conns io|stream N REQUESTS RTIMEOUT
- *        ae-stream-bench BACKEND cmd true|print RUNS
+ *        ae-stream-bench BACKEND cmd true|print RUNS [plain|one|par]
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -146,13 +146,13 @@ int main(int argc, char **argv)
         return run_bulk(argv[1], argv[3], atol(argv[4]));
     if (argc == 7 && strcmp(argv[2], "conns") == 0)
         return run_conns(argv[1], argv[3], atol(argv[4]), atol(argv[5]), atof(argv[6]));
-    if (argc == 5 && strcmp(argv[2], "cmd") == 0)
-        return run_cmd(argv[1], argv[3], atol(argv[4]));
+    if ((argc == 5 || argc == 6) && strcmp(argv[2], "cmd") == 0)
+        return run_cmd(argv[1], argv[3], atol(argv[4]), argc == 6 ? argv[5] : NULL);
     if (argc != 5) {
         fprintf(stderr, "usage: %s BACKEND raw|exact|line|lines SIZE COUNT\n"
                         "       %s BACKEND bulk plain|raw|stream|stream-ref MIB\n"
                         "       %s BACKEND conns io|stream N REQUESTS RTIMEOUT\n"
-                        "       %s BACKEND cmd true|print RUNS\n",
+                        "       %s BACKEND cmd true|print RUNS [plain|one|par]\n",
                 argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
