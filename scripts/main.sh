@@ -20,5 +20,8 @@ echo "== backends usable here: $(./build/examples/demo --backends)"
 quick=; for a in "$@"; do if [ "$a" = --quick ]; then quick=--quick; fi; done
 ./build/bench/fork/ae-fork-bench $quick --plot build/ae-fork-bench.png
 # Streams: ae_stream ping-pong against bufferevent and libuv streams, with
-# system calls per message (docs/benchmarks.md, "Streams").
+# system calls per message; then bulk transfer against a plain read/write
+# loop, 2,000 connections (memory per connection, 1% active with read
+# timeouts) and ae_cmd_run against posix_spawn, at --quick sizes
+# (docs/benchmarks.md, "Streams").
 bash scripts/stream-bench.sh build --quick
