@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -167,15 +168,29 @@ static void lev_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
     event_debug_unassign(&f->ev[1]);
 }
 
+/* strerror() may share one buffer between threads (loops run on several):
+ * strerror_r(), in its GNU flavour (returns the text) or the POSIX one. */
+static const char *lev_errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size);
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
+}
+
 /* event_add failed (errno err): say why as precisely as we can. */
 static int add_failed(int fd, const char *direction, int err)
 {
     if (fcntl(fd, F_GETFD) < 0)
         return ae_plugin_fd_check(fd);
+    char buf[128];
     /* EPERM: the poller refuses this kind of file, as libuv's does. */
     return ae_core->set_error(err == ENOMEM ? AE_ENOMEM : err == EPERM ? AE_ENOTSUP : AE_ESYS,
                               "libevent: cannot watch fd %d for %s: event_add: %s%s", fd, direction,
-                              err ? strerror(err) : "failed",
+                              err ? lev_errno_text(err, buf, sizeof buf) : "failed",
                               err == EPERM ? " (epoll cannot watch regular files)" : "");
 }
 
@@ -259,7 +274,7 @@ static int report_closed(lev_state *s)
 static int loop_failed(void)
 {
     if (errno)
-        return ae_core->set_error(AE_ESYS, "libevent: event_base_loop failed: %s", strerror(errno));
+        return ae_core->set_errno("libevent: event_base_loop failed");
     return ae_core->set_error(AE_ESTATE, "libevent: event_base_loop failed: the event_base is already running "
                                          "(anyevent run from a callback of the host's event_base_dispatch?)");
 }
