@@ -176,6 +176,7 @@ struct ae_loop {
     size_t idle_count; /* started idle watchers */
     ae_list asyncs, prepares, checks;
     size_t prepare_count, check_count; /* of the hooks, started ones */
+    bool native_prepare_on, native_check_on; /* adopted: the backend's native hooks are on (hooks_update) */
     atomic_bool async_pending;         /* some async watcher of the loop was sent to */
     bool child_replay;                 /* a started child watcher holds exits seen while stopped */
     ae_list signals[NSIG];
@@ -427,7 +428,7 @@ void ae__async_dispatch(ae_loop *loop);
 
 /* hooks.c: prepare and check watchers */
 void ae__hook_stop(ae_watcher *w);
-void ae__hook_pause(ae_watcher *w, bool stop);
+int ae__hook_pause(ae_watcher *w, bool stop);
 void ae__hooks_run(ae_loop *loop, ae_list *hooks);
 
 /* cv.c */

@@ -27,6 +27,7 @@ static const ae_backend_services services = {
     .child_ready = ae_backend_child_ready,
     .iteration = ae_backend_iteration,
     .expire_checked = ae_backend_expire_checked,
+    .hooks_run = ae_backend_hooks_run,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then

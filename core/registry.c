@@ -60,6 +60,8 @@ int ae__backend_check(const ae_backend_ops *ops)
         return ae__set_error(AE_ENOTSUP, "backend '%s': adopt without timer_update", name);
     if (!ops->signal_start != !ops->signal_stop || !ops->child_start != !ops->child_stop)
         return ae__set_error(AE_ENOTSUP, "backend '%s': a native start without its stop, or the reverse", name);
+    if (AE_BACKEND_OPS_HAS(ops, hooks_update) && ops->hooks_update && !ops->adopt)
+        return ae__set_error(AE_ENOTSUP, "backend '%s': hooks_update without adopt", name);
     if (ops->default_native && !ops->adopt)
         return ae__set_error(AE_ENOTSUP, "backend '%s': default_native without adopt", name);
     return 0;

@@ -29,7 +29,7 @@ int ae_watcher_stop(ae_watcher *w)
     case AE_KIND_IDLE: ae__idle_pause(w, true); break;
     case AE_KIND_ASYNC: ae__async_pause(w, true); break;
     case AE_KIND_PREPARE:
-    case AE_KIND_CHECK: ae__hook_pause(w, true); break;
+    case AE_KIND_CHECK: rc = ae__hook_pause(w, true); break;
     }
     if (rc == 0)
         w->stopped = true;
@@ -54,7 +54,7 @@ int ae_watcher_start(ae_watcher *w)
     case AE_KIND_IDLE: ae__idle_pause(w, false); break;
     case AE_KIND_ASYNC: ae__async_pause(w, false); break;
     case AE_KIND_PREPARE:
-    case AE_KIND_CHECK: ae__hook_pause(w, false); break;
+    case AE_KIND_CHECK: rc = ae__hook_pause(w, false); break;
     }
     if (rc < 0)
         w->stopped = was_stopped;

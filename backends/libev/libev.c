@@ -34,6 +34,8 @@ typedef struct evb_state {
     ae_plugin_batch batch; /* being checked (room for nfds) */
     size_t batch_next;     /* batch's next item: a check nested in a callback goes on from there */
     size_t nfds;           /* every fd the core knows */
+    ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
+    ev_check hook_check;     /* adopted: the core's check hooks, likewise */
 } evb_state;
 
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
@@ -269,6 +271,12 @@ static int evb_run(ae_loop *loop, void *state, int flags)
     unsigned outer = s->iteration; /* a nested run: the outer iteration still ends after it */
     s->iteration = ev_iteration(s->ev);
     ev_run(s->ev, flags & AE_BACKEND_RUN_NOWAIT ? EVRUN_NOWAIT : flags & AE_BACKEND_RUN_ONCE ? EVRUN_ONCE : 0);
+    /* An adopted loop's iterations end at the next one's prepare (iter_cb):
+     * the last of a one-iteration run ends here (its check hooks). */
+    if (s->adopted && flags && ev_iteration(s->ev) != s->iteration) {
+        s->iteration = ev_iteration(s->ev);
+        ae_core->iteration(loop);
+    }
     s->iteration = outer;
     if (--s->running == 0 && s->adopted) {
         ev_ref(s->ev);
@@ -297,6 +305,62 @@ static void evb_timer_update(ae_loop *loop, void *state, double timeout)
         ev_timer_set(&s->expire, timeout, 0);
         ev_timer_start(s->ev, &s->expire);
     }
+}
+
+/* ---- loop hooks in the host's iterations (adopted loops) ---- */
+
+static void hook_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    evb_state *s = w->data;
+    ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_PREPARE);
+}
+
+static void hook_check_cb(struct ev_loop *ev, ev_check *w, int revents)
+{
+    (void)revents;
+    evb_state *s = w->data;
+    /* Check watchers are queued last and libev invokes a priority's
+     * pending watchers newest first: the core's timers, due in this
+     * iteration at the same lowest priority, would come after the hooks.
+     * Run them first: check hooks follow all of the iteration's callbacks. */
+    if (ev_is_pending(&s->expire)) {
+        ev_clear_pending(ev, &s->expire);
+        if (!ae_core->expire_checked(s->loop))
+            return; /* a timer callback freed the loop, and s with it */
+    }
+    ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_CHECK);
+}
+
+/* Started unref'd: hooks never keep the host's ev_run going. */
+static int evb_hooks_update(ae_loop *loop, void *state, int kind, int on)
+{
+    (void)loop;
+    evb_state *s = state;
+    if (kind == AE_BACKEND_HOOK_PREPARE) {
+        if (on) {
+            ev_prepare_init(&s->hook_prepare, hook_prepare_cb);
+            s->hook_prepare.data = s;
+            ev_prepare_start(s->ev, &s->hook_prepare);
+            ev_unref(s->ev);
+        } else {
+            ev_ref(s->ev);
+            ev_prepare_stop(s->ev, &s->hook_prepare);
+        }
+    } else {
+        if (on) {
+            ev_check_init(&s->hook_check, hook_check_cb);
+            s->hook_check.data = s;
+            ev_set_priority(&s->hook_check, EV_MINPRI); /* after the iteration's other watchers */
+            ev_check_start(s->ev, &s->hook_check);
+            ev_unref(s->ev);
+        } else {
+            ev_ref(s->ev);
+            ev_check_stop(s->ev, &s->hook_check);
+        }
+    }
+    return 0;
 }
 
 static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
@@ -333,12 +397,15 @@ static const ae_backend_ops libev_ops = {
     .run_break = evb_run_break,
     .host_symbol = "ev_default_loop",
     .rank = 10, /* the least overhead per watcher, and nested waits work */
+    .hooks_update = evb_hooks_update,
 };
 
 AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;
+    /* A core before ABI version 4 never calls hooks_update (it does not
+     * know the field), so hooks_run is only called where it exists. */
     if (ev_version_major() != EV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libev: built for libev %d.x, running with %d.%d", EV_VERSION_MAJOR,
                            ev_version_major(), ev_version_minor());

@@ -62,6 +62,8 @@ typedef struct luv_state {
     ae_plugin_batch dirty; /* started since the last poll; room for nfds */
     ae_plugin_batch batch; /* being checked; room for nfds */
     size_t nfds;           /* every fd the core knows */
+    uv_prepare_t *hook_prepare; /* adopted: the core's prepare hooks in the host's iterations; made on first need */
+    uv_check_t *hook_check;     /* adopted: its check hooks, likewise */
 } luv_state;
 
 static void free_handle(uv_handle_t *h) { free(h); }
@@ -395,6 +397,10 @@ static void luv_destroy(ae_loop *loop, void *state)
     uv_close((uv_handle_t *)s->expire, free_handle);
     uv_close((uv_handle_t *)s->soon, free_handle);
     uv_close((uv_handle_t *)s->iter, free_handle);
+    if (s->hook_prepare)
+        uv_close((uv_handle_t *)s->hook_prepare, free_handle);
+    if (s->hook_check)
+        uv_close((uv_handle_t *)s->hook_check, free_handle);
     /* An adopted loop is the host's: the close callbacks run when it next
      * runs it, and free only the handles. */
     if (s->owned)
@@ -548,6 +554,65 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
     uv_timer_start(s->expire, expire_cb, timeout_ms(timeout), 0);
 }
 
+/* ---- loop hooks in the host's iterations (adopted loops) ---- */
+
+static void hook_prepare_cb(uv_prepare_t *h)
+{
+    luv_state *s = h->data;
+    ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_PREPARE);
+}
+
+static void hook_check_cb(uv_check_t *h)
+{
+    luv_state *s = h->data;
+    /* As in iter_cb: a core timer that fell due during the poll runs
+     * before the check hooks, not at the start of the next iteration. */
+    if (uv_is_active((uv_handle_t *)s->soon) ||
+        (uv_is_active((uv_handle_t *)s->expire) && uv_timer_get_due_in(s->expire) == 0)) {
+        uv_idle_stop(s->soon);
+        uv_timer_stop(s->expire);
+        if (!ae_core->expire_checked(s->loop))
+            return; /* a timer callback freed the loop, and s with it */
+    }
+    ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_CHECK);
+}
+
+/* The handles are made on first need and kept (stopped) until destroy;
+ * unref'd: hooks never keep the host's uv_run going. */
+static int luv_hooks_update(ae_loop *loop, void *state, int kind, int on)
+{
+    (void)loop;
+    luv_state *s = state;
+    if (kind == AE_BACKEND_HOOK_PREPARE) {
+        if (!on) {
+            uv_prepare_stop(s->hook_prepare);
+            return 0;
+        }
+        if (!s->hook_prepare) {
+            if (!(s->hook_prepare = malloc(sizeof *s->hook_prepare)))
+                return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
+            uv_prepare_init(s->uv, s->hook_prepare); /* cannot fail */
+            s->hook_prepare->data = s;
+            uv_unref((uv_handle_t *)s->hook_prepare);
+        }
+        uv_prepare_start(s->hook_prepare, hook_prepare_cb);
+        return 0;
+    }
+    if (!on) {
+        uv_check_stop(s->hook_check);
+        return 0;
+    }
+    if (!s->hook_check) {
+        if (!(s->hook_check = malloc(sizeof *s->hook_check)))
+            return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
+        uv_check_init(s->uv, s->hook_check);
+        s->hook_check->data = s;
+        uv_unref((uv_handle_t *)s->hook_check);
+    }
+    uv_check_start(s->hook_check, hook_check_cb);
+    return 0;
+}
+
 static void *luv_native(void *state) { return ((luv_state *)state)->uv; }
 
 /* uv_loop_fork re-creates the loop's kernel state; every active poll handle
@@ -585,6 +650,7 @@ static const ae_backend_ops libuv_ops = {
     .run_break = luv_run_break,
     .host_symbol = "uv_default_loop",
     .rank = 20,
+    .hooks_update = luv_hooks_update,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -51,11 +51,16 @@ extern "C" {
 
 /* The ABI version this header describes. Version 2 added run and
  * run_break (ops) and iteration (services); version 3 host_symbol and rank
- * (ops) and expire_checked (services). */
-#define AE_BACKEND_ABI_VERSION 3
+ * (ops) and expire_checked (services); version 4 hooks_update (ops) and
+ * hooks_run (services). */
+#define AE_BACKEND_ABI_VERSION 4
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
+
+/* The kinds of loop hooks (hooks_update, hooks_run) */
+#define AE_BACKEND_HOOK_PREPARE 1 /* before the native loop waits (ae_prepare) */
+#define AE_BACKEND_HOOK_CHECK 2   /* after an iteration's callbacks (ae_check) */
 
 /* ae_backend_ops.run flags */
 #define AE_BACKEND_RUN_ONCE 1   /* one iteration, blocking until something happens */
@@ -225,6 +230,24 @@ typedef struct ae_backend_ops {
      * libevent 30). 0: never chosen that way, only by name or by host
      * detection (plugins before version 3 are all 0). */
     unsigned rank;
+
+    /* ---- version 4 ---- */
+
+    /* Optional, adopted loops only: the loop hooks (ae_prepare, ae_check)
+     * in the iterations the host runs. kind is AE_BACKEND_HOOK_PREPARE or
+     * AE_BACKEND_HOOK_CHECK; on 1: the loop's first started hook of that
+     * kind appeared, so from now on have the native loop call the
+     * hooks_run service with kind once per iteration: PREPARE just before
+     * it waits for events (ev_prepare, uv_prepare_t, a GSource's prepare),
+     * CHECK after the iteration's callbacks, the core's timers (expire)
+     * included (ev_check, uv_check_t, or the next iteration's prepare). The
+     * native watchers must not keep the native loop alive. on 0: its last
+     * one stopped; stop calling. Called on the loop's thread, never from
+     * inside hooks_run. In iterations the core runs itself (ae_run on the
+     * adopted loop) the service returns at once: the core runs the hooks
+     * there. Returns 0 or a negative code (starting fails with it). NULL:
+     * ae_prepare and ae_check fail with AE_ENOTSUP on adopted loops. */
+    int (*hooks_update)(ae_loop *loop, void *state, int kind, int on);
 } ae_backend_ops;
 
 /* Whether a backend's operations table has the field named member (one
@@ -293,6 +316,15 @@ typedef struct ae_backend_services {
      * with it). Returns 1, or 0 if the loop was freed: touch nothing of
      * the state and return. */
     int (*expire_checked)(ae_loop *loop);
+
+    /* ---- version 4 ---- */
+
+    /* Adopted loops, with hooks_update: the native loop reached the point
+     * of kind (AE_BACKEND_HOOK_PREPARE or _CHECK): runs the loop's started
+     * hooks of that kind, unless the core runs this iteration itself. A
+     * hook may free the loop: returns 1, or 0 if the loop was freed (touch
+     * nothing of the state and return). */
+    int (*hooks_run)(ae_loop *loop, int kind);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if
