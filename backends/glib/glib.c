@@ -87,6 +87,9 @@ struct glb_state {
     unsigned poll_gen;    /* counts check() calls: a nested iteration polled again */
     glb_fd **fds;         /* every fd the core knows, to walk after a poll */
     size_t nfds, cap;
+    struct glb_hooks *hooks; /* adopted, while hooks exist: their source */
+    bool hook_prepare_on, hook_check_on;
+    int core_iterating; /* inside glb_run or glb_wait: the core runs the hooks itself */
 };
 
 static gboolean src_prepare(GSource *source, gint *timeout)
@@ -351,7 +354,9 @@ static int glb_wait(ae_loop *loop, void *state, double timeout)
     glb_state *s = state;
     gint64 outer = s->wait_deadline;
     s->wait_deadline = deadline_after(timeout);
+    s->core_iterating++;
     g_main_context_iteration(s->ctx, timeout != 0);
+    s->core_iterating--;
     s->wait_deadline = outer;
     return 0;
 }
@@ -364,7 +369,9 @@ static int glb_run(ae_loop *loop, void *state, int flags)
     glb_state *s = state;
     for (;;) {
         /* s->ctx afresh: the iteration service's fork check may renew it. */
+        s->core_iterating++;
         g_main_context_iteration(s->ctx, !(flags & AE_BACKEND_RUN_NOWAIT));
+        s->core_iterating--;
         /* The loop may have been freed from a callback only when the host
          * runs it; here the core defers the free until run() returns. */
         if (!ae_core->iteration(loop) || flags)
@@ -376,6 +383,89 @@ static void glb_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     ((glb_state *)state)->deadline = deadline_after(timeout);
+}
+
+/* ---- loop hooks in the host's iterations (adopted contexts) ----
+ *
+ * A source of the highest priority, so that GLib prepares it first in every
+ * iteration (GLib stops preparing lower priorities once one is ready), which
+ * is never ready itself. Its prepare runs the prepare hooks. GLib has no
+ * point after its dispatch: an iteration's check hooks run when the host
+ * begins the next one, first thing in that prepare; if the next iteration
+ * is one the core runs (ae_run_once on the context), the core's own check
+ * hooks of that iteration stand in for them. */
+typedef struct glb_hooks {
+    GSource source;
+    glb_state *s; /* NULL once the hooks are off (or the loop freed) */
+    bool polled;  /* a host iteration polled since the last prepare: its check hooks are owed */
+} glb_hooks;
+
+static gboolean hooks_prepare(GSource *source, gint *timeout)
+{
+    glb_hooks *h = (glb_hooks *)source;
+    *timeout = -1;
+    glb_state *s = h->s;
+    if (!s)
+        return FALSE;
+    if (h->polled) {
+        h->polled = false;
+        if (s->hook_check_on && !ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_CHECK))
+            return FALSE; /* a hook freed the loop: s is gone */
+        if (!h->s)
+            return FALSE; /* a hook stopped the last hook: this source is going */
+    }
+    if (s->hook_prepare_on)
+        ae_core->hooks_run(s->loop, AE_BACKEND_HOOK_PREPARE);
+    return FALSE;
+}
+
+static gboolean hooks_check(GSource *source)
+{
+    glb_hooks *h = (glb_hooks *)source;
+    if (h->s)
+        h->polled = h->s->core_iterating == 0;
+    return FALSE;
+}
+
+static gboolean hooks_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    (void)source;
+    (void)callback;
+    (void)data;
+    return G_SOURCE_CONTINUE; /* never ready: never called */
+}
+
+static GSourceFuncs glb_hooks_funcs = {
+    .prepare = hooks_prepare,
+    .check = hooks_check,
+    .dispatch = hooks_dispatch,
+};
+
+static int glb_hooks_update(ae_loop *loop, void *state, int kind, int on)
+{
+    (void)loop;
+    glb_state *s = state;
+    if (kind == AE_BACKEND_HOOK_PREPARE)
+        s->hook_prepare_on = on;
+    else
+        s->hook_check_on = on;
+    bool want = s->hook_prepare_on || s->hook_check_on;
+    if (want && !s->hooks) {
+        glb_hooks *h;
+        GLB_LOCKED(h = (glb_hooks *)g_source_new(&glb_hooks_funcs, sizeof(glb_hooks)));
+        h->s = s;
+        h->polled = false;
+        g_source_set_priority(&h->source, G_MININT);
+        GLB_LOCKED(g_source_attach(&h->source, s->ctx));
+        s->hooks = h;
+    } else if (!want && s->hooks) {
+        /* Possibly from inside its own prepare (a hook stopped the last
+         * hook): GLib holds a reference until the prepare returns. */
+        s->hooks->s = NULL;
+        GLB_LOCKED(g_source_destroy(&s->hooks->source); g_source_unref(&s->hooks->source));
+        s->hooks = NULL;
+    }
+    return 0;
 }
 
 static void *glb_native(void *state) { return ((glb_state *)state)->ctx; }
@@ -433,6 +523,7 @@ static const ae_backend_ops glib_ops = {
     .default_native = glb_default_native,
     .run = glb_run,
     .host_symbol = "g_main_context_default",
+    .hooks_update = glb_hooks_update,
     /* rank 0: chosen by name, or when the program runs GLib itself */
 };
 

@@ -568,15 +568,15 @@ static void assert_iterations(const char *log, int iterations)
 }
 
 /* Hooks whose loop the host runs: libev's ev_prepare and ev_check, libuv's
- * uv_prepare_t and uv_check_t. libevent 2.1 has no such point, and the GLib
- * plugin does not offer them yet: refused there with the reason. */
+ * uv_prepare_t and uv_check_t, a GSource's prepare. libevent 2.1 has no
+ * such point: refused there with the reason. */
 static void test_adopt_hooks_in_host_loop(void **state)
 {
     (void)state;
     void *native = host_loop_new();
     ae_loop *loop = adopt(native);
     struct hooklog h = {.loop = loop};
-    if (strcmp(host_backend(), "libevent") == 0 || strcmp(host_backend(), "glib") == 0) {
+    if (strcmp(host_backend(), "libevent") == 0) {
         assert_null(ae_prepare(loop, on_hook_prepare, &h));
         assert_int_equal(ae_last_error_code(), AE_ENOTSUP);
         assert_non_null(strstr(ae_last_error(), "no native prepare and check"));
