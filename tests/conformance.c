@@ -3185,6 +3185,7 @@ static const struct CMUnitTest checks[] = {
     T(test_adopt_timer_update_rearms),
     T(test_adopt_free_from_host_callbacks),
     T(test_adopt_core_runs_adopted_loop),
+    T(test_adopt_hooks_in_host_iterations),
     T(test_wait_never_ends_before_timeout),
     T(test_nested_wait_when_reentrant),
     T(test_fd_update_allocates_nothing),

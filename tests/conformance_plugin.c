@@ -432,6 +432,90 @@ void test_adopt_core_runs_adopted_loop(void **state)
     adopt_teardown(&a);
 }
 
+/* Hooks on an adopted loop (hooks_update, hooks_run): in the host's own
+ * iterations each prepare hook runs before the iteration's io and each
+ * check hook after it, before the next iteration's prepare (GLib runs an
+ * iteration's check hooks as the next begins); an iteration the core runs
+ * runs each once, not once more through the native watchers. A plugin
+ * without hooks_update refuses them with AE_ENOTSUP. */
+struct hook_log {
+    char log[64]; /* P prepare, C check, W io */
+    size_t n;
+};
+
+static void hook_log_add(struct hook_log *h, char c)
+{
+    if (h->n < sizeof h->log - 1)
+        h->log[h->n++] = c;
+    h->log[h->n] = '\0';
+}
+
+static void cb_hook_prepare(ae_watcher *w, void *arg)
+{
+    (void)w;
+    hook_log_add(arg, 'P');
+}
+
+static void cb_hook_check(ae_watcher *w, void *arg)
+{
+    (void)w;
+    hook_log_add(arg, 'C');
+}
+
+static void cb_hook_io(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    hook_log_add(arg, 'W');
+}
+
+static size_t hook_count(const struct hook_log *h, char c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        n += h->log[i] == c;
+    return n;
+}
+
+void test_adopt_hooks_in_host_iterations(void **state)
+{
+    (void)state;
+    adopted a;
+    if (!adopt_setup(&a))
+        return;
+    struct hook_log h = {{0}, 0};
+    ae_watcher *prepare = ae_prepare(a.loop, cb_hook_prepare, &h);
+    if (!prepare) {
+        if (ae_last_error_code() != AE_ENOTSUP)
+            fail_msg("ae_prepare on an adopted loop: %s", ae_last_error());
+        print_message("the %s backend runs no hooks in the host's iterations (%s)\n", backend_name, ae_last_error());
+        adopt_teardown(&a);
+        return;
+    }
+    assert_non_null(ae_check(a.loop, cb_hook_check, &h));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_non_null(ae_io(a.loop, p[1], AE_WRITE, cb_hook_io, &h)); /* ready in every iteration */
+    for (int i = 0; i < 3; i++)
+        host_iterate(&a, 0);
+    /* P before the first W; between two Ws, one C then one P. */
+    const char *w = strchr(h.log, 'W');
+    if (hook_count(&h, 'W') != 3 || !w || !memchr(h.log, 'P', (size_t)(w - h.log)))
+        fail_msg("three host iterations with io ready gave \"%s\" (P prepare, W io, C check)", h.log);
+    for (const char *next; (next = strchr(w + 1, 'W')); w = next)
+        if (next - w != 3 || w[1] != 'C' || w[2] != 'P')
+            fail_msg("host iterations gave \"%s\": want a check hook, then a prepare hook, between two "
+                     "iterations' io",
+                     h.log);
+    size_t prepares = hook_count(&h, 'P'), checks = hook_count(&h, 'C');
+    assert_true(ae_run_once(a.loop, AE_NOWAIT) >= 0);
+    if (hook_count(&h, 'P') != prepares + 1 || hook_count(&h, 'C') != checks + 1)
+        fail_msg("an ae_run_once on the adopted loop ran the hooks other than once each: \"%s\"", h.log);
+    adopt_teardown(&a);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* ---- waits ---------------------------------------------------------------- */
 
 /* A wait never ends before its timeout: a loop with one timer runs it in

@@ -36,6 +36,7 @@ void test_adopt_timer_zero_next_host_iteration(void **state);
 void test_adopt_timer_update_rearms(void **state);
 void test_adopt_free_from_host_callbacks(void **state);
 void test_adopt_core_runs_adopted_loop(void **state);
+void test_adopt_hooks_in_host_iterations(void **state);
 void test_wait_never_ends_before_timeout(void **state);
 void test_nested_wait_when_reentrant(void **state);
 void test_fd_update_allocates_nothing(void **state);
