@@ -244,8 +244,7 @@ static void on_resolved(struct addrinfo *answer, int gai_err, void *arg)
         finish(c, -1, gai_errno(gai_err));
         return;
     }
-    int rc = addrs_take(c, answer);
-    freeaddrinfo(answer);
+    int rc = addrs_take(c, answer); /* the answer is the lookup's: it frees it */
     if (rc < 0) {
         finish(c, -1, ENOMEM);
         return;

@@ -29,13 +29,16 @@ void ae__layer_remove(ae_layer_node *n); /* also for a node not linked */
  * no read memory. NULL when it is lent already (a callback runs a loop of
  * its own) or cannot be made; *busy is the flag that giving it back clears. */
 char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy);
+/* The loop's resolver set with ae_connect_set_resolver(), or NULL. */
+const ae_resolver *ae__layer_resolver(ae_loop *loop, void **ctx);
 #define AE_RBUF_SHARED_SIZE (256 * 1024)
 
 /* ---- resolve.c: getaddrinfo() on a thread ------------------------------ */
 
 struct addrinfo;
 typedef struct ae_resolve ae_resolve;
-/* The answer (the callee's to free) or gai_err, from the loop. */
+/* The answer (valid until the callback returns) or gai_err, from the loop.
+ * The loop's resolver (ae_connect_set_resolver) looks up if it has one. */
 typedef void (*ae_resolve_cb)(struct addrinfo *answer, int gai_err, void *arg);
 ae_resolve *ae__resolve_start(ae_loop *loop, const char *host, const char *service, int family, ae_resolve_cb cb,
                               void *arg);

@@ -11,6 +11,9 @@ typedef struct stream_layer {
     ae_layer_node head; /* a ring; head.next is the newest */
     char *rbuf;         /* the shared read buffer, AE_RBUF_SHARED_SIZE bytes */
     bool rbuf_busy;
+    bool has_resolver;  /* ae_connect_set_resolver() */
+    ae_resolver resolver;
+    void *resolver_ctx;
 } stream_layer;
 
 static void layer_free(void *arg)
@@ -26,21 +29,29 @@ static void layer_free(void *arg)
     free(l);
 }
 
-int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n))
+static stream_layer *layer_get(ae_loop *loop)
 {
     stream_layer *l = ae__loop_layer(loop, layer_free);
     if (!l) {
-        l = malloc(sizeof *l);
-        if (!l)
-            return ae__set_error(AE_ENOMEM, "out of memory");
+        l = calloc(1, sizeof *l);
+        if (!l) {
+            ae__set_error(AE_ENOMEM, "out of memory");
+            return NULL;
+        }
         l->head.next = l->head.prev = &l->head;
-        l->rbuf = NULL;
-        l->rbuf_busy = false;
         if (ae__loop_on_free(loop, layer_free, l) < 0) {
             free(l);
-            return AE_ENOMEM;
+            return NULL;
         }
     }
+    return l;
+}
+
+int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n))
+{
+    stream_layer *l = layer_get(loop);
+    if (!l)
+        return AE_ENOMEM;
     n->drop = drop;
     n->prev = &l->head;
     n->next = l->head.next;
@@ -68,4 +79,28 @@ char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy)
     l->rbuf_busy = true;
     *busy = &l->rbuf_busy;
     return l->rbuf;
+}
+
+const ae_resolver *ae__layer_resolver(ae_loop *loop, void **ctx)
+{
+    stream_layer *l = ae__loop_layer(loop, layer_free);
+    if (!l || !l->has_resolver)
+        return NULL;
+    *ctx = l->resolver_ctx;
+    return &l->resolver;
+}
+
+int ae_connect_set_resolver(ae_loop *loop, const ae_resolver *r, void *ctx)
+{
+    if (!loop)
+        return ae__set_error(AE_EINVAL, "ae_connect_set_resolver: loop is NULL");
+    if (r && (!r->start || !r->cancel || !r->free_answer))
+        return ae__set_error(AE_EINVAL, "ae_connect_set_resolver: start, cancel and free_answer must be set");
+    stream_layer *l = r ? layer_get(loop) : ae__loop_layer(loop, layer_free);
+    if (!l)
+        return r ? AE_ENOMEM : 0;
+    l->has_resolver = r != NULL;
+    l->resolver = r ? *r : (ae_resolver){0};
+    l->resolver_ctx = r ? ctx : NULL;
+    return 0;
 }

@@ -17,6 +17,11 @@
 #include "internal.h"
 
 struct ae_resolve {
+    /* A resolver's lookup (ae_connect_set_resolver) instead of the thread's. */
+    bool custom;
+    ae_resolver resolver;
+    void *resolver_ctx, *lookup;
+
     atomic_int refs; /* the thread's and the loop's */
     atomic_bool done; /* answer and gai_err are written */
     char *host, *service;
@@ -68,11 +73,51 @@ static void on_answer(ae_watcher *w, int revents, void *arg)
     ae_watcher_free(r->io);
     resolve_unref(r);
     cb(answer, err, cb_arg);
+    if (answer)
+        freeaddrinfo(answer);
+}
+
+static void custom_done(struct addrinfo *answer, int gai_err, void *arg)
+{
+    ae_resolve *r = arg;
+    ae_resolver resolver = r->resolver;
+    void *ctx = r->resolver_ctx;
+    ae_resolve_cb cb = r->cb;
+    void *cb_arg = r->arg;
+    free(r);
+    cb(answer, answer ? 0 : (gai_err ? gai_err : EAI_FAIL), cb_arg);
+    if (answer)
+        resolver.free_answer(ctx, answer);
+}
+
+static ae_resolve *custom_start(const ae_resolver *resolver, void *ctx, const char *host, const char *service,
+                                int family, ae_resolve_cb cb, void *arg)
+{
+    ae_resolve *r = calloc(1, sizeof *r);
+    if (!r) {
+        ae__set_error(AE_ENOMEM, "name lookup: out of memory");
+        return NULL;
+    }
+    r->custom = true;
+    r->resolver = *resolver;
+    r->resolver_ctx = ctx;
+    r->cb = cb;
+    r->arg = arg;
+    r->lookup = resolver->start(ctx, host, service, family, custom_done, r);
+    if (!r->lookup) {
+        free(r);
+        return NULL;
+    }
+    return r;
 }
 
 ae_resolve *ae__resolve_start(ae_loop *loop, const char *host, const char *service, int family, ae_resolve_cb cb,
                               void *arg)
 {
+    void *ctx;
+    const ae_resolver *resolver = ae__layer_resolver(loop, &ctx);
+    if (resolver)
+        return custom_start(resolver, ctx, host, service, family, cb, arg);
     ae_resolve *r = calloc(1, sizeof *r);
     if (!r) {
         ae__set_error(AE_ENOMEM, "name lookup: out of memory");
@@ -122,6 +167,11 @@ fail:
 
 void ae__resolve_cancel(ae_resolve *r)
 {
+    if (r->custom) {
+        r->resolver.cancel(r->resolver_ctx, r->lookup);
+        free(r);
+        return;
+    }
     ae_watcher_free(r->io);
     r->io = NULL;
     resolve_unref(r);

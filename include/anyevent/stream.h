@@ -249,10 +249,38 @@ AE_EXPORT ae_connect *ae_tcp_connect(ae_loop *loop, const char *host, const char
 AE_EXPORT ae_connect *ae_unix_connect(ae_loop *loop, const char *path, double timeout, ae_connect_cb cb, void *arg);
 
 /* Stop connecting: closes every attempt and abandons the name lookup (its
- * thread finishes on its own and frees what it holds); cb never runs after
+ * thread finishes on its own and frees what it holds; a resolver's lookup
+ * is cancelled); cb never runs after
  * it. Allowed until the callback returns, inside it too (then it does
  * nothing: the fd is already the caller's). NULL is ignored. */
 AE_EXPORT void ae_connect_cancel(ae_connect *c);
+
+/* Where ae_tcp_connect() and ae_stream_connect() look names up. By default
+ * getaddrinfo() runs on a thread of its own per lookup; a resolver set with
+ * ae_connect_set_resolver() replaces it on one loop (anyevent-cares has one:
+ * ae_cares_resolve_connects()). A numeric host is never looked up. */
+struct addrinfo;
+/* A lookup's end: answer (SOCK_STREAM addresses; the resolver's, released with
+ * its free_answer after this returns) or NULL and an EAI_* error. */
+typedef void (*ae_resolver_done)(struct addrinfo *answer, int gai_err, void *done_arg);
+typedef struct ae_resolver {
+    /* Start looking up host and service (family: AF_UNSPEC, AF_INET or
+     * AF_INET6). done runs exactly once, from the loop, never inside start,
+     * unless the lookup is cancelled. Returns the lookup, or NULL with the
+     * error set (then done never runs). */
+    void *(*start)(void *ctx, const char *host, const char *service, int family, ae_resolver_done done,
+                   void *done_arg);
+    /* done never runs after it; must not need ctx to be alive. */
+    void (*cancel)(void *ctx, void *lookup);
+    /* Release an answer given to done; must not need ctx to be alive. */
+    void (*free_answer)(void *ctx, struct addrinfo *answer);
+} ae_resolver;
+
+/* Make connects started on loop from now on look names up with r (copied)
+ * and ctx; r NULL: the getaddrinfo() thread again. Lookups under way keep
+ * the resolver they started with. Fails with AE_EINVAL (loop NULL, a
+ * function of r NULL) or AE_ENOMEM. */
+AE_EXPORT int ae_connect_set_resolver(ae_loop *loop, const ae_resolver *r, void *ctx);
 
 /* A stream that connects as ae_tcp_connect() does and owns its fd. Reads and
  * writes may be queued at once; they start when it is connected. Reports

@@ -4,6 +4,9 @@
  */
 #include "anyevent-cares.h"
 
+#include <anyevent/stream.h>
+#include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@ struct ae_cares {
     int process_soon;    /* the timer is armed to fire in the next iteration */
     struct ae_cares_socket *sockets;
     int socket_count;
+    int resolves_connects; /* ae_cares_resolve_connects(): the loop's resolver */
     char error[256];
 };
 
@@ -250,10 +254,159 @@ void ae_cares_cancel(ae_cares *c)
     ae_cares_reschedule(c);
 }
 
+/* ---- the resolver of ae_tcp_connect() ------------------------------------ */
+
+/* One lookup for a connect. Its answer is handed over from a zero timer, so
+ * that it reaches the connect from the loop even when c-ares answers inside
+ * ares_getaddrinfo(). Freed when delivered, or (cancelled) when both the
+ * connect and c-ares let go of it. */
+struct connect_lookup {
+    ae_watcher *timer; /* NULL once cancelled */
+    bool answered;
+    struct addrinfo *answer;
+    int gai_err;
+    ae_resolver_done done;
+    void *done_arg;
+};
+
+static void answer_free(void *ctx, struct addrinfo *ai)
+{
+    (void)ctx;
+    while (ai) {
+        struct addrinfo *next = ai->ai_next;
+        free(ai); /* the address is in the same block */
+        ai = next;
+    }
+}
+
+/* c-ares' answer as getaddrinfo() gives it: one block per address. */
+static struct addrinfo *answer_convert(const struct ares_addrinfo *res, int *gai_err)
+{
+    struct addrinfo *head = NULL, **tail = &head;
+    for (const struct ares_addrinfo_node *n = res ? res->nodes : NULL; n; n = n->ai_next) {
+        struct addrinfo *ai = calloc(1, sizeof *ai + (size_t)n->ai_addrlen);
+        if (!ai) {
+            answer_free(NULL, head);
+            *gai_err = EAI_MEMORY;
+            return NULL;
+        }
+        ai->ai_family = n->ai_family;
+        ai->ai_socktype = SOCK_STREAM;
+        ai->ai_protocol = n->ai_protocol;
+        ai->ai_addrlen = (socklen_t)n->ai_addrlen;
+        ai->ai_addr = (struct sockaddr *)(ai + 1);
+        memcpy(ai->ai_addr, n->ai_addr, (size_t)n->ai_addrlen);
+        *tail = ai;
+        tail = &ai->ai_next;
+    }
+    if (!head)
+        *gai_err = EAI_NONAME;
+    return head;
+}
+
+static int gai_from_ares(int status)
+{
+    switch (status) {
+    case ARES_ENOTFOUND:
+    case ARES_ENODATA:
+    case ARES_ENONAME: return EAI_NONAME;
+    case ARES_ENOMEM: return EAI_MEMORY;
+    case ARES_ESERVICE: return EAI_SERVICE;
+    case ARES_EBADFAMILY: return EAI_FAMILY;
+    case ARES_ETIMEOUT:
+    case ARES_ECONNREFUSED:
+    case ARES_ESERVFAIL:
+    case ARES_ECANCELLED:
+    case ARES_EDESTRUCTION: return EAI_AGAIN;
+    default: return EAI_FAIL;
+    }
+}
+
+static void on_connect_answer(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    (void)timeouts;
+    struct connect_lookup *l = arg;
+    if (!l->timer) { /* cancelled */
+        if (res)
+            ares_freeaddrinfo(res);
+        free(l);
+        return;
+    }
+    l->gai_err = 0;
+    if (status == ARES_SUCCESS)
+        l->answer = answer_convert(res, &l->gai_err);
+    else
+        l->gai_err = gai_from_ares(status);
+    if (res)
+        ares_freeaddrinfo(res);
+    l->answered = true;
+    ae_timer_set(l->timer, 0, 0);
+}
+
+static void deliver_connect_answer(ae_watcher *w, void *arg)
+{
+    struct connect_lookup *l = arg;
+    ae_watcher_free(w);
+    struct addrinfo *answer = l->answer;
+    int gai_err = l->gai_err;
+    ae_resolver_done done = l->done;
+    void *done_arg = l->done_arg;
+    free(l);
+    done(answer, gai_err, done_arg);
+}
+
+static void *connect_lookup_start(void *ctx, const char *host, const char *service, int family,
+                                  ae_resolver_done done, void *done_arg)
+{
+    ae_cares *c = ctx;
+    struct connect_lookup *l = calloc(1, sizeof *l);
+    if (!l) {
+        ae_set_error(AE_ENOMEM, "ae_cares: out of memory for a lookup");
+        return NULL;
+    }
+    l->timer = ae_timer(c->loop, 0, 0, deliver_connect_answer, l);
+    if (!l->timer) {
+        free(l);
+        return NULL;
+    }
+    ae_timer_stop(l->timer); /* armed by the answer */
+    l->done = done;
+    l->done_arg = done_arg;
+    struct ares_addrinfo_hints hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
+    ae_cares_getaddrinfo(c, host, service, &hints, on_connect_answer, l);
+    return l;
+}
+
+static void connect_lookup_cancel(void *ctx, void *lookup)
+{
+    (void)ctx;
+    struct connect_lookup *l = lookup;
+    ae_watcher_free(l->timer);
+    l->timer = NULL;
+    if (l->answered) { /* c-ares is done with it */
+        answer_free(NULL, l->answer);
+        free(l);
+    }
+}
+
+static const ae_resolver connect_resolver = {connect_lookup_start, connect_lookup_cancel, answer_free};
+
+int ae_cares_resolve_connects(ae_cares *c)
+{
+    if (!c)
+        return ae_set_error(AE_EINVAL, "ae_cares_resolve_connects: c is NULL");
+    int rc = ae_connect_set_resolver(c->loop, &connect_resolver, c);
+    if (rc == 0)
+        c->resolves_connects = 1;
+    return rc;
+}
+
 void ae_cares_free(ae_cares *c)
 {
     if (!c)
         return;
+    if (c->resolves_connects)
+        ae_connect_set_resolver(c->loop, NULL, NULL);
     if (c->channel_ready)
         ares_destroy(c->channel); /* callbacks, then a state callback per socket */
     while (c->sockets)            /* whatever c-ares did not report closed */

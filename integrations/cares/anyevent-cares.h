@@ -93,6 +93,16 @@ void ae_cares_cancel(ae_cares *c);
  * inside a callback of this channel. */
 void ae_cares_free(ae_cares *c);
 
+/* Make ae_tcp_connect() and ae_stream_connect() on c's loop look names up
+ * through c (ares_getaddrinfo, SOCK_STREAM) instead of a getaddrinfo()
+ * thread per lookup, until ae_cares_free(c), which puts the thread back
+ * (with ae_connect_set_resolver() of <anyevent/stream.h>). Answers reach the
+ * connect from the loop, also those c-ares gives inside the call; a
+ * cancelled connect's lookup is dropped when c-ares answers it. A lookup cut
+ * off by ae_cares_cancel() or ae_cares_free() fails its connect with EAGAIN.
+ * Returns 0, or AE_EINVAL (c NULL) / AE_ENOMEM. */
+int ae_cares_resolve_connects(ae_cares *c);
+
 /* How many sockets of the channel are open (each with its io watcher). */
 int ae_cares_sockets(const ae_cares *c);
 

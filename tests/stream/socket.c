@@ -676,6 +676,117 @@ static void test_stream_connect_free(void **state)
 }
 
 /* ae_loop_free() frees what the program left: no leak (valgrind, ASan). */
+/* A resolver of the test's own (ae_connect_set_resolver): every name is
+ * 127.0.0.1, answered from a zero timer; counts what it was asked to do. */
+struct test_resolver {
+    int started, cancelled, freed;
+    ae_loop *loop;
+};
+
+struct test_lookup {
+    ae_watcher *timer;
+    ae_resolver_done done;
+    void *done_arg;
+    int port;
+};
+
+static void test_lookup_answer(ae_watcher *w, void *arg)
+{
+    struct test_lookup *l = arg;
+    ae_watcher_free(w);
+    struct addrinfo *ai = calloc(1, sizeof *ai + sizeof(struct sockaddr_in));
+    struct sockaddr_in *sin = (struct sockaddr_in *)(ai + 1);
+    *sin = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)l->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ai->ai_family = AF_INET;
+    ai->ai_socktype = SOCK_STREAM;
+    ai->ai_addr = (struct sockaddr *)sin;
+    ai->ai_addrlen = sizeof *sin;
+    ae_resolver_done done = l->done;
+    void *done_arg = l->done_arg;
+    free(l);
+    done(ai, 0, done_arg);
+}
+
+static void *test_resolver_start(void *ctx, const char *host, const char *service, int family,
+                                 ae_resolver_done done, void *done_arg)
+{
+    (void)host, (void)family;
+    struct test_resolver *tr = ctx;
+    struct test_lookup *l = calloc(1, sizeof *l);
+    l->timer = ae_timer(tr->loop, 0, 0, test_lookup_answer, l);
+    l->done = done;
+    l->done_arg = done_arg;
+    l->port = atoi(service);
+    tr->started++;
+    return l;
+}
+
+static void test_resolver_cancel(void *ctx, void *lookup)
+{
+    struct test_lookup *l = lookup;
+    ((struct test_resolver *)ctx)->cancelled++;
+    ae_watcher_free(l->timer);
+    free(l);
+}
+
+static struct test_resolver *freeing_resolver;
+
+static void test_resolver_free(void *ctx, struct addrinfo *ai)
+{
+    (void)ctx;
+    freeing_resolver->freed++;
+    free(ai);
+}
+
+/* ae_connect_set_resolver: a name goes to the loop's resolver (the thread
+ * is not started), its answer is freed with its free_answer once taken, a
+ * cancel reaches it; NULL puts the getaddrinfo() thread back. */
+static void test_custom_resolver(void **state)
+{
+    (void)state;
+    struct test_resolver tr = {.loop = F->loop};
+    freeing_resolver = &tr;
+    const ae_resolver r = {test_resolver_start, test_resolver_cancel, test_resolver_free};
+    assert_int_equal(ae_connect_set_resolver(NULL, &r, &tr), AE_EINVAL);
+    assert_int_equal(ae_connect_set_resolver(F->loop, &(ae_resolver){test_resolver_start, NULL, NULL}, &tr),
+                     AE_EINVAL);
+    assert_int_equal(ae_connect_set_resolver(F->loop, &r, &tr), 0);
+    struct accepted a = {0};
+    ae_server *srv = CALL(ae_tcp_server(F->loop, "127.0.0.1", "0", 0, on_accept, &a));
+    assert_non_null(srv);
+    char service[16];
+    snprintf(service, sizeof service, "%d", ae_server_port(srv));
+    int threads = count_threads();
+    struct conn_result res = {0}, never = {0};
+    assert_non_null(CALL(ae_tcp_connect(F->loop, "anything.invalid", service, NULL, on_connected, &res)));
+    ae_connect *c = CALL(ae_tcp_connect(F->loop, "cancelled.invalid", service, NULL, on_connected, &never));
+    assert_non_null(c);
+    assert_int_equal(count_threads(), threads); /* no lookup thread */
+    CALLV(ae_connect_cancel(c));
+    assert_int_equal(tr.cancelled, 1);
+    WAIT(res.calls == 1 && a.calls == 1);
+    assert_int_equal(res.err, 0);
+    assert_true(res.fd >= 0);
+    assert_int_equal(tr.started, 2);
+    assert_int_equal(tr.freed, 1);
+    assert_int_equal(never.calls, 0);
+    close(res.fd);
+    accepted_close(&a);
+    /* Back to the thread: the resolver is not asked again. */
+    assert_int_equal(ae_connect_set_resolver(F->loop, NULL, NULL), 0);
+    res = (struct conn_result){0};
+    assert_non_null(CALL(ae_tcp_connect(F->loop, "localhost", service, &(ae_connect_opts){.family = AF_INET},
+                                        on_connected, &res)));
+    WAIT(res.calls == 1);
+    assert_int_equal(tr.started, 2);
+    if (res.fd >= 0)
+        close(res.fd);
+    accepted_close(&a);
+    CALLV(ae_server_free(srv));
+    assert_no_failure();
+}
+
 static void test_loop_free_frees_all(void **state)
 {
     (void)state;
@@ -719,6 +830,7 @@ int main(int argc, char **argv)
         T(test_stream_connect),
         T(test_stream_connect_refused),
         T(test_stream_connect_free),
+        T(test_custom_resolver),
         T(test_loop_free_frees_all),
     };
     return harness_run(argc, argv, tests, sizeof tests / sizeof tests[0], "socket");

@@ -29,6 +29,9 @@
 #include <cmocka.h>
 
 #include "anyevent-cares.h"
+#include <anyevent/stream.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <ares_nameser.h>
 #include "responder-process.h"
 #include "../quiet.h"
@@ -508,6 +511,82 @@ static void test_query_search_and_getaddrinfo(void **state)
     stop_responder(f);
 }
 
+struct connected {
+    int fd, err, calls;
+};
+
+static void on_connected(int fd, int err, void *arg)
+{
+    struct connected *r = arg;
+    r->fd = fd;
+    r->err = err;
+    r->calls++;
+}
+
+static void never_connected(int fd, int err, void *arg)
+{
+    (void)fd, (void)err;
+    ++*(int *)arg;
+}
+
+/* ae_tcp_connect() looks its name up through c-ares once
+ * ae_cares_resolve_connects() was called: a name only the responder knows
+ * (it answers 127.0.0.1 for every name; getaddrinfo() would not know it)
+ * reaches a local listener; a connect cancelled while its lookup is under
+ * way never calls back (its answer is dropped when it comes); after
+ * ae_cares_free() connects use the getaddrinfo() thread again. */
+static void test_tcp_connect_resolves_through_cares(void **state)
+{
+    struct fixture *f = *state;
+    const char *const args[] = {"--address", "127.0.0.1", "--delay-ms", "2", NULL};
+    start_responder(f, args);
+    make_channel(f, 2000, 2);
+    assert_int_equal(ae_cares_resolve_connects(f->cares), 0);
+    assert_int_equal(ae_cares_resolve_connects(NULL), AE_EINVAL);
+
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
+
+    ae_connect_opts o = {.family = AF_INET, .timeout = 30};
+    struct connected r = {.fd = -2};
+    int cancelled_calls = 0;
+    assert_non_null(ae_tcp_connect(f->loop, "only-the-responder-knows.example.test", port, &o, on_connected, &r));
+    ae_connect *gone = ae_tcp_connect(f->loop, "cancelled.example.test", port, &o, never_connected, &cancelled_calls);
+    assert_non_null(gone);
+    assert_int_equal(r.calls, 0); /* never inside the call */
+    ae_connect_cancel(gone);
+    drive(f);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, 0);
+    assert_true(r.fd >= 0);
+    assert_int_equal(cancelled_calls, 0);
+    int peer = accept(lfd, NULL, NULL);
+    assert_true(peer >= 0);
+    close(peer);
+    close(r.fd);
+    assert_quiet(f);
+    stop_responder(f);
+
+    /* Back to the getaddrinfo() thread (/etc/hosts' localhost): nothing of
+     * the freed channel is used. */
+    ae_cares_free(f->cares);
+    f->cares = NULL;
+    r = (struct connected){.fd = -2};
+    assert_non_null(ae_tcp_connect(f->loop, "localhost", port, &o, on_connected, &r));
+    drive(f);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, 0);
+    assert_true(r.fd >= 0);
+    close(r.fd);
+    close(lfd);
+}
+
 /* Occupy every free fd below FD_SETSIZE + 8, so that the next socket c-ares
  * opens is numbered past select()'s limit. Returns how many were taken
  * (each a dup of fd 0, listed in taken), or -1 if the fd limit is too low. */
@@ -621,6 +700,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cancel_with_queries_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_queries_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_search_and_getaddrinfo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_connect_resolves_through_cares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_past_fd_setsize, setup, teardown),
     };
     int failed = _cmocka_run_group_tests(group, tests, sizeof tests / sizeof tests[0], NULL, NULL);
