@@ -732,12 +732,14 @@ int ae__fork_start(ae_fork *p)
         ae__fork_fail(p, "ae_io on the socket of a process: %s", ae_last_error());
         return -1;
     }
-    if (p->pid > 0 && !p->child) {
+    if (p->pid > 0 && !p->child && !p->ctx->loop->adopted) {
         /* A helper or ae_fork_self template, our child: watched from the
          * start, without keeping the loop going. On backends that learn of
          * children through SIGCHLD this also keeps the core's handler
          * installed, instead of installing and removing it for every
-         * process forked from the template. */
+         * process forked from the template. Not in an adopted loop: there
+         * the native watch of SIGCHLD would keep the host's own run going
+         * (the unref is anyevent's, not the host library's). */
         ensure_child(p);
         if (p->child) {
             ae_watcher_unref(p->child);

@@ -2,6 +2,12 @@
  * Process templates (anyevent/fork.h) on one backend (the first argument):
  * each semantic rule of docs/fork.md, with fds counted in /proc/self/fd of
  * both processes and zombies looked for after every test.
+ *
+ * Built with FORKTMPL_HOST (and tests/adopt/host_<library>.c), every test
+ * runs in a loop adopted from a host's own native loop, and the host runs
+ * it: waits and "run until everything is reaped" are the host's own run
+ * calls, never ae_run() (but for one test that frees the loop inside a
+ * callback, where anyevent drives the adopted loop).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +30,10 @@
 
 #include "anyevent.h"
 #include "anyevent/fork.h"
+#ifdef FORKTMPL_HOST
+#include "host.h"
+static void *native; /* the host's own loop, that loop is adopted from */
+#endif
 
 static const char *backend;
 /* ANYEVENT_FORK_PORTABLE: templates fork() and forward their forks'
@@ -60,12 +70,45 @@ static void assert_no_zombie(void)
     }
 }
 
+static ae_loop *new_loop(void)
+{
+#ifdef FORKTMPL_HOST
+    native = host_loop_new();
+    assert_non_null(native);
+    ae_loop *l = ae_loop_adopt(host_backend(), native);
+    if (!l)
+        fail_msg("ae_loop_adopt(%s): %s", host_backend(), ae_last_error());
+    return l;
+#else
+    return ae_loop_new(backend);
+#endif
+}
+
+static void free_host(void)
+{
+#ifdef FORKTMPL_HOST
+    host_loop_free(native);
+    native = NULL;
+#endif
+}
+
+/* Run the loop until nothing keeps it going: by the host, when adopted. */
+static int run_all(void)
+{
+#ifdef FORKTMPL_HOST
+    host_run(native);
+    return 0;
+#else
+    return ae_run(loop);
+#endif
+}
+
 static int setup(void **state)
 {
     (void)state;
     alarm(60); /* a hang ends the process, and the test fails */
     fds_before = count_fds();
-    loop = ae_loop_new(backend);
+    loop = new_loop();
     assert_non_null(loop);
     return 0;
 }
@@ -76,6 +119,7 @@ static int teardown(void **state)
     alarm(0);
     ae_loop_free(loop);
     loop = NULL;
+    free_host();
     assert_no_zombie();
     assert_int_equal(count_fds(), fds_before);
     return 0;
@@ -117,6 +161,10 @@ static void guard_cb(ae_watcher *w, void *arg)
 static void wait_cv(ae_cv *cv)
 {
     ae_watcher *guard = ae_timer(loop, 10, 0, guard_cb, cv);
+#ifdef FORKTMPL_HOST
+    while (!ae_cv_ready(cv))
+        host_run_once(native);
+#endif
     int rc = ae_cv_recv(cv, NULL);
     if (loop)
         ae_watcher_free(guard);
@@ -255,7 +303,7 @@ static void test_new_run(void **state)
     ae_fork_free(p);
     close(pfd[0]);
     close(pfd[1]);
-    assert_int_equal(ae_run(loop), 0); /* the idle default template keeps nothing going */
+    assert_int_equal(run_all(), 0); /* the idle default template keeps nothing going */
 }
 
 static void test_exec_run(void **state)
@@ -327,7 +375,7 @@ static void test_template_fork(void **state)
     assert_string_equal(buf, "hello");
     ae_fork_free(c);
     ae_fork_free(t);
-    assert_int_equal(ae_run(loop), 0); /* the template exits and is reaped */
+    assert_int_equal(run_all(), 0); /* the template exits and is reaped */
     close(pfd[0]);
     close(pfd[1]);
 }
@@ -343,7 +391,7 @@ static void expect_error(ae_fork *p, const char *symbol, const char *text)
         fail_msg("error \"%s\" does not say \"%s\"", o.error, text);
     assert_string_equal(ae_fork_error(p), o.error);
     ae_fork_free(p);
-    assert_int_equal(ae_run(loop), 0); /* everything reaped */
+    assert_int_equal(run_all(), 0); /* everything reaped */
 }
 
 static void test_error_require(void **state)
@@ -361,7 +409,7 @@ static void test_error_require(void **state)
     ae_fork *c2 = ae_fork_fork(t);
     expect_error(c2, "t_report", "/nonexistent/lib.so");
     ae_fork_free(t);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 static void test_error_symbol(void **state)
@@ -418,7 +466,7 @@ static void test_error_template_died(void **state)
     }
     ae_fork_free(c);
     ae_fork_free(t);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 static void test_error_fd_limit(void **state)
@@ -511,7 +559,7 @@ static void test_free_before_run(void **state)
     ae_fork_free(c);
     ae_fork *p = ae_fork_new(loop);
     ae_fork_free(p);
-    assert_int_equal(ae_run(loop), 0); /* returns once all of them are reaped */
+    assert_int_equal(run_all(), 0); /* returns once all of them are reaped */
     assert_no_zombie();
 }
 
@@ -522,13 +570,13 @@ static void test_free_in_callback(void **state)
     ae_fork_require(p, WORKER);
     struct outcome o = {.free_in_cb = true};
     run(p, "t_report", &o);
-    assert_int_equal(ae_run(loop), 0); /* reaped though forgotten */
+    assert_int_equal(run_all(), 0); /* reaped though forgotten */
     /* the same when the run fails */
     p = ae_fork_new(loop);
     struct outcome o2 = {.free_in_cb = true};
     run(p, "t_nothing", &o2);
     assert_int_equal(o2.sock, -1);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 static void test_loop_free_in_callback(void **state)
@@ -549,7 +597,8 @@ static void test_loop_free_in_callback(void **state)
     if (!portable)
         assert_int_equal(waitpid(o.pid, &st, 0), o.pid);
     assert_no_zombie();
-    loop = ae_loop_new(backend); /* for teardown */
+    free_host();
+    loop = new_loop(); /* for teardown */
 }
 
 static void test_loop_free_pending(void **state)
@@ -618,7 +667,7 @@ static void test_rpc(void **state)
     assert_string_equal(c.log, "-12:(null)");
     ae_cv_free(c.cv);
     ae_rpc_free(r);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 static void test_rpc_free_queued(void **state)
@@ -632,7 +681,7 @@ static void test_rpc_free_queued(void **state)
     ae_rpc_call(r, "b", 1, rpc_cb, &c);
     ae_rpc_call(r, "c", 1, rpc_cb, &c);
     ae_rpc_free(r); /* the queue still completes */
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
     assert_string_equal(c.log, "0:a 0:b 0:c");
     ae_cv_free(c.cv);
     /* a worker that does not start fails its calls */
@@ -645,7 +694,7 @@ static void test_rpc_free_queued(void **state)
     assert_non_null(strstr(ae_rpc_error(r), "symbol not found"));
     ae_cv_free(c2.cv);
     ae_rpc_free(r);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 /* ---- pools -------------------------------------------------------------- */
@@ -688,7 +737,7 @@ static void test_pool(void **state)
     assert_int_equal(pc.ok, 19);
     assert_int_equal(pc.failed, 1);
     ae_cv_free(pc.cv);
-    assert_int_equal(ae_run(loop), 0); /* the workers exit and are reaped */
+    assert_int_equal(run_all(), 0); /* the workers exit and are reaped */
     /* a worker that dies: its call fails, the next ones go to a new worker */
     pool = ae_pool_new(t, "t_echo", &(ae_pool_opts){.max = 1, .load = 1});
     struct pool_calls pc2 = {ae_cv_new(loop), 0, 0, NULL};
@@ -742,7 +791,7 @@ static void test_self(void **state)
     assert_int_equal(wait_exit(c), 0);
     ae_fork_free(c);
     ae_fork_free(t);
-    assert_int_equal(ae_run(loop), 0);
+    assert_int_equal(run_all(), 0);
 }
 
 static void *sleeper(void *arg)
@@ -784,7 +833,12 @@ static void warm_up(void)
 
 int main(int argc, char **argv)
 {
+#ifdef FORKTMPL_HOST
+    backend = host_backend();
+    (void)argc;
+#else
     backend = argc > 1 ? argv[1] : "poll";
+#endif
     const char *e = getenv("ANYEVENT_FORK_PORTABLE");
     portable = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
@@ -812,8 +866,16 @@ int main(int argc, char **argv)
     };
     if (argc > 2)
         cmocka_set_test_filter(argv[2]);
+#ifdef FORKTMPL_HOST
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+#endif
     warm_up();
     char name[64];
+#ifdef FORKTMPL_HOST
+    snprintf(name, sizeof name, "forktmpl-%s-adopted%s", backend, portable ? "-portable" : "");
+#else
     snprintf(name, sizeof name, "forktmpl-%s%s", backend, portable ? "-portable" : "");
+#endif
     return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }
