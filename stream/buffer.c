@@ -9,6 +9,8 @@
 
 /* An owned write block holds at least this much, so small writes join. */
 #define WBLOCK_MIN 4096
+/* The last block grows in place up to this before a new one is made. */
+#define WBLOCK_GROW_MAX (256 * 1024)
 
 size_t ae__rbuf_len(const ae_rbuf *b) { return b->end - b->start; }
 
@@ -113,6 +115,20 @@ int ae__wq_copy(ae_wqueue *q, const void *data, size_t len)
         ae_wseg *last = wq_at(q, q->count - 1);
         if (last->block && last->len) {
             size_t used = (size_t)(last->p - last->block) + last->len;
+            if (last->block_cap - used < len && used + len <= WBLOCK_GROW_MAX) {
+                /* A writer that fills the queue to wbuf_high round after
+                 * round then finds one block, the spare, big enough for a
+                 * round: no allocation per round (two blocks were). */
+                size_t cap = last->block_cap;
+                while (cap < used + len)
+                    cap *= 2;
+                char *b = realloc(last->block, cap);
+                if (b) {
+                    last->p = b + (last->p - last->block);
+                    last->block = b;
+                    last->block_cap = cap;
+                }
+            }
             if (last->block_cap - used >= len) {
                 memcpy(last->block + used, data, len);
                 last->len += len;
