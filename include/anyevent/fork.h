@@ -12,7 +12,9 @@
  * send_*, run) only queue; what fails in the other process is reported later,
  * on the loop: to the run callback (sock -1), to an RPC callback (err < 0,
  * AE_EPROC), or by ae_fork_error(). No callback runs from inside a call of
- * this header. Linux only for now (clone(CLONE_PARENT)).
+ * this header. On Linux a template forks with clone(CLONE_PARENT); elsewhere
+ * (and on Linux with ANYEVENT_FORK_PORTABLE=1 in the environment) it forks
+ * and forwards its forks' wait statuses (docs/fork.md, "The portable path").
  */
 #ifndef ANYEVENT_FORK_H
 #define ANYEVENT_FORK_H
@@ -58,14 +60,17 @@ AE_EXPORT ae_fork *ae_fork_exec(ae_loop *loop);
 
 /* A process forked from tmpl, a process prepared but not run (a template): it
  * inherits what tmpl required and was sent; tmpl stays usable. On Linux the
- * new process is a child of this program (clone(CLONE_PARENT)). NULL with
- * AE_EINVAL for NULL, AE_ESTATE if tmpl was run. */
+ * new process is a child of this program (clone(CLONE_PARENT)); on the
+ * portable path a child of tmpl, whose status tmpl forwards. A template with
+ * more than one thread (a require or call started one) refuses: the fork
+ * fails on the loop with "fork refused". NULL with AE_EINVAL for NULL,
+ * AE_ESTATE if tmpl was run. */
 AE_EXPORT ae_fork *ae_fork_fork(ae_fork *tmpl);
 
 /* This program, forked now, as a template (AnyEvent::Fork::Template): its
  * children see the program's memory as it was at this call. The template keeps
  * only fds 0-2 and its socket. Refused with AE_ESTATE while the process has
- * more than one thread. Functions of the program are found by name only when
+ * more than one thread (AE_ENOTSUP where threads cannot be counted). Functions of the program are found by name only when
  * the program exports them (linked with -rdynamic). */
 AE_EXPORT ae_fork *ae_fork_self(ae_loop *loop);
 
