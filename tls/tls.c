@@ -37,7 +37,7 @@ typedef struct tls_session {
     SSL *ssl;
     BIO *inner;   /* the session's half of the pair */
     BIO *net;     /* ours: cipher text from the fd in, to the fd out */
-    char *gather; /* RECORD bytes: small pieces of a writev joined into one record */
+    char *gather; /* RECORD bytes, made on first need: small pieces of a writev joined into one record */
     int mode;
     bool started;     /* a client's handshake began (ClientHello) */
     bool established; /* the handshake completed */
@@ -254,7 +254,9 @@ out:
 static const char *next_record(tls_session *t, const struct iovec *iov, int iovcnt, int i, size_t off, size_t *len)
 {
     size_t left = iov[i].iov_len - off;
-    if (left >= RECORD || i == iovcnt - 1) {
+    if (!t->gather && left < RECORD && i < iovcnt - 1)
+        t->gather = malloc(RECORD); /* without it: one record per piece */
+    if (left >= RECORD || i == iovcnt - 1 || !t->gather) {
         *len = left < RECORD ? left : RECORD;
         return (const char *)iov[i].iov_base + off;
     }
@@ -442,7 +444,7 @@ ae_tls_ctx *ae_tls_ctx_new(const ae_tls_opts *o)
     ae_tls_opts d = {0};
     if (!o)
         o = &d;
-    if (o->flags & ~(unsigned)(AE_TLS_NO_VERIFY | AE_TLS_VERIFY_CLIENT)) {
+    if (o->flags & ~(unsigned)(AE_TLS_NO_VERIFY | AE_TLS_VERIFY_CLIENT | AE_TLS_RELEASE_BUFFERS)) {
         ae_set_error(AE_EINVAL, "ae_tls_ctx_new: unknown flags %#x", o->flags);
         return NULL;
     }
@@ -465,9 +467,10 @@ ae_tls_ctx *ae_tls_ctx_new(const ae_tls_opts *o)
     SSL_CTX *x = c->ssl_ctx;
     SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
     SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION);
-    /* The stream may offer a retried write from a moved buffer; idle
-     * sessions give their record buffers back. */
-    SSL_CTX_set_mode(x, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* The stream may offer a retried write from a moved buffer. Record
+     * buffers are kept (no allocation per record) unless asked. */
+    SSL_CTX_set_mode(x, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            (o->flags & AE_TLS_RELEASE_BUFFERS ? SSL_MODE_RELEASE_BUFFERS : 0));
     SSL_CTX_set_num_tickets(x, 0); /* no session resumption is offered: do not send tickets */
     const char *what = NULL, *file = NULL;
     if (o->cert_file) {
@@ -548,10 +551,9 @@ int ae_stream_starttls(ae_stream *s, ae_tls_ctx *ctx, int mode, const char *peer
     t->mode = mode;
     ERR_clear_error();
     t->ssl = SSL_new(ctx->ssl_ctx);
-    t->gather = malloc(RECORD);
     if (peername)
         t->peername = strdup(peername);
-    if (!t->ssl || !t->gather || (peername && !t->peername) ||
+    if (!t->ssl || (peername && !t->peername) ||
         BIO_new_bio_pair(&t->inner, PAIR_SIZE, &t->net, PAIR_SIZE) != 1) {
         if (t->ssl)
             SSL_free(t->ssl);

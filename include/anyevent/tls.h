@@ -30,7 +30,9 @@ typedef struct ae_tls_ctx ae_tls_ctx;
 /* ae_tls_opts.flags */
 enum {
     AE_TLS_NO_VERIFY = 1,    /* a client does not verify the server (verification is on by default) */
-    AE_TLS_VERIFY_CLIENT = 2 /* a server asks for a client certificate and verifies it */
+    AE_TLS_VERIFY_CLIENT = 2, /* a server asks for a client certificate and verifies it */
+    AE_TLS_RELEASE_BUFFERS = 4 /* idle sessions give OpenSSL's record buffers back (less memory
+                                * per idle stream, two allocations per record) */
 };
 
 /* What ae_tls_ctx_new() loads; NULL or {0}: a client context trusting the
@@ -42,7 +44,7 @@ typedef struct ae_tls_opts {
     const char *key_file;  /* its private key; NULL: in cert_file */
     const char *ca_file;   /* the CAs trusted to sign the peer's certificate; NULL and */
     const char *ca_path;   /* ca_path NULL: the system's default CAs */
-    unsigned flags;        /* AE_TLS_NO_VERIFY, AE_TLS_VERIFY_CLIENT */
+    unsigned flags;        /* AE_TLS_NO_VERIFY, AE_TLS_VERIFY_CLIENT, AE_TLS_RELEASE_BUFFERS */
 } ae_tls_opts;
 
 /* Which side of the handshake ae_stream_starttls() takes. */

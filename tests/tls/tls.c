@@ -699,7 +699,11 @@ static void test_connecting_stream(void **state)
     assert_non_null(srv);
     char port[16];
     snprintf(port, sizeof port, "%d", ae_server_port(srv));
-    ae_tls_ctx *cc = ctx_client(server_pem), *sc = ctx_server();
+    /* both with AE_TLS_RELEASE_BUFFERS */
+    ae_tls_ctx *cc = CALL(ae_tls_ctx_new(&(ae_tls_opts){.ca_file = server_pem, .flags = AE_TLS_RELEASE_BUFFERS}));
+    ae_tls_ctx *sc = CALL(ae_tls_ctx_new(&(ae_tls_opts){.cert_file = server_pem, .flags = AE_TLS_RELEASE_BUFFERS}));
+    assert_non_null(cc);
+    assert_non_null(sc);
     A.s = CALL(ae_stream_connect(F->loop, "127.0.0.1", port, NULL, NULL, side_event, &A));
     assert_non_null(A.s);
     starttls(&A, cc, AE_TLS_CONNECT, "127.0.0.1");
