@@ -48,6 +48,7 @@ int main(int argc, char **argv)
         T(test_loop_per_thread_2x_cores),
         T(test_loop_per_thread_64),
         T(test_async_worker_pool),
+        T(test_async_send_no_lost_wakeup),
         T(test_fork_under_signal_storm),
     };
     return cmocka_run_group_tests_name(argv[1], tests, NULL, NULL);
