@@ -157,6 +157,7 @@ struct ae_stream {
     bool above_low;     /* the queue is above wbuf_low: DRAIN when it falls */
     bool drain_due;
     bool timer_fired;
+    bool tr_pending;   /* the transport's events() said it holds input the fd will not signal */
     int fail_err;      /* the fatal error's errno */
     void *conn; /* ae_stream_connect()'s connect, and how to cancel it */
     void (*conn_cancel)(void *conn);
@@ -171,7 +172,6 @@ struct ae_stream {
     /* ae_stream_set_transport(): what moves the bytes instead of the system calls */
     const ae_stream_transport *tr;
     void *tr_ctx;
-    bool tr_pending; /* its events() said it holds input the fd will not signal */
 };
 
 /* stream.c */
