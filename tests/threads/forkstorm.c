@@ -163,6 +163,25 @@ static int child_side(ae_loop *loop, atomic_int *sigs)
     return 0;
 }
 
+/* A hung child's state, printed before it is killed, so that a hang that
+ * comes once in thousands of forks says where it was: what it waits in
+ * (wchan), its system call and arguments, its kernel stack (as root). */
+static void child_report(pid_t pid)
+{
+    static const char *const files[] = {"wchan", "syscall", "stack"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, files[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f))
+            printf("threads: hung child %d %s: %s%s", (int)pid, files[i], line,
+                   strchr(line, '\n') ? "" : "\n");
+        fclose(f);
+    }
+}
+
 /* Waits for pid at most seconds; kills it if it hangs. Returns its exit
  * status, or -1 if it hung, -2 if it died of a signal. */
 static int child_wait(pid_t pid, double seconds)
@@ -181,6 +200,7 @@ static int child_wait(pid_t pid, double seconds)
             return -2;
         double left = end - threads_mono();
         if (left < 0) {
+            child_report(pid);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             if (pidfd >= 0)
@@ -202,8 +222,10 @@ void test_fork_under_signal_storm(void **state)
     (void)state;
     /* Known and not yet understood: on libuv one child in some thousands
      * hung (fork 391 of 1000, once in about ten runs; not caught again in
-     * six runs under a watcher). Skipped there, said on stdout, until it is
-     * found: a check that fails by chance would make every run red. */
+     * six runs under a watcher, nor in 57 runs of 1000 forks since, 20 of
+     * them at the commit that added this skip). Skipped there, said on
+     * stdout, until it is found: a check that fails by chance would make
+     * every run red. child_report() prints where a hung child waits. */
     if (strcmp(threads_backend, "libuv") == 0) {
         printf("threads: fork storm skipped on libuv: a rare hung child is not understood yet\n");
         skip();
