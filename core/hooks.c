@@ -66,6 +66,7 @@ static ae_watcher *hook_new(ae_loop *loop, enum ae_kind kind, ae_idle_cb cb, voi
     }
     ae__list_append(kind == AE_KIND_PREPARE ? &loop->prepares : &loop->checks, w);
     ae__watcher_activate(w);
+    ae__iter_hook_update(loop);
     return w;
 }
 
@@ -110,6 +111,7 @@ int ae__hook_pause(ae_watcher *w, bool stop)
         return rc;
     }
     ae__watcher_activate(w);
+    ae__iter_hook_update(w->loop);
     return 0;
 }
 

@@ -19,6 +19,7 @@ ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg)
     loop->idle_count++;
     ae__watcher_activate(w);
     ae__reschedule(loop);
+    ae__iter_hook_update(loop);
     return w;
 }
 
@@ -39,6 +40,7 @@ void ae__idle_pause(ae_watcher *w, bool stop)
     } else {
         w->loop->idle_count++;
         ae__watcher_activate(w);
+        ae__iter_hook_update(w->loop);
     }
     ae__reschedule(w->loop);
 }

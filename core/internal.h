@@ -147,6 +147,12 @@ struct ae_loop {
     void *backend_state;
     bool adopted;          /* the host program runs the native loop */
     bool native_iter;      /* the backend has run(): the native loop owns the iteration */
+    bool iter_lazy;        /* native_iter, our own loop, and the backend calls the iteration
+                            * service only while iter_hook is on (iteration_hook) */
+    bool iter_hook;        /* iter_lazy: the service was asked for */
+    bool iter_hook_once;   /* iter_lazy: asked for until the end of this iteration */
+    unsigned iter_count;   /* iter_lazy: the backend's iterations() when last looked at */
+    ae_loop *native_up;    /* the next loop in run() on this thread (for fork()) */
     uint8_t native_frame;  /* the innermost run() under way: 0 none, AE_NATIVE_RUN, AE_NATIVE_ONCE */
     bool expiring;         /* inside the expire service: it re-arms the native timer at its end */
     int native_error;      /* a failure found by the iteration service, for run()'s caller */
@@ -280,12 +286,14 @@ static inline void ae__watcher_activate(ae_watcher *w)
     }
 }
 
+void ae__loop_drained(ae_loop *loop);
+
 static inline void ae__watcher_deactivate(ae_watcher *w)
 {
     if (w->active) {
         w->active = false;
-        if (!w->unref)
-            w->loop->active--;
+        if (!w->unref && --w->loop->active == 0 && w->loop->iter_lazy)
+            ae__loop_drained(w->loop);
     }
 }
 
@@ -332,9 +340,17 @@ void ae__loop_on_free_remove(ae_loop *loop, ae__loop_free_fn *fn, void *arg);
 void *ae__loop_layer(const ae_loop *loop, ae__loop_free_fn *fn);
 bool ae__loop_freeing(const ae_loop *loop); /* ae_loop_free() was called: run no more callbacks */
 
+/* iter_lazy: a new native iteration began since the core last looked (the
+ * time goes stale, timers armed from now on wait for the next one). */
+void ae__iter_sync(ae_loop *loop);
+/* iter_lazy: the iteration service is needed from this iteration on. */
+void ae__iter_hook_update(ae_loop *loop);
+
 /* The loop time, read again if the iteration has not needed it yet. */
 static inline double ae__now_mono(ae_loop *loop)
 {
+    if (loop->iter_lazy && loop->native_frame)
+        ae__iter_sync(loop);
     if (loop->time_stale)
         ae__time_refresh(loop);
     return loop->now_mono;

@@ -292,11 +292,13 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
     ae__cursor_pop(loop, &cur);
 }
 
-int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
+/* The uncommon cases: the host's own loop dispatches (adopted, nothing of
+ * ours running), AE_ERROR, a loop being freed. */
+__attribute__((noinline, cold)) static int io_ready_slow(ae_loop *loop, int fd, int revents)
 {
-    /* Called by the host's own loop (adopted, nothing of ours running): the
-     * loop time goes stale for each such dispatch (read again when needed),
-     * and the loop stays alive until it is over. */
+    /* Called by the host's own loop: the loop time goes stale for each such
+     * dispatch (read again when needed), and the loop stays alive until it
+     * is over. */
     bool from_host = loop->busy == 0;
     if (from_host)
         loop->time_stale = true;
@@ -315,4 +317,32 @@ int ae_backend_io_ready(ae_loop *loop, int fd, int revents)
         return !freeing;
     }
     return 1;
+}
+
+/* Dispatch to f's watchers: the common case inline, the rest out of line. */
+static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
+{
+    if (__builtin_expect(!f || !loop->busy || (revents & AE_ERROR) || loop->free_requested, 0))
+        return io_ready_slow(loop, fd, revents);
+    ae_watcher *w = f->watchers.head;
+    if (w && w == f->watchers.tail) {
+        /* One watcher on the fd (the common case): no walk to keep valid,
+         * so no cursor. Watchers made by the callback wait for the next
+         * event, as in a walk. */
+        int ready = w->u.io.events & revents;
+        if (ready) {
+            loop->dispatched += !w->internal;
+            w->cb.io(w, ready, w->arg);
+        }
+        return 1;
+    }
+    fd_dispatch(loop, f, revents);
+    return 1;
+}
+
+int ae_backend_io_ready(ae_loop *loop, int fd, int revents) { return fd_ready(loop, fd, fd_entry(loop, fd), revents); }
+
+int ae_backend_fd_ready(ae_loop *loop, int fd, void *fd_data, int revents)
+{
+    return fd_ready(loop, fd, (ae_fd *)((unsigned char *)fd_data - offsetof(ae_fd, backend_data)), revents);
 }

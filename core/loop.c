@@ -50,6 +50,8 @@ double ae_now(ae_loop *loop)
 {
     if (!ae__loop_ok(loop, "ae_now"))
         return NAN;
+    if (loop->iter_lazy && loop->native_frame)
+        ae__iter_sync(loop);
     if (loop->time_stale)
         time_refresh(loop, false);
     return loop->now_wall;
@@ -362,6 +364,11 @@ static ae_loop *loop_create(const char *backend, void *native)
     }
     loop->adopted = native != NULL;
     loop->native_iter = AE_BACKEND_OPS_HAS(loop->ops, run) && loop->ops->run;
+    /* The iteration service only when needed: see ae__iter_hook_update. */
+    loop->iter_lazy = loop->native_iter && !loop->adopted && AE_BACKEND_OPS_HAS(loop->ops, iteration_hook) &&
+                      loop->ops->iterations && loop->ops->iteration_hook;
+    if (loop->iter_lazy)
+        loop->ops->iteration_hook(loop, loop->backend_state, 0);
     return loop;
 }
 
@@ -427,6 +434,8 @@ int ae_backend_expire_checked(ae_loop *loop)
         return 1; /* inside our own ae_run_once(), which runs the timers itself */
     if (loop->free_requested)
         return 1;
+    if (loop->iter_lazy && loop->native_frame)
+        ae__iter_sync(loop); /* the iteration's start, for the timers armed since */
     ae__time_refresh(loop);
     ae__loop_enter(loop);
     loop->expiries++;
@@ -447,6 +456,63 @@ int ae_backend_expire_checked(ae_loop *loop)
     bool frees = loop->free_requested && loop->busy == 1;
     ae__loop_leave(loop); /* frees the loop if a callback asked for it and nothing else runs */
     return !frees;
+}
+
+/* ---- the iteration service on demand (iter_lazy) ------------------------------
+ *
+ * Where the backend can skip it (iterations, iteration_hook), the service runs
+ * only while the core needs the end of an iteration: prepare, check or idle
+ * watchers exist, or for the iteration in which the loop ran out of active
+ * watchers, ae_break or ae_loop_free was called, or the process forked. What
+ * every iteration needs otherwise (the time goes stale, timers armed in it
+ * wait for the next) is found out when needed, from the native count of
+ * iterations: a ping-pong runs no core code between its callbacks. */
+
+/* The loops in a backend's run() on this thread, innermost first. */
+static _Thread_local ae_loop *native_running;
+
+void ae__iter_sync(ae_loop *loop)
+{
+    unsigned n = loop->ops->iterations(loop->backend_state);
+    if (n == loop->iter_count)
+        return;
+    loop->iter_count = n;
+    loop->time_stale = true;
+    loop->iter_seq = loop->timer_seq;
+}
+
+void ae__iter_hook_update(ae_loop *loop)
+{
+    if (!loop->iter_lazy || loop->iter_hook)
+        return;
+    if (!loop->iter_hook_once && !loop->prepare_count && !loop->check_count && !loop->idle_count)
+        return;
+    loop->iter_hook = true;
+    loop->ops->iteration_hook(loop, loop->backend_state, 1);
+}
+
+/* The end of this iteration is needed just once (it decides whether run()
+ * goes on). */
+static void iter_hook_once(ae_loop *loop)
+{
+    if (loop->iter_lazy && loop->native_frame) {
+        loop->iter_hook_once = true;
+        ae__iter_hook_update(loop);
+    }
+}
+
+/* No active watcher left (iter_lazy): the service ends run() unless a
+ * callback adds one before the iteration ends. */
+void ae__loop_drained(ae_loop *loop) { iter_hook_once(loop); }
+
+/* After the service: off again unless hooks or idle watchers need it. */
+static void iter_hook_done(ae_loop *loop)
+{
+    loop->iter_hook_once = false;
+    if (loop->iter_hook && !loop->prepare_count && !loop->check_count && !loop->idle_count) {
+        loop->iter_hook = false;
+        loop->ops->iteration_hook(loop, loop->backend_state, 0);
+    }
 }
 
 /* A native iteration is about to wait: the time is read again when it first
@@ -475,6 +541,8 @@ int ae_backend_iteration(ae_loop *loop)
     }
     iteration_begin(loop);
     int rc = ae__loop_fork_check(loop);
+    if (loop->iter_lazy)
+        iter_hook_done(loop);
     if (rc < 0) {
         loop->native_error = rc;
         return 0;
@@ -501,8 +569,24 @@ static int native_run(ae_loop *loop, int frame, int flags)
     }
     iteration_begin(loop);
     loop->time_used = false;
+    if (loop->iter_lazy)
+        loop->iter_count = loop->ops->iterations(loop->backend_state);
+    if (!outer_frame) {
+        loop->native_up = native_running;
+        native_running = loop;
+    }
     ae__reschedule(loop);
     int rc = loop->ops->run(loop, loop->backend_state, flags);
+    if (!outer_frame)
+        native_running = loop->native_up;
+    if (loop->iter_lazy) {
+        /* An iteration began since the core last looked, and did not read
+         * the time. */
+        unsigned seen = loop->iter_count;
+        ae__iter_sync(loop);
+        if (loop->iter_count != seen)
+            loop->time_used = false;
+    }
     /* Back in the outer iteration (if any), under its rules. */
     loop->native_frame = outer_frame;
     loop->iter_mark = outer_mark;
@@ -512,6 +596,10 @@ static int native_run(ae_loop *loop, int frame, int flags)
         rc = loop->native_error;
         loop->native_error = 0;
     }
+    /* The inner run's service may have been the last one asked for: the
+     * outer iteration's end must still see why. */
+    if (outer_frame && (loop->active == 0 || loop->break_requested || loop->free_requested))
+        iter_hook_once(loop);
     /* Between iterations the loop time is that of the last iteration, as
      * where the core runs the iteration itself: read during it, or now. */
     if (loop->time_stale) {
@@ -568,6 +656,10 @@ void ae__default_atfork(enum ae_fork_phase phase)
          * the next call makes one; nobody waits on the condition here. */
         default_making = false;
         pthread_cond_init(&default_made, NULL);
+        /* Loops running on this thread (fork() from a callback): their
+         * iteration's end renews them before they wait again. */
+        for (ae_loop *loop = native_running; loop; loop = loop->native_up)
+            iter_hook_once(loop);
     }
     pthread_mutex_unlock(&default_lock);
 }
@@ -672,6 +764,7 @@ void ae_loop_free(ae_loop *loop)
     if (loop->busy) {
         loop->free_requested = true;
         native_break(loop);
+        iter_hook_once(loop);
         return;
     }
     loop_destroy(loop);
@@ -815,5 +908,6 @@ void ae_break(ae_loop *loop)
     if (loop && loop->run_depth > 0) {
         loop->break_requested = true;
         native_break(loop);
+        iter_hook_once(loop);
     }
 }

@@ -28,6 +28,7 @@ static const ae_backend_services services = {
     .iteration = ae_backend_iteration,
     .expire_checked = ae_backend_expire_checked,
     .hooks_run = ae_backend_hooks_run,
+    .fd_ready = ae_backend_fd_ready,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then

@@ -68,8 +68,8 @@ void ae_watcher_unref(ae_watcher *w)
     if (w->kind == AE_KIND_PREPARE || w->kind == AE_KIND_CHECK || w->unref)
         return; /* hooks never count */
     w->unref = true;
-    if (w->active)
-        w->loop->active--;
+    if (w->active && --w->loop->active == 0 && w->loop->iter_lazy)
+        ae__loop_drained(w->loop);
 }
 
 void ae_watcher_ref(ae_watcher *w)

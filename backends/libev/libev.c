@@ -27,6 +27,7 @@ typedef struct evb_state {
     ev_timer expire;  /* adopted: the core's next timer deadline */
     ev_prepare check; /* runs before libev registers changed fds */
     ev_prepare iter;  /* while run() runs: the core's iteration service */
+    ev_check tail;    /* never started, fed: the service at the end of this iteration's callbacks */
     int running;      /* run() calls under way (they nest) */
     unsigned iteration; /* ev_iteration() when the innermost run() last ended one */
     ev_idle nowait;   /* once check reported something: poll without blocking */
@@ -44,7 +45,7 @@ static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
     int r = (revents & EV_READ ? AE_READ : 0) | (revents & EV_WRITE ? AE_WRITE : 0);
     if (revents & EV_ERROR)
         r = AE_ERROR; /* libev found the fd invalid and stopped the watcher */
-    ae_core->io_ready(w->data, w->fd, r);
+    ae_core->fd_ready(w->data, w->fd, w, r); /* w is the fd's evb_fd, its fd_data */
 }
 
 static void wake_cb(struct ev_loop *ev, ev_timer *w, int revents)
@@ -136,6 +137,21 @@ static void invoke_cb(struct ev_loop *ev)
         ev_break(ev, EVBREAK_ONE);
 }
 
+/* The hook turned on from a callback: this iteration's service too, after
+ * its other callbacks (the lowest priority, fed last: libev invokes a
+ * priority's pending watchers last fed first). */
+static void tail_cb(struct ev_loop *ev, ev_check *w, int revents)
+{
+    (void)revents;
+    evb_state *s = w->data;
+    unsigned iteration = ev_iteration(ev);
+    if (!s->running || iteration == s->iteration)
+        return;
+    s->iteration = iteration;
+    if (!ae_core->iteration(s->loop))
+        ev_break(ev, EVBREAK_ONE);
+}
+
 static void nowait_cb(struct ev_loop *ev, ev_idle *w, int revents)
 {
     (void)revents;
@@ -149,8 +165,12 @@ static void watchers_init(ae_loop *loop, evb_state *s)
     ev_timer_init(&s->expire, expire_cb, 0, 0);
     s->expire.data = loop;
     /* The core's timers run after the io of the same iteration, as on every
-     * backend: libev invokes higher priorities first. */
-    ev_set_priority(&s->expire, EV_MINPRI);
+     * backend: libev invokes higher priorities first; the fed iteration
+     * service after them. */
+    ev_set_priority(&s->expire, EV_MINPRI + 1);
+    ev_check_init(&s->tail, tail_cb);
+    ev_set_priority(&s->tail, EV_MINPRI);
+    s->tail.data = s;
     ev_prepare_init(&s->check, check_cb);
     s->check.data = s;
     ev_prepare_init(&s->iter, iter_cb);
@@ -188,6 +208,7 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_timer_stop(s->ev, &s->expire);
     ev_prepare_stop(s->ev, &s->check);
     ev_idle_stop(s->ev, &s->nowait);
+    ev_clear_pending(s->ev, &s->tail);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
     ae_plugin_batch_free(&s->dirty);
@@ -321,10 +342,9 @@ static void hook_check_cb(struct ev_loop *ev, ev_check *w, int revents)
 {
     (void)revents;
     evb_state *s = w->data;
-    /* Check watchers are queued last and libev invokes a priority's
-     * pending watchers newest first: the core's timers, due in this
-     * iteration at the same lowest priority, would come after the hooks.
-     * Run them first: check hooks follow all of the iteration's callbacks. */
+    /* Check hooks follow all of the iteration's callbacks, the core's
+     * timers included: the expire timer's priority (EV_MINPRI + 1) runs it
+     * first; should it still be pending (fed later), run it now. */
     if (ev_is_pending(&s->expire)) {
         ev_clear_pending(ev, &s->expire);
         if (!ae_core->expire_checked(s->loop))
@@ -363,6 +383,21 @@ static int evb_hooks_update(ae_loop *loop, void *state, int kind, int on)
     return 0;
 }
 
+static unsigned evb_iterations(void *state) { return ev_iteration(((evb_state *)state)->ev); }
+
+/* Our own loop: invoke_cb while the core wants the iteration service, else
+ * libev's own ev_invoke_pending (nothing of ours between two callbacks). */
+static void evb_iteration_hook(ae_loop *loop, void *state, int on)
+{
+    (void)loop;
+    evb_state *s = state;
+    if (s->adopted)
+        return;
+    ev_set_invoke_pending_cb(s->ev, on ? invoke_cb : ev_invoke_pending);
+    if (on && s->running)
+        ev_feed_event(s->ev, &s->tail, EV_CUSTOM);
+}
+
 static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
 
 /* libev re-creates its kernel state (epoll fd, eventfd) and re-registers
@@ -398,6 +433,8 @@ static const ae_backend_ops libev_ops = {
     .host_symbol = "ev_default_loop",
     .rank = 10, /* the least overhead per watcher, and nested waits work */
     .hooks_update = evb_hooks_update,
+    .iterations = evb_iterations,
+    .iteration_hook = evb_iteration_hook,
 };
 
 AE_BACKEND_ENTRY(services)
@@ -406,6 +443,10 @@ AE_BACKEND_ENTRY(services)
         return NULL;
     /* A core before ABI version 4 never calls hooks_update (it does not
      * know the field), so hooks_run is only called where it exists. */
+    if (!AE_BACKEND_SERVICES_HAS(services, fd_ready)) {
+        services->set_error(AE_ENOTSUP, "libev: needs a core of ABI version 5 (fd_ready)");
+        return NULL;
+    }
     if (ev_version_major() != EV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libev: built for libev %d.x, running with %d.%d", EV_VERSION_MAJOR,
                            ev_version_major(), ev_version_minor());

@@ -54,6 +54,8 @@ typedef struct lev_state {
     lev_fd *dirty;       /* given interest since the last wait */
     ae_plugin_batch batch; /* room for every fd the core knows */
     size_t nfds;
+    unsigned iterations; /* event_base_loop calls by run() */
+    bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
 } lev_state;
 
 static void io_cb(evutil_socket_t fd, short what, void *loop)
@@ -89,6 +91,7 @@ static struct timeval to_timeval(double seconds)
 
 static void timers_init(ae_loop *loop, lev_state *s)
 {
+    s->hook = true; /* until the core says otherwise (it may predate iteration_hook) */
     s->loop = loop;
     evtimer_assign(&s->wake, s->base, wake_cb, NULL);
     evtimer_assign(&s->expire, s->base, expire_cb, loop);
@@ -286,16 +289,28 @@ static int loop_failed(void)
 static int lev_run(ae_loop *loop, void *state, int flags)
 {
     lev_state *s = state;
-    do {
-        int reported = report_closed(s);
+    for (;;) {
+        int reported = s->dirty ? report_closed(s) : 0;
         errno = 0;
         /* EVLOOP_NONBLOCK alone keeps polling for as long as events fire;
          * with EVLOOP_ONCE it stops after one run. */
         int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
+        s->iterations++;
         if (event_base_loop(s->base, how) < 0)
             return loop_failed();
-    } while (ae_core->iteration(loop) && !flags);
-    return 0;
+        /* The hook is on whenever the core needs this iteration's end (it
+         * turns it on from the callbacks that need it). */
+        if ((s->hook && !ae_core->iteration(loop)) || flags)
+            return 0;
+    }
+}
+
+static unsigned lev_iterations(void *state) { return ((lev_state *)state)->iterations; }
+
+static void lev_iteration_hook(ae_loop *loop, void *state, int on)
+{
+    (void)loop;
+    ((lev_state *)state)->hook = on;
 }
 
 static int lev_wait(ae_loop *loop, void *state, double timeout)
@@ -389,6 +404,8 @@ static const ae_backend_ops libevent_ops = {
     .fork = lev_fork,
     .run = lev_run,
     .rank = 30, /* after libuv: cannot nest */
+    .iterations = lev_iterations,
+    .iteration_hook = lev_iteration_hook,
 };
 
 AE_BACKEND_ENTRY(services)

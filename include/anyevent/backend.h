@@ -52,8 +52,9 @@ extern "C" {
 /* The ABI version this header describes. Version 2 added run and
  * run_break (ops) and iteration (services); version 3 host_symbol and rank
  * (ops) and expire_checked (services); version 4 hooks_update (ops) and
- * hooks_run (services). */
-#define AE_BACKEND_ABI_VERSION 4
+ * hooks_run (services); version 5 iterations and iteration_hook (ops)
+ * and fd_ready (services). */
+#define AE_BACKEND_ABI_VERSION 5
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
@@ -248,6 +249,21 @@ typedef struct ae_backend_ops {
      * there. Returns 0 or a negative code (starting fails with it). NULL:
      * ae_prepare and ae_check fail with AE_ENOTSUP on adopted loops. */
     int (*hooks_update)(ae_loop *loop, void *state, int kind, int on);
+
+    /* ---- version 5 ---- */
+    /* Optional, with run, both or neither: the iteration service only when
+     * the core asks for it. iterations returns the native loop's count of
+     * iterations (ev_iteration): it must change between the wait of one
+     * iteration and the callbacks of the next; the core reads it when it
+     * needs the time or arms a timer, instead of being called once per
+     * iteration. iteration_hook(on 0) tells run() that it may skip the
+     * iteration service from now on; on 1, that it calls it again in every
+     * iteration, this one included when called from a callback of run()
+     * (at the end of this iteration's callbacks). The core starts every
+     * loop it made itself with the hook off; a backend starts with it on,
+     * as a core before version 5 expects. Not called for adopted loops. */
+    unsigned (*iterations)(void *state);
+    void (*iteration_hook)(ae_loop *loop, void *state, int on);
 } ae_backend_ops;
 
 /* Whether a backend's operations table has the field named member (one
@@ -325,6 +341,12 @@ typedef struct ae_backend_services {
      * hook may free the loop: returns 1, or 0 if the loop was freed (touch
      * nothing of the state and return). */
     int (*hooks_run)(ae_loop *loop, int kind);
+
+    /* ---- version 5 ---- */
+
+    /* io_ready for an fd the core gave fd_data to (fd_data_size > 0), with
+     * that pointer, which spares the core looking fd up in its table. */
+    int (*fd_ready)(ae_loop *loop, int fd, void *fd_data, int revents);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if
