@@ -16,19 +16,21 @@ ae_watcher *ae_idle(ae_loop *loop, ae_idle_cb cb, void *arg)
         return NULL;
     w->cb.idle = cb;
     ae__list_append(&loop->idle, w);
-    loop->idle_count++;
+    /* The native timer is armed "at once" while any idle watcher exists:
+     * only the first one changes that. */
+    if (loop->idle_count++ == 0) {
+        ae__reschedule(loop);
+        ae__iter_hook_update(loop);
+    }
     ae__watcher_activate(w);
-    ae__reschedule(loop);
-    ae__iter_hook_update(loop);
     return w;
 }
 
 void ae__idle_stop(ae_watcher *w)
 {
     ae__list_unlink(w->loop, &w->loop->idle, w);
-    if (!w->stopped)
-        w->loop->idle_count--;
-    ae__reschedule(w->loop);
+    if (!w->stopped && --w->loop->idle_count == 0)
+        ae__reschedule(w->loop); /* the last one: back to the first timer's deadline */
 }
 
 /* A stopped idle watcher no longer keeps the loop from blocking. */
