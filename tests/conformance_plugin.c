@@ -271,7 +271,11 @@ void test_adopt_watchers_fire_in_host_loop(void **state)
     assert_non_null(ae_io(a.loop, p[0], AE_READ, cb_read_byte, &r));
     assert_int_equal(write(p[1], "x", 1), 1);
     struct when t = {0, 0};
+    /* The deadline counts from the loop's cached time: read the clock
+     * first and refresh the cache after it, so that the deadline is at
+     * least start + 0.02 however long ago the loop last read the clock. */
     double start = mono();
+    ae_now_update(a.loop);
     assert_non_null(ae_timer(a.loop, 0.02, 0, cb_when, &t));
     /* Blocking iterations: each ends when the native loop had something
      * to do; a watcher the native loop never reports hangs here. */
