@@ -215,6 +215,22 @@ int ae_timer_stop(ae_watcher *w)
     return 0;
 }
 
+double ae_timer_remaining(ae_watcher *w)
+{
+    if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_remaining"))
+        return NAN;
+    if (!w->u.timer.armed) {
+        ae__set_error(AE_ESTATE, "ae_timer_remaining: the timer is not armed");
+        return NAN;
+    }
+    double now = ae__now_mono(w->loop);
+    /* The deadline is kept by the ring's first timer, in the heap. */
+    const ae_watcher *lead = w;
+    while (!lead->u.timer.heap_index)
+        lead = lead->prev;
+    return w->loop->heap[lead->u.timer.heap_index - 1].deadline - now;
+}
+
 void ae__timer_stop(ae_watcher *w)
 {
     if (w->u.timer.armed)

@@ -244,6 +244,14 @@ AE_EXPORT int ae_timer_set(ae_watcher *w, double after, double interval);
  * is still the caller's to free. Stopping a disarmed timer does nothing. */
 AE_EXPORT int ae_timer_stop(ae_watcher *w);
 
+/* Seconds from ae_now() to the armed timer's next deadline (as libev's
+ * ev_timer_remaining): negative when it is overdue and its callback is about
+ * to run. NAN with ae_last_error() set when w is not a timer (AE_EINVAL) or
+ * is not armed (AE_ESTATE: a one-shot that fired, stopped or disarmed).
+ * Constant time for a timer alone at its deadline; among timers armed for the
+ * same deadline, proportional to its place among them. */
+AE_EXPORT double ae_timer_remaining(ae_watcher *w);
+
 /* Call cb when signum is delivered to the process. Several watchers, also in
  * several loops, may watch one signal: all are called. Deliveries may
  * coalesce, but one that arrives after this call returns is never lost. The

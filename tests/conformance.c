@@ -1085,12 +1085,27 @@ struct ticks {
     int n;
     int max;
     double sleep_in_cb;
+    ae_watcher *ref;  /* a timer armed with the ticking one, or NULL */
+    double next[16];  /* with ref: the next deadline minus ref's */
+    double ahead[16]; /* with ref: the next deadline minus the loop's time */
 };
+
+/* The tick's next deadline, on the scale of k->ref's (a timer armed in the
+ * same instant), and how far it is ahead of the loop's time. */
+static void tick_schedule(ae_watcher *w, struct ticks *k)
+{
+    if (!k->ref)
+        return;
+    k->next[k->n] = ae_timer_remaining(w) - ae_timer_remaining(k->ref);
+    k->ahead[k->n] = ae_timer_remaining(w);
+}
 
 static void cb_tick(ae_watcher *w, void *arg)
 {
     struct ticks *k = arg;
-    k->t[k->n++] = mono();
+    k->t[k->n] = mono();
+    tick_schedule(w, k);
+    k->n++;
     if (k->sleep_in_cb > 0 && k->n == 1)
         sleep_for(k->sleep_in_cb);
     if (k->n == k->max)
@@ -1100,7 +1115,9 @@ static void cb_tick(ae_watcher *w, void *arg)
 static void cb_tick_every(ae_watcher *w, void *arg)
 {
     struct ticks *k = arg;
-    k->t[k->n++] = mono();
+    k->t[k->n] = mono();
+    tick_schedule(w, k);
+    k->n++;
     sleep_for(k->sleep_in_cb);
     if (k->n == k->max)
         ae_watcher_free(w);
@@ -1111,18 +1128,39 @@ static void test_timer_repeat_no_drift(void **state)
     (void)state;
     ae_loop *loop = new_loop();
     /* Each callback takes 20 ms of a 50 ms interval. With drift (next =
-     * now + interval) ten ticks would end past 0.70 s; without, at 0.50 s. */
+     * now + interval) each deadline would move by the time the loop came
+     * late and the callback took. Seen through the schedule itself, not the
+     * clock, so that a loaded machine cannot fail it: a reference timer
+     * armed in the same instant (10 s, never reached) has the deadline
+     * base + 10, and in tick i the next deadline minus the reference's is
+     * m * 0.05 - 10 exactly, m > i (m > i + 1: ticks the loop fell behind
+     * for were skipped, keeping the phase). */
     struct ticks k = {.max = 10, .sleep_in_cb = 0.020};
     /* start is read before the loop's clock, as in test_timer_not_early: the
      * first call of a function is slow under valgrind in a fresh process. */
     double start = mono();
     ae_now_update(loop);
-    ae_timer(loop, 0.050, 0.050, cb_tick_every, &k);
+    ae_watcher *tick = ae_timer(loop, 0.050, 0.050, cb_tick_every, &k);
+    int ref_fired = 0;
+    k.ref = ae_timer(loop, 10, 0, cb_count_timer, &ref_fired);
+    assert_non_null(tick);
+    assert_non_null(k.ref);
+    ae_watcher_unref(k.ref);
+    assert_true(fabs(ae_timer_remaining(tick) - ae_timer_remaining(k.ref) - (0.05 - 10)) < 1e-9);
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(k.n, 10);
-    for (int i = 0; i < k.n; i++)
+    int last_m = 1;
+    for (int i = 0; i < k.n; i++) {
         assert_true(k.t[i] - start >= 0.050 * (i + 1) - 1e-6);
-    assert_true(k.t[9] - start < 0.62);
+        double m = (k.next[i] + 10) / 0.05;
+        if (fabs(m - round(m)) > 1e-6)
+            fail_msg("tick %d: the next deadline is %.9f s after the first one's phase: the timer drifted", i,
+                     (m - round(m)) * 0.05);
+        assert_true(round(m) > last_m);
+        last_m = (int)round(m);
+    }
+    assert_int_equal(ref_fired, 0);
+    ae_watcher_free(k.ref);
     ae_loop_free(loop);
 }
 
@@ -1134,17 +1172,39 @@ static void test_timer_behind_keeps_phase(void **state)
      * at 0.4 and 0.6. Expected: one late tick right after (0.75), then the
      * next on the original phase (0.8), never a burst of missed ones, nor a
      * new phase counted from the late tick (0.95). */
+    /* The schedule is read in each tick (as in test_timer_repeat_no_drift),
+     * so that a loaded machine, which only makes ticks later, cannot fail
+     * it: each next deadline ahead of the loop's time (no burst) and a
+     * whole number of intervals from the first (no new phase). */
     struct ticks k = {.max = 4, .sleep_in_cb = 0.55};
     double start = mono(); /* before the loop's clock, as above */
     ae_now_update(loop);
-    ae_timer(loop, 0.2, 0.2, cb_tick, &k);
+    ae_watcher *tick = ae_timer(loop, 0.2, 0.2, cb_tick, &k);
+    int ref_fired = 0;
+    k.ref = ae_timer(loop, 10, 0, cb_count_timer, &ref_fired);
+    assert_non_null(tick);
+    assert_non_null(k.ref);
+    ae_watcher_unref(k.ref);
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(k.n, 4);
     double t1 = k.t[1] - start, t2 = k.t[2] - start, t3 = k.t[3] - start;
     assert_true(t1 >= 0.75 - 1e-6);
     assert_true(t2 >= 0.8 - 1e-6); /* on the phase, not a burst */
-    assert_true(t2 < 0.9);         /* not re-phased from the late tick */
     assert_true(t3 >= 1.0 - 1e-6);
+    int last_m = 1; /* in intervals from the timer's start: the first tick was 1 */
+    for (int i = 0; i < k.n - 1; i++) { /* the last tick freed it */
+        double m = (k.next[i] + 10) / 0.2;
+        if (fabs(m - round(m)) > 1e-6)
+            fail_msg("tick %d: the next deadline is %.9f s off the phase: re-phased", i, (m - round(m)) * 0.2);
+        if (!(k.ahead[i] > 0))
+            fail_msg("tick %d: the next deadline is %.3f s behind the loop's time: a burst of missed ticks", i,
+                     -k.ahead[i]);
+        assert_true(round(m) > last_m);
+        last_m = (int)round(m);
+    }
+    assert_true(last_m >= 4); /* the late tick skipped the missed deadline at 0.6 */
+    assert_int_equal(ref_fired, 0);
+    ae_watcher_free(k.ref);
     ae_loop_free(loop);
 }
 
@@ -1413,8 +1473,11 @@ static void test_timer_stop_in_place(void **state)
     ae_loop *loop = new_loop();
     int n = 0, m = 0;
     ae_watcher *w = ae_timer(loop, 0.001, 0.001, cb_count_timer, &n);
+    assert_true(ae_timer_remaining(w) > 0 && ae_timer_remaining(w) <= 0.001);
     assert_int_equal(ae_timer_stop(w), 0);
     assert_int_equal(ae_watcher_active(w), 0);
+    assert_true(isnan(ae_timer_remaining(w))); /* not armed */
+    assert_int_equal(ae_last_error_code(), AE_ESTATE);
     assert_int_equal(ae_timer_stop(w), 0); /* stopping a stopped timer does nothing */
     ae_watcher *later = ae_timer(loop, 0.02, 0, cb_count_timer, &m);
     assert_int_equal(ae_run(loop), 0); /* only the other timer kept the loop going */
@@ -1433,6 +1496,9 @@ static void test_timer_stop_in_place(void **state)
     int idles = 0;
     ae_watcher *idle = ae_idle(loop, cb_count_idle, &idles);
     assert_int_equal(ae_timer_stop(idle), AE_EINVAL);
+    assert_true(isnan(ae_timer_remaining(idle)));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+    assert_true(isnan(ae_timer_remaining(NULL)));
     ae_watcher_free(idle);
     ae_watcher_free(self);
     ae_watcher_free(later);
