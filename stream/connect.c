@@ -387,7 +387,7 @@ void ae_connect_cancel(ae_connect *c)
 static void stream_connected(int fd, int err, void *arg)
 {
     ae_stream *s = arg;
-    s->conn = NULL;
+    s->cold->conn = NULL;
     s->connecting = false;
     if (fd < 0) {
         ae__stream_fail(s, err, "connect: %s", strerror(err));
@@ -409,9 +409,11 @@ ae_stream *ae_stream_connect(ae_loop *loop, const char *host, const char *servic
     ae_stream *s = ae__stream_make(loop, so, cb, arg, "ae_stream_connect");
     if (!s)
         return NULL;
-    s->o.flags |= AE_STREAM_CLOSE_FD;
+    s->close_fd = true;
     s->connecting = true;
-    ae_connect *c = ae_tcp_connect(loop, host, service, co, stream_connected, s);
+    ae_connect *c = NULL;
+    if (ae__stream_cold(s, "ae_stream_connect")) /* where the connect is kept */
+        c = ae_tcp_connect(loop, host, service, co, stream_connected, s);
     if (!c) {
         int code = ae_last_error_code();
         char msg[256];
@@ -421,7 +423,7 @@ ae_stream *ae_stream_connect(ae_loop *loop, const char *host, const char *servic
         return NULL;
     }
     ae__layer_remove(&c->node); /* the stream frees it, also when the loop goes */
-    s->conn = c;
-    s->conn_cancel = stream_conn_cancel;
+    s->cold->conn = c;
+    s->cold->conn_cancel = stream_conn_cancel;
     return s;
 }

@@ -29,6 +29,10 @@ void ae__layer_remove(ae_layer_node *n); /* also for a node not linked */
  * no read memory. NULL when it is lent already (a callback runs a loop of
  * its own) or cannot be made; *busy is the flag that giving it back clears. */
 char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy);
+/* Have the loop run ae__stream_woken(s) soon (a zero timer shared by the
+ * loop's streams); nothing if s is on the list already. Cannot fail. */
+void ae__layer_wake(ae_loop *loop, ae_stream *s);
+void ae__layer_unwake(ae_loop *loop, ae_stream *s); /* off the list (a stream destroyed) */
 /* The loop's resolver set with ae_connect_set_resolver(), or NULL. */
 const ae_resolver *ae__layer_resolver(ae_loop *loop, void **ctx);
 #define AE_RBUF_SHARED_SIZE (256 * 1024)
@@ -109,70 +113,111 @@ void ae__wq_fini(ae_wqueue *q);
 
 /* ---- the stream --------------------------------------------------------- */
 
+/* A read request, its spec folded into two words: a is EXACTLY/UPTO/PREFIXED's
+ * n, LINE's delimiter or FRAMED's function; b is PREFIXED's max, LINE's
+ * delimiter length or FRAMED's arg. */
 typedef struct ae_rreq {
-    ae_rspec r;
-    size_t dlen; /* LINE: delimiter length */
     ae_stream_data_cb cb;
     void *arg;
+    union {
+        size_t n;
+        const char *delim;
+        ae_stream_frame_cb frame;
+    } a;
+    union {
+        size_t max;
+        size_t dlen;
+        void *frame_arg;
+    } b;
+    int kind; /* AE_RSPEC_* */
 } ae_rreq;
 
+/* What most streams never use, made the first time one of its parts is
+ * needed (once per stream at most, never per event): limits other than the
+ * defaults, the write queue, on_read, the transport's context, the connect
+ * of ae_stream_connect(), the fatal error. */
+typedef struct ae_stream_cold {
+    size_t rbuf_max, wbuf_high, wbuf_low, wbuf_max;
+    ae_wqueue wq;
+    ae_stream_frame_cb on_read;
+    void *on_read_arg;
+    void *tr_ctx;
+    void *conn; /* ae_stream_connect()'s connect, and how to cancel it */
+    void (*conn_cancel)(void *conn);
+    char *error; /* fatal error message */
+    int fail_err; /* the fatal error's errno */
+} ae_stream_cold;
+
+/* The timeouts and their timer, made when the stream has a timeout or
+ * lingers in ae_stream_close(). Stamps are ae_now() seconds. */
+typedef struct ae_stream_timing {
+    ae_watcher *timer;
+    double timeout, rtimeout, wtimeout;
+    double last_any, last_read, last_write; /* the last activity */
+    double timer_due; /* when the timer fires; INFINITY if disarmed */
+    double linger_until;
+} ae_stream_timing;
+
+/* The hot part: what every read and write uses. */
 struct ae_stream {
     uint32_t magic;
-    ae_layer_node node;
-    ae_loop *loop;
     int fd;
-    bool is_socket;
-    ae_watcher *io;    /* NULL while connecting and after the stop */
-    ae_watcher *timer; /* made on first need: timeouts, linger, deferred work */
-    int io_events;     /* what io watches now */
+    ae_loop *loop;
+    ae_layer_node node;
+    ae_watcher *io; /* NULL while connecting and after the stop */
     ae_stream_event_cb cb;
     void *arg;
-    ae_stream_opts o;
+    const ae_stream_transport *tr; /* ae_stream_set_transport(); its ctx is cold */
+    ae_stream_cold *cold;          /* NULL until needed */
+    ae_stream_timing *tm;          /* NULL without a timeout */
+    ae_stream *wake_next, **wake_pprev; /* the loop's list of streams to service (ae__stream_wake) */
 
     /* reading */
     ae_rbuf rbuf;
-    size_t read_size;
-    ae_rreq *rq; /* a ring of read requests */
+    size_t scanned; /* LINE: bytes of the head request's input searched already */
+    ae_rreq *rq;    /* a ring of read requests: rq_one until two are queued */
+    ae_rreq rq_one;
     unsigned rq_head, rq_count, rq_cap;
     unsigned rq_gen; /* changes when the queue's head may have changed */
-    size_t scanned;  /* LINE: bytes of the head request's input searched already */
-    ae_stream_frame_cb on_read;
-    void *on_read_arg;
-
-    /* writing */
-    ae_wqueue wq;
 
     /* state */
-    int depth;         /* stream callbacks on the stack; free waits for 0 */
-    bool again;        /* work arrived while inside the stream's callbacks */
-    bool eof;          /* read returned 0 */
-    bool eof_reported; /* AE_STREAM_EOF, or on_read's eof call, is done */
-    bool failed;       /* a fatal error happened: the stream is stopped */
-    bool fail_reported; /* its AE_STREAM_ERROR ran (or runs) */
-    bool freed;
-    bool closing;      /* ae_stream_close(): lingering */
-    bool shut_wanted, shut_done;
-    bool connecting;
-    bool connected_due; /* AE_STREAM_CONNECTED to report */
-    bool above_low;     /* the queue is above wbuf_low: DRAIN when it falls */
-    bool drain_due;
-    bool timer_fired;
-    bool tr_pending;   /* the transport's events() said it holds input the fd will not signal */
-    int fail_err;      /* the fatal error's errno */
-    void *conn; /* ae_stream_connect()'s connect, and how to cancel it */
-    void (*conn_cancel)(void *conn);
-
-    /* timeouts: stamps of the last activity, ae_now() seconds */
-    double last_any, last_read, last_write;
-    double timer_due; /* when the timer fires; INFINITY if disarmed */
-    double linger_until;
-
-    char *error; /* fatal error message */
-
-    /* ae_stream_set_transport(): what moves the bytes instead of the system calls */
-    const ae_stream_transport *tr;
-    void *tr_ctx;
+    int depth;           /* stream callbacks on the stack; free waits for 0 */
+    uint8_t io_events;   /* what io watches now */
+    uint8_t read_shift;  /* the next read's size: READ_SIZE_MIN << read_shift */
+    bool is_socket : 1;
+    bool close_fd : 1;   /* AE_STREAM_CLOSE_FD */
+    bool nodelay : 1;    /* AE_STREAM_NODELAY */
+    bool keepalive : 1;  /* AE_STREAM_KEEPALIVE */
+    bool has_on_read : 1;
+    bool again : 1;      /* work arrived while inside the stream's callbacks */
+    bool eof : 1;        /* read returned 0 */
+    bool eof_reported : 1; /* AE_STREAM_EOF, or on_read's eof call, is done */
+    bool failed : 1;     /* a fatal error happened: the stream is stopped */
+    bool fail_reported : 1; /* its AE_STREAM_ERROR ran (or runs) */
+    bool freed : 1;
+    bool closing : 1;    /* ae_stream_close(): lingering */
+    bool shut_wanted : 1;
+    bool shut_done : 1;
+    bool connecting : 1;
+    bool connected_due : 1; /* AE_STREAM_CONNECTED to report */
+    bool above_low : 1;  /* the queue is above wbuf_low: DRAIN when it falls */
+    bool drain_due : 1;
+    bool timer_fired : 1;
+    bool tr_pending : 1; /* the transport's events() said it holds input the fd will not signal */
+    bool woken : 1;      /* on the loop's wake list */
 };
+
+#define AE_RBUF_MAX_DEFAULT (1024 * 1024)
+#define AE_WBUF_HIGH_DEFAULT (64 * 1024)
+
+/* The limits and the write queue, wherever they are. */
+static inline size_t ae__rbuf_max(const ae_stream *s) { return s->cold ? s->cold->rbuf_max : AE_RBUF_MAX_DEFAULT; }
+static inline size_t ae__wbuf_high(const ae_stream *s) { return s->cold ? s->cold->wbuf_high : AE_WBUF_HIGH_DEFAULT; }
+static inline size_t ae__wbuf_low(const ae_stream *s) { return s->cold ? s->cold->wbuf_low : 0; }
+static inline size_t ae__wbuf_max(const ae_stream *s) { return s->cold ? s->cold->wbuf_max : 0; }
+static inline size_t ae__wq_bytes(const ae_stream *s) { return s->cold ? s->cold->wq.bytes : 0; }
+static inline unsigned ae__wq_count(const ae_stream *s) { return s->cold ? s->cold->wq.count : 0; }
+static inline void *ae__tr_ctx(const ae_stream *s) { return s->cold->tr_ctx; } /* set with tr */
 
 /* stream.c */
 ae_stream *ae__stream_make(ae_loop *loop, const ae_stream_opts *o, ae_stream_event_cb cb, void *arg,
@@ -180,12 +225,15 @@ ae_stream *ae__stream_make(ae_loop *loop, const ae_stream_opts *o, ae_stream_eve
 bool ae__stream_ok(const ae_stream *s, const char *fn);
 void ae__stream_service(ae_stream *s); /* from the loop: deliver everything due */
 void ae__stream_wake(ae_stream *s);    /* from a call: have the loop service it */
+void ae__stream_woken(ae_stream *s);   /* the wake list's turn (layer.c) */
 void ae__stream_fail(ae_stream *s, int err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 void ae__stream_interest(ae_stream *s); /* set the io watcher's events */
+/* The cold part, made on first need; NULL with AE_ENOMEM set (fn names the call). */
+ae_stream_cold *ae__stream_cold(ae_stream *s, const char *fn);
 bool ae__stream_reading(const ae_stream *s);
 int ae__stream_attach(ae_stream *s, int fd); /* the fd of a connected stream */
 
@@ -202,5 +250,20 @@ void ae__stream_shutdown_now(ae_stream *s); /* FIN (a transport's end) now that 
 /* timeout.c */
 void ae__stream_timeouts_check(ae_stream *s); /* the timer fired */
 void ae__stream_timer_rearm(ae_stream *s);    /* after activity changes what is watched */
+/* The timing part and its (stopped) timer, made on first need; AE_ENOMEM. */
+int ae__stream_timing(ae_stream *s, const char *fn);
+void ae__stream_timing_fini(ae_stream *s);
+/* Activity: the stamps, if the stream has timeouts. */
+static inline void ae__stream_active(ae_stream *s, bool read)
+{
+    if (s->tm) {
+        double now = ae_now(s->loop);
+        s->tm->last_any = now;
+        if (read)
+            s->tm->last_read = now;
+        else
+            s->tm->last_write = now;
+    }
+}
 
 #endif /* AE_STREAM_INTERNAL_H */

@@ -14,19 +14,54 @@ typedef struct stream_layer {
     bool has_resolver;  /* ae_connect_set_resolver() */
     ae_resolver resolver;
     void *resolver_ctx;
+    /* Streams with work for the loop (ae__stream_wake), serviced from one
+     * zero timer: a FIFO linked through ae_stream.wake_next/wake_pprev. */
+    ae_watcher *wake_timer;
+    ae_stream *wake_head, **wake_tail;
+    size_t wake_count;
 } stream_layer;
 
 static void layer_free(void *arg)
 {
     stream_layer *l = arg;
+    for (ae_stream *s = l->wake_head; s; s = s->wake_next)
+        s->woken = false; /* the list goes with the layer */
     /* A drop may remove other nodes (a stream its connect): take the first each time. */
     while (l->head.next != &l->head) {
         ae_layer_node *n = l->head.next;
         ae__layer_remove(n);
         n->drop(n);
     }
+    ae_watcher_free(l->wake_timer);
     free(l->rbuf);
     free(l);
+}
+
+static void wake_unlink(stream_layer *l, ae_stream *s)
+{
+    *s->wake_pprev = s->wake_next;
+    if (s->wake_next)
+        s->wake_next->wake_pprev = s->wake_pprev;
+    else
+        l->wake_tail = s->wake_pprev;
+    s->wake_next = NULL;
+    s->wake_pprev = NULL;
+    s->woken = false;
+    l->wake_count--;
+}
+
+/* The wake list's timer fired: service the streams that were on it, oldest
+ * first (one destroyed meanwhile has left it); a stream woken during the
+ * pass waits for the next iteration. */
+static void on_wake(ae_watcher *w, void *arg)
+{
+    (void)w;
+    stream_layer *l = arg;
+    for (size_t n = l->wake_count; n && l->wake_head; n--) {
+        ae_stream *s = l->wake_head;
+        wake_unlink(l, s);
+        ae__stream_woken(s);
+    }
 }
 
 static stream_layer *layer_get(ae_loop *loop)
@@ -39,12 +74,41 @@ static stream_layer *layer_get(ae_loop *loop)
             return NULL;
         }
         l->head.next = l->head.prev = &l->head;
+        l->wake_tail = &l->wake_head;
+        l->wake_timer = ae_timer(loop, 0, 0, on_wake, l);
+        if (!l->wake_timer) {
+            free(l);
+            return NULL;
+        }
+        ae_timer_stop(l->wake_timer);
         if (ae__loop_on_free(loop, layer_free, l) < 0) {
+            ae_watcher_free(l->wake_timer);
             free(l);
             return NULL;
         }
     }
     return l;
+}
+
+void ae__layer_wake(ae_loop *loop, ae_stream *s)
+{
+    stream_layer *l = ae__loop_layer(loop, layer_free);
+    if (!l || s->woken)
+        return; /* no layer: the stream is not registered (cannot happen) */
+    s->woken = true;
+    s->wake_next = NULL;
+    s->wake_pprev = l->wake_tail;
+    *l->wake_tail = s;
+    l->wake_tail = &s->wake_next;
+    if (l->wake_count++ == 0)
+        ae_timer_set(l->wake_timer, 0, 0);
+}
+
+void ae__layer_unwake(ae_loop *loop, ae_stream *s)
+{
+    stream_layer *l = ae__loop_layer(loop, layer_free);
+    if (l && s->woken)
+        wake_unlink(l, s);
 }
 
 int ae__layer_add(ae_loop *loop, ae_layer_node *n, void (*drop)(ae_layer_node *n))

@@ -16,17 +16,21 @@
 
 static ae_rreq *rq_at(const ae_stream *s, unsigned i) { return &s->rq[(s->rq_head + i) % s->rq_cap]; }
 
-static int rq_grow(ae_stream *s)
+/* The ring starts as the one slot inside the stream; the second request
+ * queued at once moves it to memory of its own, kept (doubling) until the
+ * stream is freed: no allocation per request. */
+static int rq_grow(ae_stream *s, const char *fn)
 {
     if (s->rq_count < s->rq_cap)
         return 0;
-    unsigned cap = s->rq_cap ? s->rq_cap * 2 : 1; /* most streams have one request at a time */
+    unsigned cap = s->rq_cap * 2;
     ae_rreq *rq = malloc(cap * sizeof *rq);
     if (!rq)
-        return ae__set_error(AE_ENOMEM, "ae_stream_read: out of memory");
+        return ae__set_error(AE_ENOMEM, "%s: out of memory", fn);
     for (unsigned i = 0; i < s->rq_count; i++)
         rq[i] = *rq_at(s, i);
-    free(s->rq);
+    if (s->rq != &s->rq_one)
+        free(s->rq);
     s->rq = rq;
     s->rq_head = 0;
     s->rq_cap = cap;
@@ -35,36 +39,43 @@ static int rq_grow(ae_stream *s)
 
 void ae__stream_rq_fini(ae_stream *s)
 {
-    free(s->rq);
-    s->rq = NULL;
-    s->rq_head = s->rq_count = s->rq_cap = 0;
+    if (s->rq != &s->rq_one)
+        free(s->rq);
+    s->rq = &s->rq_one;
+    s->rq_cap = 1;
+    s->rq_head = s->rq_count = 0;
 }
 
-static int spec_check(const ae_stream *s, const ae_rspec *r, size_t *dlen, const char *fn)
+/* Checks r and folds it into q (without its callback). */
+static int spec_take(const ae_stream *s, const ae_rspec *r, ae_rreq *q, const char *fn)
 {
-    *dlen = 0;
+    q->kind = r->kind;
     switch (r->kind) {
     case AE_RSPEC_LINE:
-        if (r->delim) {
-            *dlen = strlen(r->delim);
-            if (*dlen == 0)
-                return ae__set_error(AE_EINVAL, "%s: AE_LINE with an empty delimiter", fn);
-        }
+        q->a.delim = r->delim;
+        q->b.dlen = r->delim ? strlen(r->delim) : 0;
+        if (r->delim && q->b.dlen == 0)
+            return ae__set_error(AE_EINVAL, "%s: AE_LINE with an empty delimiter", fn);
         return 0;
     case AE_RSPEC_EXACTLY:
     case AE_RSPEC_UPTO:
         if (r->n == 0)
             return ae__set_error(AE_EINVAL, "%s: a read of 0 bytes", fn);
-        if (r->kind == AE_RSPEC_EXACTLY && r->n > s->o.rbuf_max)
-            return ae__set_error(AE_EINVAL, "%s: AE_EXACTLY(%zu) is beyond rbuf_max %zu", fn, r->n, s->o.rbuf_max);
+        if (r->kind == AE_RSPEC_EXACTLY && r->n > ae__rbuf_max(s))
+            return ae__set_error(AE_EINVAL, "%s: AE_EXACTLY(%zu) is beyond rbuf_max %zu", fn, r->n, ae__rbuf_max(s));
+        q->a.n = r->n;
         return 0;
     case AE_RSPEC_PREFIXED:
         if (r->n != 1 && r->n != 2 && r->n != 4)
             return ae__set_error(AE_EINVAL, "%s: AE_PREFIXED width %zu: must be 1, 2 or 4", fn, r->n);
+        q->a.n = r->n;
+        q->b.max = r->max;
         return 0;
     case AE_RSPEC_FRAMED:
         if (!r->frame)
             return ae__set_error(AE_EINVAL, "%s: AE_FRAMED without a function", fn);
+        q->a.frame = r->frame;
+        q->b.frame_arg = r->frame_arg;
         return 0;
     default:
         return ae__set_error(AE_EINVAL, "%s: unknown read spec kind %d", fn, r->kind);
@@ -75,9 +86,9 @@ static int spec_check(const ae_stream *s, const ae_rspec *r, size_t *dlen, const
  * starts; the watcher is armed; buffered input or EOF is served soon. */
 static void reading_changed(ae_stream *s, bool was_reading)
 {
-    if (!was_reading && ae__stream_reading(s)) {
-        s->last_read = ae_now(s->loop);
-        if (s->o.rtimeout > 0)
+    if (!was_reading && ae__stream_reading(s) && s->tm) {
+        s->tm->last_read = ae_now(s->loop);
+        if (s->tm->rtimeout > 0)
             ae__stream_timer_rearm(s);
     }
     if (ae__rbuf_len(&s->rbuf) || s->eof)
@@ -96,15 +107,14 @@ static int queue_request(ae_stream *s, ae_rspec r, ae_stream_data_cb cb, void *a
         return ae__set_error(AE_EINVAL, "%s: callback is NULL", fn);
     if (s->failed || s->closing)
         return ae__set_error(AE_ESTATE, "%s: the stream %s", fn, s->closing ? "is closing" : "failed");
-    size_t dlen;
-    int rc = spec_check(s, &r, &dlen, fn);
+    ae_rreq req = {.cb = cb, .arg = arg};
+    int rc = spec_take(s, &r, &req, fn);
     if (rc < 0)
         return rc;
-    rc = rq_grow(s);
+    rc = rq_grow(s, fn);
     if (rc < 0)
         return rc;
     bool was_reading = ae__stream_reading(s);
-    ae_rreq req = {r, dlen, cb, arg};
     if (first) {
         s->rq_head = (s->rq_head + s->rq_cap - 1) % s->rq_cap;
         s->rq[s->rq_head] = req;
@@ -136,9 +146,15 @@ int ae_stream_on_read(ae_stream *s, ae_stream_frame_cb consume, void *arg)
         return AE_EINVAL;
     if (consume && (s->failed || s->closing))
         return ae__set_error(AE_ESTATE, "ae_stream_on_read: the stream %s", s->closing ? "is closing" : "failed");
+    if (!consume && !s->has_on_read)
+        return 0;
+    ae_stream_cold *c = ae__stream_cold(s, "ae_stream_on_read");
+    if (!c)
+        return AE_ENOMEM;
     bool was_reading = ae__stream_reading(s);
-    s->on_read = consume;
-    s->on_read_arg = arg;
+    c->on_read = consume;
+    c->on_read_arg = arg;
+    s->has_on_read = consume != NULL;
     if (consume)
         reading_changed(s, was_reading);
     else if (s->depth == 0)
@@ -150,31 +166,30 @@ int ae_stream_on_read(ae_stream *s, ae_stream_frame_cb consume, void *arg)
 
 void ae__stream_read_input(ae_stream *s)
 {
-    if (s->read_size == 0)
-        s->read_size = READ_SIZE_MIN;
+    size_t rbuf_max = ae__rbuf_max(s);
     ae__rbuf_borrow(&s->rbuf, s->loop);
     for (int pass = 0; pass < READS_PER_PASS; pass++) {
         size_t have = ae__rbuf_len(&s->rbuf);
-        if (have > s->o.rbuf_max)
+        if (have > rbuf_max)
             return; /* the limit is checked by the delivery */
         size_t room;
-        char *p = ae__rbuf_reserve(&s->rbuf, s->read_size, &room);
+        char *p = ae__rbuf_reserve(&s->rbuf, (size_t)READ_SIZE_MIN << s->read_shift, &room);
         if (!p) {
             ae__stream_fail(s, ENOMEM, "read buffer: out of memory");
             return;
         }
         /* Never read far beyond the limit: one byte past it is enough to know. */
-        size_t limit = s->o.rbuf_max + 1 - have;
+        size_t limit = rbuf_max + 1 - have;
         if (room > limit)
             room = limit;
-        ssize_t n = s->tr ? s->tr->read(s->tr_ctx, s->fd, p, room) : read(s->fd, p, room);
+        ssize_t n = s->tr ? s->tr->read(ae__tr_ctx(s), s->fd, p, room) : read(s->fd, p, room);
         if (n > 0) {
             s->rbuf.end += (size_t)n;
-            s->last_read = s->last_any = ae_now(s->loop);
+            ae__stream_active(s, true);
             if ((size_t)n < room)
                 return; /* a short read: drained (saves the EAGAIN read) */
-            if (s->read_size < READ_SIZE_MAX)
-                s->read_size *= 2;
+            if ((size_t)READ_SIZE_MIN << s->read_shift < READ_SIZE_MAX)
+                s->read_shift++;
             if (s->rbuf.lent)
                 return; /* serve the shared buffer's fill first (the watcher reports the rest) */
             continue;
@@ -187,7 +202,7 @@ void ae__stream_read_input(ae_stream *s)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             int err = errno;
-            const char *why = s->tr && s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+            const char *why = s->tr && s->tr->error ? s->tr->error(ae__tr_ctx(s)) : NULL;
             if (why)
                 ae__stream_fail(s, err, "%s", why);
             else
@@ -215,9 +230,9 @@ static int match(ae_stream *s, const ae_rreq *q, const char *p, size_t avail, si
                  size_t *take)
 {
     *off = 0;
-    switch (q->r.kind) {
+    switch (q->kind) {
     case AE_RSPEC_LINE: {
-        if (!q->r.delim) {
+        if (!q->a.delim) {
             const char *nl = avail > s->scanned ? memchr(p + s->scanned, '\n', avail - s->scanned) : NULL;
             if (!nl) {
                 s->scanned = avail;
@@ -228,32 +243,33 @@ static int match(ae_stream *s, const ae_rreq *q, const char *p, size_t avail, si
             *take = i + 1;
             return MATCH_OK;
         }
-        size_t from = s->scanned >= q->dlen ? s->scanned - (q->dlen - 1) : 0;
-        const char *d = avail > from ? memmem(p + from, avail - from, q->r.delim, q->dlen) : NULL;
+        size_t dlen = q->b.dlen;
+        size_t from = s->scanned >= dlen ? s->scanned - (dlen - 1) : 0;
+        const char *d = avail > from ? memmem(p + from, avail - from, q->a.delim, dlen) : NULL;
         if (!d) {
             s->scanned = avail;
             return MATCH_MORE;
         }
         *len = (size_t)(d - p);
-        *take = *len + q->dlen;
+        *take = *len + dlen;
         return MATCH_OK;
     }
     case AE_RSPEC_EXACTLY:
-        if (avail < q->r.n)
+        if (avail < q->a.n)
             return MATCH_MORE;
-        *len = *take = q->r.n;
+        *len = *take = q->a.n;
         return MATCH_OK;
     case AE_RSPEC_UPTO:
         if (avail == 0)
             return MATCH_MORE;
-        *len = *take = avail < q->r.n ? avail : q->r.n;
+        *len = *take = avail < q->a.n ? avail : q->a.n;
         return MATCH_OK;
     case AE_RSPEC_PREFIXED: {
-        size_t w = q->r.n;
+        size_t w = q->a.n;
         if (avail < w)
             return MATCH_MORE;
         size_t n = be_length((const unsigned char *)p, w);
-        size_t max = q->r.max ? q->r.max : s->o.rbuf_max;
+        size_t max = q->b.max ? q->b.max : ae__rbuf_max(s);
         if (n > max) {
             ae__stream_fail(s, EBADMSG, "AE_PREFIXED: length %zu is beyond the maximum %zu", n, max);
             return MATCH_BAD;
@@ -266,7 +282,7 @@ static int match(ae_stream *s, const ae_rreq *q, const char *p, size_t avail, si
         return MATCH_OK;
     }
     default: { /* AE_RSPEC_FRAMED */
-        size_t n = q->r.frame(s, p, avail, s->eof, q->r.frame_arg);
+        size_t n = q->a.frame(s, p, avail, s->eof, q->b.frame_arg);
         if (n == 0)
             return MATCH_MORE;
         if (n == AE_STREAM_BAD || n > avail) {
@@ -315,7 +331,7 @@ static bool serve_on_read(ae_stream *s)
         return false;
     const char *p = s->rbuf.data + s->rbuf.start;
     bool at_eof = s->eof;
-    size_t used = s->on_read(s, p, avail, at_eof, s->on_read_arg);
+    size_t used = s->cold->on_read(s, p, avail, at_eof, s->cold->on_read_arg);
     if (s->freed || s->failed)
         return false;
     if (used == AE_STREAM_BAD || used > avail) {
@@ -343,7 +359,7 @@ void ae__stream_deliver(ae_stream *s)
         if (s->rq_count) {
             if (!serve_request(s))
                 break;
-        } else if (s->on_read) {
+        } else if (s->has_on_read) {
             if (!serve_on_read(s))
                 break;
         } else {
@@ -355,6 +371,6 @@ void ae__stream_deliver(ae_stream *s)
             break;
         }
     }
-    if (!s->freed && !s->failed && ae__rbuf_len(&s->rbuf) > s->o.rbuf_max)
-        ae__stream_fail(s, ENOSPC, "more than rbuf_max (%zu bytes) of unconsumed input", s->o.rbuf_max);
+    if (!s->freed && !s->failed && ae__rbuf_len(&s->rbuf) > ae__rbuf_max(s))
+        ae__stream_fail(s, ENOSPC, "more than rbuf_max (%zu bytes) of unconsumed input", ae__rbuf_max(s));
 }

@@ -19,7 +19,7 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
     ssize_t w;
     do {
         if (s->tr) {
-            w = s->tr->writev(s->tr_ctx, s->fd, iov, n);
+            w = s->tr->writev(ae__tr_ctx(s), s->fd, iov, n);
         } else if (s->is_socket) {
             if (n == 1)
                 w = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
@@ -32,7 +32,7 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
     } while (w < 0 && errno == EINTR);
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
         int err = errno;
-        const char *why = s->tr && s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+        const char *why = s->tr && s->tr->error ? s->tr->error(ae__tr_ctx(s)) : NULL;
         if (why)
             ae__stream_fail(s, err, "%s", why);
         else
@@ -40,7 +40,7 @@ static ssize_t sys_writev(ae_stream *s, const struct iovec *iov, int n)
         return -1;
     }
     if (w > 0)
-        s->last_write = s->last_any = ae_now(s->loop);
+        ae__stream_active(s, false);
     return w < 0 ? 0 : w;
 }
 
@@ -48,11 +48,11 @@ void ae__stream_shutdown_now(ae_stream *s)
 {
     if (s->tr) {
         /* A transport ends its own way first (TLS: close_notify, then FIN). */
-        if (s->tr->shutdown(s->tr_ctx, s->fd) == 0) {
+        if (s->tr->shutdown(ae__tr_ctx(s), s->fd) == 0) {
             s->shut_done = true;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
             int err = errno;
-            const char *why = s->tr->error ? s->tr->error(s->tr_ctx) : NULL;
+            const char *why = s->tr->error ? s->tr->error(ae__tr_ctx(s)) : NULL;
             if (why)
                 ae__stream_fail(s, err, "%s", why);
             else
@@ -68,33 +68,33 @@ void ae__stream_shutdown_now(ae_stream *s)
 /* The queue fell: DRAIN when it crossed wbuf_low, FIN when it is empty. */
 static void queue_fell(ae_stream *s)
 {
-    if (s->above_low && s->wq.bytes <= s->o.wbuf_low) {
+    if (s->above_low && ae__wq_bytes(s) <= ae__wbuf_low(s)) {
         s->above_low = false;
         s->drain_due = true;
         ae__stream_wake(s);
     }
-    if (s->wq.bytes == 0 && s->shut_wanted && !s->shut_done && !s->failed)
+    if (ae__wq_bytes(s) == 0 && s->shut_wanted && !s->shut_done && !s->failed)
         ae__stream_shutdown_now(s);
 }
 
 void ae__stream_flush(ae_stream *s)
 {
-    while (s->wq.bytes && !s->failed) {
+    while (ae__wq_bytes(s) && !s->failed) {
         struct iovec iov[FLUSH_IOV];
-        int n = ae__wq_iov(&s->wq, iov, FLUSH_IOV);
+        int n = ae__wq_iov(&s->cold->wq, iov, FLUSH_IOV);
         size_t want = 0;
         for (int i = 0; i < n; i++)
             want += iov[i].iov_len;
         ssize_t w = sys_writev(s, iov, n);
         if (w <= 0)
             break;
-        ae__wq_advance(&s->wq, (size_t)w);
+        ae__wq_advance(&s->cold->wq, (size_t)w);
         if ((size_t)w < want)
             break; /* the kernel is full */
     }
-    if (s->tr && s->wq.bytes == 0 && !s->failed && s->fd >= 0)
+    if (s->tr && ae__wq_bytes(s) == 0 && !s->failed && s->fd >= 0)
         (void)sys_writev(s, NULL, 0); /* what the transport holds (fails the stream itself) */
-    if (ae__wq_done_ready(&s->wq))
+    if (s->cold && ae__wq_done_ready(&s->cold->wq))
         ae__stream_wake(s); /* a written write_ref: its done */
     queue_fell(s);
 }
@@ -102,7 +102,7 @@ void ae__stream_flush(ae_stream *s)
 void ae__stream_run_dones(ae_stream *s, bool all)
 {
     ae_wseg seg;
-    while (ae__wq_pop_done(&s->wq, &seg, all))
+    while (s->cold && ae__wq_pop_done(&s->cold->wq, &seg, all))
         if (seg.done)
             seg.done((void *)seg.ref, seg.done_arg);
 }
@@ -133,7 +133,7 @@ static void transport_moved(ae_stream *s)
 /* What the kernel takes at once when nothing is queued: bytes written. */
 static size_t write_through(ae_stream *s, const struct iovec *iov, int n)
 {
-    if (s->wq.count || s->connecting || !s->io)
+    if (ae__wq_count(s) || s->connecting || !s->io)
         return 0;
     ssize_t w = sys_writev(s, iov, n);
     if (s->tr)
@@ -141,35 +141,40 @@ static size_t write_through(ae_stream *s, const struct iovec *iov, int n)
     return w > 0 ? (size_t)w : 0;
 }
 
-/* The limit for what is about to be queued. */
+/* The limit for what is about to be queued, and the queue (in the cold
+ * part, made on the first write the kernel does not take at once). */
 static int limit_check(ae_stream *s, size_t more, const char *fn)
 {
-    if (s->o.wbuf_max && more > s->o.wbuf_max - s->wq.bytes) {
-        ae__stream_fail(s, ENOSPC, "more than wbuf_max (%zu bytes) to write", s->o.wbuf_max);
-        return ae__set_error(AE_ELIMIT, "%s: beyond wbuf_max %zu: the stream failed", fn, s->o.wbuf_max);
+    size_t max = ae__wbuf_max(s);
+    if (max && more > max - ae__wq_bytes(s)) {
+        ae__stream_fail(s, ENOSPC, "more than wbuf_max (%zu bytes) to write", max);
+        return ae__set_error(AE_ELIMIT, "%s: beyond wbuf_max %zu: the stream failed", fn, max);
     }
-    return 0;
+    return ae__stream_cold(s, fn) ? 0 : AE_ENOMEM;
 }
 
 /* Bytes joined the queue (it had was bytes). */
 static int queue_grew(ae_stream *s, size_t was)
 {
-    if (s->wq.bytes > s->o.wbuf_low)
+    size_t bytes = ae__wq_bytes(s);
+    if (bytes > ae__wbuf_low(s))
         s->above_low = true;
-    if (was == 0 && s->wq.bytes) {
-        s->last_write = ae_now(s->loop);
-        if (s->o.wtimeout > 0)
+    if (was == 0 && bytes && s->tm) {
+        s->tm->last_write = ae_now(s->loop);
+        if (s->tm->wtimeout > 0)
             ae__stream_timer_rearm(s);
+    }
+    if (was == 0 && bytes) {
         if (s->depth == 0)
             ae__stream_interest(s);
         else
             s->again = true;
     }
-    return s->wq.bytes >= s->o.wbuf_high ? 1 : 0;
+    return bytes >= ae__wbuf_high(s) ? 1 : 0;
 }
 
 /* The failure of a write the kernel refused is reported by the event. */
-static int status(ae_stream *s) { return s->failed ? 0 : s->wq.bytes >= s->o.wbuf_high ? 1 : 0; }
+static int status(ae_stream *s) { return s->failed ? 0 : ae__wq_bytes(s) >= ae__wbuf_high(s) ? 1 : 0; }
 
 int ae_stream_write(ae_stream *s, const void *data, size_t len)
 {
@@ -187,8 +192,8 @@ int ae_stream_write(ae_stream *s, const void *data, size_t len)
         return status(s);
     if ((rc = limit_check(s, len - done, "ae_stream_write")) < 0)
         return rc;
-    size_t was = s->wq.bytes;
-    if (ae__wq_copy(&s->wq, (const char *)data + done, len - done) < 0)
+    size_t was = ae__wq_bytes(s);
+    if (ae__wq_copy(&s->cold->wq, (const char *)data + done, len - done) < 0)
         return ae__set_error(AE_ENOMEM, "ae_stream_write: out of memory");
     return queue_grew(s, was);
 }
@@ -215,14 +220,14 @@ int ae_stream_writev(ae_stream *s, const struct iovec *iov, int iovcnt)
         return status(s);
     if ((rc = limit_check(s, total - done, "ae_stream_writev")) < 0)
         return rc;
-    size_t was = s->wq.bytes;
+    size_t was = ae__wq_bytes(s);
     for (int i = 0; i < iovcnt; i++) {
         size_t len = iov[i].iov_len;
         if (done >= len) {
             done -= len;
             continue;
         }
-        if (ae__wq_copy(&s->wq, (const char *)iov[i].iov_base + done, len - done) < 0) {
+        if (ae__wq_copy(&s->cold->wq, (const char *)iov[i].iov_base + done, len - done) < 0) {
             /* Part of the data is queued: the stream cannot go on. */
             ae__stream_fail(s, ENOMEM, "write queue: out of memory");
             return ae__set_error(AE_ENOMEM, "ae_stream_writev: out of memory");
@@ -245,8 +250,10 @@ int ae_stream_write_ref(ae_stream *s, const void *data, size_t len, void (*done_
         done = 0; /* the done callback still runs, after the failure */
     else if ((rc = limit_check(s, len - done, "ae_stream_write_ref")) < 0)
         return rc;
-    size_t was = s->wq.bytes;
-    if (ae__wq_ref(&s->wq, (const char *)data + done, len - done, done_cb, arg) < 0)
+    if (!ae__stream_cold(s, "ae_stream_write_ref"))
+        return AE_ENOMEM; /* (failed: the done callback cannot be kept) */
+    size_t was = ae__wq_bytes(s);
+    if (ae__wq_ref(&s->cold->wq, (const char *)data + done, len - done, done_cb, arg) < 0)
         return ae__set_error(AE_ENOMEM, "ae_stream_write_ref: out of memory");
     if (s->failed || done == len) {
         ae__stream_wake(s); /* written at once: done runs from the loop */
@@ -257,7 +264,7 @@ int ae_stream_write_ref(ae_stream *s, const void *data, size_t len, void (*done_
 
 size_t ae_stream_queued(const ae_stream *s)
 {
-    return s && s->magic == AE_STREAM_MAGIC && !s->freed ? s->wq.bytes : 0;
+    return s && s->magic == AE_STREAM_MAGIC && !s->freed ? ae__wq_bytes(s) : 0;
 }
 
 int ae_stream_shutdown(ae_stream *s)
@@ -271,7 +278,7 @@ int ae_stream_shutdown(ae_stream *s)
     if (s->shut_wanted)
         return 0;
     s->shut_wanted = true;
-    if (s->wq.bytes == 0 && !s->connecting && s->fd >= 0) {
+    if (ae__wq_bytes(s) == 0 && !s->connecting && s->fd >= 0) {
         ae__stream_shutdown_now(s);
         if (s->tr)
             transport_moved(s);
