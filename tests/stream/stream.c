@@ -936,6 +936,84 @@ static void test_nested_loop_reads(void **state)
     assert_no_failure();
 }
 
+/* Work a call makes due (here: a request that buffered lines satisfy) is
+ * served from the loop's wake list, in the order the streams joined it; a
+ * stream freed while on it, from outside or from the callback of a stream
+ * served before it in the same pass, gets no callback and is not touched
+ * (ASan, valgrind). */
+struct wake {
+    ae_stream *s[3];
+    int sv[3][2];
+    int order[8], n;
+    int free_idx; /* a data callback frees this stream (-1: none) */
+};
+
+static void wake_event(ae_stream *s, int what, int err, void *arg)
+{
+    (void)s, (void)arg;
+    failure("wake: event %d err %d", what, err);
+}
+
+static void wake_line(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    struct wake *w = arg;
+    in_callback("a data callback");
+    int i = len == 1 ? data[0] - '0' : -1;
+    if (i < 0 || i > 2 || w->s[i] != s) {
+        failure("wake: line \"%.*s\" on the wrong stream", (int)len, data);
+        return;
+    }
+    if (w->n < 8)
+        w->order[w->n++] = i;
+    if (w->free_idx >= 0) {
+        ae_stream_free(w->s[w->free_idx]);
+        w->s[w->free_idx] = NULL;
+        w->free_idx = -1;
+    }
+}
+
+static void test_wake_order_and_free(void **state)
+{
+    (void)state;
+    struct wake w = {.free_idx = -1};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w.sv[i]), 0);
+        w.s[i] = CALL(ae_stream_new(F->loop, w.sv[i][0], NULL, wake_event, &w));
+        assert_non_null(w.s[i]);
+        char lines[] = "0\n0\n0\n";
+        lines[0] = lines[2] = lines[4] = (char)('0' + i);
+        assert_int_equal(write(w.sv[i][1], lines, 6), 6);
+        assert_int_equal(CALL(ae_stream_read(w.s[i], AE_LINE(NULL), wake_line, &w)), 0);
+    }
+    WAIT(w.n == 3); /* each read its three lines at once: two stay buffered */
+    w.n = 0;
+    const int joined[3] = {2, 0, 1};
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(CALL(ae_stream_read(w.s[joined[k]], AE_LINE(NULL), wake_line, &w)), 0);
+    assert_int_equal(w.n, 0); /* no callback inside the calls */
+    WAIT(w.n == 3);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(w.order[k], joined[k]);
+    /* All three join again; 1 is freed now, 2 by 0's callback. */
+    w.n = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(CALL(ae_stream_read(w.s[i], AE_LINE(NULL), wake_line, &w)), 0);
+    CALLV(ae_stream_free(w.s[1]));
+    w.s[1] = NULL;
+    w.free_idx = 2;
+    WAIT(w.n >= 1);
+    run_for(0.02);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.order[0], 0);
+    assert_null(w.s[2]);
+    ae_stream_free(w.s[0]);
+    for (int i = 0; i < 3; i++) {
+        close(w.sv[i][0]);
+        close(w.sv[i][1]);
+    }
+    assert_no_failure();
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -973,6 +1051,7 @@ int main(int argc, char **argv)
         T(test_echo_pair),
         T(test_idle_holds_no_read_buffer),
         T(test_nested_loop_reads),
+        T(test_wake_order_and_free),
     };
     return harness_run(argc, argv, tests, sizeof tests / sizeof tests[0], "stream");
 }
