@@ -33,14 +33,21 @@ const ae_backend_services *ae_core;
  * DEL and an ADD for every change: measured, 6000 changes between R and RW
  * cost 6000 epoll_ctl calls this way and 11999 that way.
  *
- * libevent registers an fd with the kernel in event_add, so an fd closed
- * afterwards silently leaves epoll and would never be reported. The fds given
- * interest since the last wait are kept in a list through their own memory
- * (so fd_update never allocates) and checked when wait() starts. */
+ * libevent registers an fd with the kernel in event_add, which fails on a
+ * closed fd (ae_io_set then fails with AE_EBADF); an fd closed afterwards
+ * silently leaves epoll and would never be reported. The fds whose interest
+ * differs from what the loop last polled with are kept in a list through
+ * their own memory (so fd_update never allocates) and checked with one
+ * poll(2) when the next iteration starts. An fd paused and resumed with the
+ * same interest before that (a pipe chain re-arming every fd) is not: its
+ * event_add just checked it, and a close after it is the same case as a
+ * close after the poll (docs/backends.md, "Closed fds"). */
 typedef struct lev_fd {
     struct event ev[2];
     int cur;                   /* ev[cur] is added while events != 0 */
     int events;                /* AE_READ|AE_WRITE added to libevent */
+    int polled_events;         /* events when libevent last polled (valid while epoch is the state's) */
+    unsigned epoch;            /* the state's epoch when polled_events was taken */
     bool dirty;                /* in the state's dirty list */
     struct lev_fd *next_dirty;
 } lev_fd;
@@ -55,6 +62,7 @@ typedef struct lev_state {
     ae_plugin_batch batch; /* room for every fd the core knows */
     size_t nfds;
     unsigned iterations; /* event_base_loop calls by run() */
+    unsigned epoch;      /* event_base_loop calls by run() and wait(): an fd's interest changes since */
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
 } lev_state;
 
@@ -207,6 +215,11 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
     lev_state *s = state;
     lev_fd *f = fd_data;
+    if (f->epoch != s->epoch) {
+        /* The first change since libevent last polled: what it polled with. */
+        f->epoch = s->epoch;
+        f->polled_events = f->events;
+    }
     if (new_events != f->events) {
         struct event *old = f->events ? &f->ev[f->cur] : NULL;
         if (new_events) {
@@ -233,7 +246,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
             event_del(old);
         f->events = new_events;
     }
-    if (new_events && !f->dirty) {
+    if (new_events && new_events != f->polled_events && !f->dirty) {
         f->dirty = true;
         f->next_dirty = s->dirty;
         s->dirty = f;
@@ -296,6 +309,7 @@ static int lev_run(ae_loop *loop, void *state, int flags)
          * with EVLOOP_ONCE it stops after one run. */
         int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
         s->iterations++;
+        s->epoch++;
         if (event_base_loop(s->base, how) < 0)
             return loop_failed();
         /* The hook is on whenever the core needs this iteration's end (it
@@ -320,6 +334,7 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
     int reported = report_closed(s);
     int rc;
     errno = 0;
+    s->epoch++;
     if (timeout == 0 || reported) {
         /* Also when something was reported already: poll, do not block.
          * EVLOOP_NONBLOCK alone keeps polling for as long as events fire (a
