@@ -225,8 +225,11 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
         if (new_events) {
             int next = old ? 1 - f->cur : f->cur;
             struct event *ev = &f->ev[next];
-            short what = to_libevent(new_events);
-            event_assign(ev, s->base, fd, what | EV_PERSIST, io_cb, loop);
+            short what = to_libevent(new_events) | EV_PERSIST;
+            /* Not added now; assigned with this mask already (an fd paused
+             * and resumed, or toggled between two masks) is ready to add. */
+            if (event_get_events(ev) != what)
+                event_assign(ev, s->base, fd, what, io_cb, loop);
             /* Adding first: a failed add leaves the old event as it was.
              * A closed fd makes it fail: add_failed says AE_EBADF. */
             errno = 0;
