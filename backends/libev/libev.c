@@ -5,6 +5,10 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include "../plugin.h"
 
@@ -13,10 +17,25 @@ const ae_backend_services *ae_core;
 /* libev registers a changed fd with the kernel only when it next polls, and
  * asserts if the fd was closed in between. The fds changed since the last
  * poll are checked first, by a prepare watcher, and a closed one is reported
- * with AE_ERROR instead of reaching libev. */
+ * with AE_ERROR instead of reaching libev: with one poll(2) for all of them.
+ *
+ * An fd paused and resumed with the same events before libev registered
+ * anything (a pipe chain re-arming every fd each round) is cheaper: libev
+ * makes no system call for it unless told that the fd may name another file
+ * now (ev_io_set), which it may (closed and its number reused while paused:
+ * conformance check io_reused_fd_rearmed). Instead of ev_io_set, a poll and
+ * libev's epoll_ctl, it is resumed as it was and the prepare watcher asks a
+ * private epoll set of the plugin's, with one epoll_ctl(ADD) as libev's own
+ * would be: EEXIST, the same file as at the last such check, with libev's
+ * registration of it standing; EBADF, closed; success, another file: it is
+ * handed to libev with ev_io_set. */
 typedef struct evb_fd {
     ev_io io;
-    bool dirty; /* in the state's dirty list */
+    bool dirty;     /* in the state's dirty list */
+    bool probe;     /* resumed without ev_io_set: the check asks the private epoll set */
+    bool mirrored;  /* the private set holds the file libev registered last (no ev_io_set since) */
+    bool resumable; /* paused after libev registered it (not dirty), in iteration paused_at */
+    unsigned paused_at; /* ev_iteration() when paused */
 } evb_fd;
 
 typedef struct evb_state {
@@ -37,6 +56,8 @@ typedef struct evb_state {
     size_t nfds;           /* every fd the core knows */
     ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
     ev_check hook_check;     /* adopted: the core's check hooks, likewise */
+    bool epoll;     /* libev polls with epoll: resumed fds are checked with probe_fd */
+    int probe_epfd; /* the private epoll set of probe_fd, made on first use; -1 */
 } evb_state;
 
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
@@ -62,6 +83,47 @@ static void expire_cb(struct ev_loop *ev, ev_timer *w, int revents)
     ae_core->expire(w->data);
 }
 
+/* Tells libev that the fd may name another file (its next poll registers it
+ * with epoll_ctl, as after a new ev_io_set). */
+static void evb_reregister(evb_state *s, evb_fd *f)
+{
+    int events = f->io.events & (EV_READ | EV_WRITE);
+    ev_io_stop(s->ev, &f->io);
+    ev_io_set(&f->io, f->io.fd, events);
+    ev_io_start(s->ev, &f->io);
+}
+
+/* The check of a resumed fd (see evb_fd): POLLNVAL if it is closed, else 0,
+ * after handing it to libev again if it names another file than at the
+ * last check. */
+static short probe_fd(evb_state *s, evb_fd *f)
+{
+    f->probe = false;
+#ifdef __linux__
+    if (s->probe_epfd < 0)
+        s->probe_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->probe_epfd >= 0) {
+        struct epoll_event e = {0}; /* no events: the set is never waited on */
+        int rc = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, f->io.fd, &e);
+        if (rc < 0 && errno == EBADF)
+            return POLLNVAL;
+        bool same = rc < 0 && errno == EEXIST && f->mirrored;
+        f->mirrored = rc == 0 || (rc < 0 && errno == EEXIST); /* the set holds this file now */
+        if (!same)
+            evb_reregister(s, f);
+        return 0;
+    }
+#endif
+    /* No private set (out of fds?): check as a changed fd. */
+    struct pollfd p = {.fd = f->io.fd, .events = 0};
+    while (poll(&p, 1, 0) < 0 && errno == EINTR)
+        ;
+    if (!(p.revents & POLLNVAL))
+        evb_reregister(s, f);
+    f->mirrored = false;
+    return p.revents & POLLNVAL;
+}
+
 static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
@@ -80,12 +142,25 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
             s->dirty = t;
             s->dirty.n = 0;
             s->batch_next = 0;
+            size_t polled = 0;
             for (size_t i = 0; i < b->n; i++) {
                 evb_fd *f = b->items[i];
                 f->dirty = false;
-                b->pfds[i].fd = f->io.fd;
+                /* poll(2) skips a negative fd (revents 0) */
+                b->pfds[i].fd = f->probe && ev_is_active(&f->io) ? -1 : f->io.fd;
+                polled += b->pfds[i].fd >= 0;
             }
-            ae_plugin_batch_poll(b);
+            if (polled)
+                ae_plugin_batch_poll(b);
+            for (size_t i = 0; i < b->n; i++) {
+                evb_fd *f = b->items[i];
+                if (b->pfds[i].fd >= 0) {
+                    f->probe = false;
+                    continue;
+                }
+                b->pfds[i].fd = f->io.fd;
+                b->pfds[i].revents = probe_fd(s, f);
+            }
         }
         size_t i = s->batch_next++;
         evb_fd *f = b->items[i];
@@ -161,6 +236,8 @@ static void nowait_cb(struct ev_loop *ev, ev_idle *w, int revents)
 static void watchers_init(ae_loop *loop, evb_state *s)
 {
     s->loop = loop;
+    s->probe_epfd = -1;
+    s->epoll = ev_backend(s->ev) == EVBACKEND_EPOLL;
     ev_timer_init(&s->wake, wake_cb, 0, 0);
     ev_timer_init(&s->expire, expire_cb, 0, 0);
     s->expire.data = loop;
@@ -209,6 +286,8 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_prepare_stop(s->ev, &s->check);
     ev_idle_stop(s->ev, &s->nowait);
     ev_clear_pending(s->ev, &s->tail);
+    if (s->probe_epfd >= 0)
+        close(s->probe_epfd);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
     ae_plugin_batch_free(&s->dirty);
@@ -233,24 +312,44 @@ static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     evb_state *s = state;
     evb_fd *f = fd_data;
     ev_io *w = &f->io;
-    if (old_events == 0) {
-        /* A closed fd is caught by check_cb before libev registers it. */
-        ev_io_init(w, io_cb, fd, 0);
-        w->data = loop;
+    int events = (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0);
+    if (old_events == 0 && events && f->resumable && s->epoll && f->paused_at == ev_iteration(s->ev) &&
+        (w->events & (EV_READ | EV_WRITE)) == events) {
+        /* Resumed as it was before libev polled again: libev has nothing to
+         * register, and check_cb asks whether the fd is still the file. */
+        f->resumable = false;
+        f->probe = true;
+        ev_io_start(s->ev, w);
+    } else if (old_events == 0 && !events) {
+        return 0;
     } else {
-        ev_io_stop(s->ev, w);
-    }
-    if (new_events) {
+        f->resumable = false;
+        f->probe = false;
+        if (old_events == 0) {
+            /* A closed fd is caught by check_cb before libev registers it. */
+            ev_io_init(w, io_cb, fd, 0);
+            w->data = loop;
+        } else {
+            ev_io_stop(s->ev, w);
+        }
+        if (!events) {
+            /* Resumable as it is while libev has not polled since (and
+             * had registered it: not dirty). */
+            f->resumable = !f->dirty;
+            f->paused_at = ev_iteration(s->ev);
+            return 0;
+        }
         /* libev folds stop+set+start into one change of the fd: an
          * epoll_ctl MOD at the next iteration, not a DEL and an ADD. */
-        ev_io_set(w, fd, (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0));
+        ev_io_set(w, fd, events);
         ev_io_start(s->ev, w);
-        if (!f->dirty) {
-            f->dirty = true;
-            s->dirty.items[s->dirty.n++] = f;
-            if (!ev_is_active(&s->check))
-                ev_prepare_start(s->ev, &s->check);
-        }
+        f->mirrored = false;
+    }
+    if (!f->dirty) {
+        f->dirty = true;
+        s->dirty.items[s->dirty.n++] = f;
+        if (!ev_is_active(&s->check))
+            ev_prepare_start(s->ev, &s->check);
     }
     return 0;
 }
@@ -405,7 +504,15 @@ static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
 static int evb_fork(ae_loop *loop, void *state)
 {
     (void)loop;
-    ev_loop_fork(((evb_state *)state)->ev);
+    evb_state *s = state;
+    ev_loop_fork(s->ev);
+    /* The private set is the parent's too: a new one when next needed (its
+     * first check of each fd hands the fd to libev again, which re-registers
+     * every fd after a fork anyway). */
+    if (s->probe_epfd >= 0) {
+        close(s->probe_epfd);
+        s->probe_epfd = -1;
+    }
     return 0;
 }
 
