@@ -105,8 +105,10 @@ static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
 
 /* Disarm w. The next timer of its ring takes over its heap slot (same
  * deadline, armed later than w but before any other ring of that deadline:
- * the heap stays ordered); a ring left empty leaves the heap. */
-static void timer_remove(ae_loop *loop, ae_watcher *w)
+ * the heap stays ordered); a ring left empty leaves the heap. Returns true
+ * if the first deadline changed: the caller re-arms the native timer (once,
+ * where a new deadline for w follows). */
+static bool timer_unlink(ae_loop *loop, ae_watcher *w)
 {
     w->u.timer.armed = false;
     size_t slot = w->u.timer.heap_index;
@@ -118,14 +120,14 @@ static void timer_remove(ae_loop *loop, ae_watcher *w)
     }
     w->next = w->prev = NULL;
     if (!slot)
-        return; /* inside a ring: its leader is unchanged */
+        return false; /* inside a ring: its leader is unchanged */
     size_t i = slot - 1;
     if (next != w) {
         loop->heap[i].w = next;
         next->u.timer.heap_index = (uint32_t)slot;
         if (loop->timer_last == w)
             loop->timer_last = next;
-        return;
+        return false;
     }
     if (loop->timer_last == w)
         loop->timer_last = NULL;
@@ -138,7 +140,12 @@ static void timer_remove(ae_loop *loop, ae_watcher *w)
         else
             heap_down(loop, i);
     }
-    if (i == 0)
+    return i == 0;
+}
+
+static void timer_remove(ae_loop *loop, ae_watcher *w)
+{
+    if (timer_unlink(loop, w))
         ae__reschedule(loop);
 }
 
@@ -185,9 +192,12 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
     int rc = check_times("ae_timer_set", after, interval);
     if (rc < 0)
         return rc;
-    if (w->u.timer.armed)
-        timer_remove(w->loop, w);
-    timer_arm(w, after, interval); /* into the slot reserved at creation */
+    /* A re-arm moves the native timer once, not twice (c-ares and libcurl
+     * push their timeouts back at every request). */
+    bool was_first = w->u.timer.armed && timer_unlink(w->loop, w);
+    timer_arm(w, after, interval); /* into the slot reserved at creation; re-arms if w is first now */
+    if (was_first && w->u.timer.heap_index != 1)
+        ae__reschedule(w->loop);
     w->stopped = false;
     return 0;
 }

@@ -101,6 +101,11 @@ static gboolean src_prepare(GSource *source, gint *timeout)
     gint64 deadline = s->deadline < s->wait_deadline ? s->deadline : s->wait_deadline;
     if (deadline == G_MAXINT64)
         return FALSE;
+    if (s->deadline == 0) {
+        /* Due at once (idle watchers): no clock read, as for GLib's idle sources. */
+        *timeout = 0;
+        return TRUE;
+    }
     gint64 now = g_source_get_time(source);
     if (deadline <= now) {
         *timeout = 0;
@@ -112,13 +117,22 @@ static gboolean src_prepare(GSource *source, gint *timeout)
     return FALSE;
 }
 
+/* The context's time (one clock read per iteration) only for a deadline
+ * that needs it: none, and at once (0), do not. */
+static bool deadline_passed(GSource *source, gint64 deadline)
+{
+    if (deadline == G_MAXINT64)
+        return false;
+    return deadline == 0 || deadline <= g_source_get_time(source);
+}
+
 static gboolean src_check(GSource *source)
 {
     glb_state *s = ((glb_source *)source)->s;
     if (!s)
         return FALSE;
     s->poll_gen++;
-    if (s->deadline <= g_source_get_time(source))
+    if (deadline_passed(source, s->deadline))
         return TRUE;
     for (size_t i = 0; i < s->nfds; i++)
         if (s->fds[i]->pfd.revents)
@@ -177,7 +191,7 @@ static gboolean src_dispatch(GSource *source, GSourceFunc callback, gpointer dat
         if (s->poll_gen != gen)
             return G_SOURCE_CONTINUE;
     }
-    if (s->deadline <= g_source_get_time(source)) {
+    if (deadline_passed(source, s->deadline)) {
         s->deadline = G_MAXINT64; /* one-shot; expire re-arms it through timer_update */
         /* A timer callback may free the loop, and s with it. */
         if (!ae_plugin_expire(loop))
