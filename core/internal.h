@@ -2,6 +2,7 @@
 #ifndef AE_CORE_INTERNAL_H
 #define AE_CORE_INTERNAL_H
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -327,7 +328,17 @@ int ae__wake_open(ae_loop *loop);
 void ae__wake(ae_loop *loop);
 void ae__wake_pending_run(ae_loop *loop); /* after a wait: signals and children it missed */
 int ae__wake_use(ae_loop *loop, bool use);
-void ae__reschedule(ae_loop *loop);
+void ae__reschedule_to(ae_loop *loop, double want);
+/* Keep the native timer armed for what the core needs next (loop.c): at
+ * once (-INFINITY) while idle watchers exist, else the first timer deadline
+ * (INFINITY: none). Inline, as most calls find it armed for that already
+ * (idle watchers re-arm it at every iteration). */
+static inline void ae__reschedule(ae_loop *loop)
+{
+    double want = loop->idle_count ? -(double)INFINITY : loop->heap_len ? loop->heap[0].deadline : (double)INFINITY;
+    if (want != loop->armed_deadline)
+        ae__reschedule_to(loop, want);
+}
 
 /* Layers built on the watcher API (fork/, stream/) keep per-loop state and
  * free it with the loop: fn(arg) runs once, first thing in the loop's
@@ -411,7 +422,6 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events);
 void ae__timer_stop(ae_watcher *w);
 int ae__timer_pause(ae_watcher *w, bool stop);
 double ae__timer_next(ae_loop *loop); /* seconds to the first deadline, < 0 if none */
-double ae__timer_first(const ae_loop *loop); /* the first deadline, INFINITY if none */
 void ae__timers_free(ae_loop *loop);
 int ae__timers_run(ae_loop *loop, uint64_t seq_limit); /* callbacks run */
 

@@ -406,14 +406,11 @@ void *ae_loop_native(ae_loop *loop)
  * this waits for the end of the dispatch (ae__loop_leave); where the native
  * loop does, at once (a nested wait needs its own deadline armed), except
  * inside the expire service, which re-arms once at its end. */
-void ae__reschedule(ae_loop *loop)
+void ae__reschedule_to(ae_loop *loop, double want)
 {
     if (!(loop->adopted || loop->native_iter) || loop->free_requested || loop->expiring)
         return;
     if (loop->busy && !loop->native_iter)
-        return;
-    double want = loop->idle_count ? -INFINITY : ae__timer_first(loop);
-    if (want == loop->armed_deadline)
         return;
     loop->armed_deadline = want;
     double timeout = -1;

@@ -248,7 +248,6 @@ void ae__timer_stop(ae_watcher *w)
     w->loop->timer_count--;
 }
 
-double ae__timer_first(const ae_loop *loop) { return loop->heap_len ? loop->heap[0].deadline : INFINITY; }
 
 double ae__timer_next(ae_loop *loop)
 {
