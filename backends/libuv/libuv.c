@@ -39,7 +39,24 @@ typedef struct luv_fd {
     int events;       /* AE_READ|AE_WRITE the handle is started with, or 0 */
     bool initialised; /* uv_poll_init done: only uv_close may end it */
     bool dirty;       /* in the state's dirty list */
+    bool stop_pending; /* paused: check_cb stops the handle, unless resumed as it was before */
+    bool probe;       /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
 } luv_fd;
+
+/* An fd paused and resumed with the same events before libuv polls again (a
+ * pipe chain re-arms every fd each round) costs libuv an EPOLL_CTL_DEL at
+ * uv_poll_stop and an ADD at its next poll, and may name another file when
+ * resumed (closed and its number reused while paused: conformance check
+ * io_reused_fd_rearmed). So the stop waits for check_cb, and a resumed
+ * handle stays as it was; check_cb then asks libuv's epoll set with one
+ * EPOLL_CTL_ADD: EEXIST means libuv's registration of this very file stands
+ * (epoll keys on the file and the number), anything else is handled as a
+ * changed fd. Linux only (the epoll set is libuv's uv_backend_fd). */
+#if defined(__linux__)
+#define LUV_DEFER_STOP 1
+#else
+#define LUV_DEFER_STOP 0
+#endif
 
 _Static_assert(offsetof(luv_fd, poll) == 0, "free_handle frees a luv_fd through its uv_poll_t");
 
@@ -169,6 +186,13 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
     luv_fd *f = (luv_fd *)poll;
     luv_state *s = poll->data;
     int revents;
+    /* Paused (the core has no interest; check_cb stops it), or resumed
+     * since and not checked yet: this poll's readiness may be the file's
+     * that had the number before (closed and reused in between), and is
+     * dropped as when the handle is stopped; a level-triggered fd still
+     * ready is reported by the next poll. */
+    if (f->stop_pending || f->probe)
+        return;
     if (status < 0) {
         /* libuv reports POLLERR this way and stops the handle. The fd is
          * valid still (a pipe without reader, a socket error): report what
@@ -203,6 +227,31 @@ static bool epoll_would_refuse(const struct pollfd *p)
     return fstat(p->fd, &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode);
 }
 
+#if LUV_DEFER_STOP
+/* A resumed handle (see LUV_DEFER_STOP): true if libuv's epoll set has this
+ * file at this number already, or it does not and the handle was restarted
+ * so that libuv registers it (checked again as a changed fd); false if
+ * libuv's epoll_ctl would refuse the fd (closed, a regular file). */
+static bool probe_registered(luv_state *s, luv_fd *f)
+{
+    int backend = uv_backend_fd(s->uv);
+    struct epoll_event e = {.events = 0, .data.fd = -1}; /* taken out again before libuv waits */
+    if (epoll_ctl(backend, EPOLL_CTL_ADD, f->fd, &e) < 0)
+        return errno == EEXIST;
+    epoll_ctl(backend, EPOLL_CTL_DEL, f->fd, &e);
+    int events = f->events;
+    poll_stop(f);
+    return poll_start(s, f, events) == 0;
+}
+#else
+static bool probe_registered(luv_state *s, luv_fd *f) /* never called: nothing is resumed unchecked */
+{
+    (void)s;
+    (void)f;
+    return false;
+}
+#endif
+
 static void check_cb(uv_prepare_t *check)
 {
     luv_state *s = check->data;
@@ -214,18 +263,34 @@ static void check_cb(uv_prepare_t *check)
         s->dirty = t;
         s->dirty.n = 0;
         ae_plugin_batch *b = &s->batch;
+        size_t polled = 0;
         for (size_t i = 0; i < b->n; i++) {
             luv_fd *f = b->items[i];
             f->dirty = false;
-            b->pfds[i].fd = f->fd;
+            if (f->stop_pending) {
+                f->stop_pending = false;
+                f->probe = false;
+                poll_stop(f);
+            }
+            /* poll(2) skips a negative fd; a resumed one is asked below */
+            b->pfds[i].fd = f->probe || !f->events ? -1 : f->fd;
+            polled += b->pfds[i].fd >= 0;
         }
         /* One poll(2) for every changed fd: libuv abort()s if epoll refuses
          * one (closed: EBADF; a regular file or directory: EPERM). */
-        ae_plugin_batch_poll_events(b, POLLIN | POLLOUT);
+        if (polled)
+            ae_plugin_batch_poll_events(b, POLLIN | POLLOUT);
         for (size_t i = 0; i < b->n; i++) {
             luv_fd *f = b->items[i];
-            if (!f->events || f->dirty || !epoll_would_refuse(&b->pfds[i]))
+            if (!f->events || f->dirty)
                 continue;
+            if (b->pfds[i].fd < 0) {
+                f->probe = false;
+                if (probe_registered(s, f))
+                    continue;
+            } else if (!epoll_would_refuse(&b->pfds[i])) {
+                continue;
+            }
             poll_stop(f);
             reported = true;
             /* From the host's uv_run a callback may free the anyevent loop,
@@ -467,9 +532,23 @@ static int luv_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     if (new_events == 0) {
         /* Never fails, also for a closed fd. A handle that poll_cb or
          * check_cb stopped already is left alone. */
-        if (f->events)
-            poll_stop(f);
+        if (f->events && !f->stop_pending) {
+            if (LUV_DEFER_STOP) {
+                f->stop_pending = true; /* check_cb stops it, unless resumed as it was */
+                mark_dirty(s, f);
+            } else {
+                poll_stop(f);
+            }
+        }
         return 0;
+    }
+    if (f->stop_pending) {
+        f->stop_pending = false;
+        if (new_events == f->events) {
+            f->probe = true; /* in the dirty list since the pause */
+            return 0;
+        }
+        poll_stop(f);
     }
     /* f->events is 0 also if poll_cb or check_cb stopped the handle for a
      * bad fd that the core could not be told about (the loop was being
@@ -481,6 +560,7 @@ static int luv_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     }
     /* Only an fd another uv_poll_t has taken (a host's, in an adopted loop)
      * fails here, before the handle is touched: the old interest stays. */
+    f->probe = false;
     int rc = poll_start(s, f, new_events);
     return rc < 0 ? fd_error(rc, fd, "uv_poll_start") : 0;
 }
