@@ -433,7 +433,11 @@ int ae_backend_expire_checked(ae_loop *loop)
         return 1;
     if (loop->iter_lazy && loop->native_frame)
         ae__iter_sync(loop); /* the iteration's start, for the timers armed since */
-    ae__time_refresh(loop);
+    /* Due timers need the time; idle watchers alone do not, and under run()
+     * it is read at its first use (or when run() returns), as in any
+     * iteration. The host's iterations are not seen: read it for them. */
+    if (loop->heap_len || !loop->native_frame)
+        ae__time_refresh(loop);
     ae__loop_enter(loop);
     loop->expiries++;
     bool expiring = loop->expiring;
@@ -444,7 +448,8 @@ int ae_backend_expire_checked(ae_loop *loop)
      * iteration began (or from here, in the host's loop) wait for the next. */
     bool quiet = loop->dispatched == (loop->native_frame ? loop->iter_mark : loop->expire_mark);
     uint64_t before = loop->dispatched;
-    ae__timers_run(loop, loop->native_frame ? loop->iter_seq : loop->timer_seq);
+    if (loop->heap_len)
+        ae__timers_run(loop, loop->native_frame ? loop->iter_seq : loop->timer_seq);
     if (loop->idle_count && quiet && loop->dispatched == before && !loop->free_requested)
         ae__idle_run(loop);
     loop->expire_mark = loop->dispatched;
