@@ -29,6 +29,15 @@ void ae__layer_remove(ae_layer_node *n); /* also for a node not linked */
  * no read memory. NULL when it is lent already (a callback runs a loop of
  * its own) or cannot be made; *busy is the flag that giving it back clears. */
 char *ae__layer_rbuf_borrow(ae_loop *loop, bool **busy);
+/* The loop's stream timeouts: one timer per loop and a heap of the streams
+ * with a timing part, by tm->timer_due. reserve makes room for one more
+ * stream (at its timing part's birth: AE_ENOMEM), so that set never fails;
+ * set puts s at due (INFINITY: out of the heap); release takes s out and
+ * gives its room back. The timer runs ae__stream_timer_fired(s) for each
+ * stream due. */
+int ae__layer_tmo_reserve(ae_loop *loop);
+void ae__layer_tmo_set(ae_loop *loop, ae_stream *s, double due);
+void ae__layer_tmo_release(ae_loop *loop, ae_stream *s);
 /* Have the loop run ae__stream_woken(s) soon (a zero timer shared by the
  * loop's streams); nothing if s is on the list already. Cannot fail. */
 void ae__layer_wake(ae_loop *loop, ae_stream *s);
@@ -148,13 +157,15 @@ typedef struct ae_stream_cold {
     int fail_err; /* the fatal error's errno */
 } ae_stream_cold;
 
-/* The timeouts and their timer, made when the stream has a timeout or
- * lingers in ae_stream_close(). Stamps are ae_now() seconds. */
+/* The timeouts, made when the stream has a timeout or lingers in
+ * ae_stream_close(). Stamps are ae_now() seconds. Their timer is the loop's
+ * (ae__layer_tmo_*), where heap_idx is the stream's place while timer_due
+ * is finite. */
 typedef struct ae_stream_timing {
-    ae_watcher *timer;
+    size_t heap_idx;
     double timeout, rtimeout, wtimeout;
     double last_any, last_read, last_write; /* the last activity */
-    double timer_due; /* when the timer fires; INFINITY if disarmed */
+    double timer_due; /* when the loop's timer looks at this stream; INFINITY: never */
     double linger_until;
 } ae_stream_timing;
 
@@ -202,7 +213,7 @@ struct ae_stream {
     bool connected_due : 1; /* AE_STREAM_CONNECTED to report */
     bool above_low : 1;  /* the queue is above wbuf_low: DRAIN when it falls */
     bool drain_due : 1;
-    bool timer_fired : 1;
+    bool timer_fired : 1; /* its deadline passed: look at the timeouts */
     bool tr_pending : 1; /* the transport's events() said it holds input the fd will not signal */
     bool woken : 1;      /* on the loop's wake list */
 };
@@ -226,6 +237,7 @@ bool ae__stream_ok(const ae_stream *s, const char *fn);
 void ae__stream_service(ae_stream *s); /* from the loop: deliver everything due */
 void ae__stream_wake(ae_stream *s);    /* from a call: have the loop service it */
 void ae__stream_woken(ae_stream *s);   /* the wake list's turn (layer.c) */
+void ae__stream_timer_fired(ae_stream *s); /* its timer_due came (layer.c) */
 void ae__stream_fail(ae_stream *s, int err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -248,9 +260,9 @@ void ae__stream_run_dones(ae_stream *s, bool all);
 void ae__stream_shutdown_now(ae_stream *s); /* FIN (a transport's end) now that the queue is written */
 
 /* timeout.c */
-void ae__stream_timeouts_check(ae_stream *s); /* the timer fired */
+void ae__stream_timeouts_check(ae_stream *s); /* the deadline passed */
 void ae__stream_timer_rearm(ae_stream *s);    /* after activity changes what is watched */
-/* The timing part and its (stopped) timer, made on first need; AE_ENOMEM. */
+/* The timing part (and room in the loop's timeout heap), made on first need; AE_ENOMEM. */
 int ae__stream_timing(ae_stream *s, const char *fn);
 void ae__stream_timing_fini(ae_stream *s);
 /* Activity: the stamps, if the stream has timeouts. */

@@ -1,5 +1,5 @@
-/* The stream: creation, the io and timer watchers it runs on, the one place
- * where its callbacks run (ae__stream_service), fatal errors, and freeing
+/* The stream: creation, its parts (hot, cold, timing), the io watcher it
+ * runs on, the one place where its callbacks run (ae__stream_service), fatal errors, and freeing
  * (at once, or once the stream's callbacks have returned). */
 #include <errno.h>
 #include <fcntl.h>
@@ -157,8 +157,6 @@ static int opts_take(ae_stream *s, const ae_stream_opts *o, const char *fn)
     return 0;
 }
 
-static void on_timer(ae_watcher *w, void *arg);
-
 int ae__stream_timing(ae_stream *s, const char *fn)
 {
     if (s->tm)
@@ -166,14 +164,12 @@ int ae__stream_timing(ae_stream *s, const char *fn)
     ae_stream_timing *t = calloc(1, sizeof *t);
     if (!t)
         return ae__set_error(AE_ENOMEM, "%s: out of memory", fn);
-    /* One timer for the three timeouts and the linger; it is re-armed when
-     * it fires, not per read or write. */
-    t->timer = ae_timer(s->loop, 0, 0, on_timer, s);
-    if (!t->timer) {
+    /* The three timeouts and the linger share one deadline in the loop's
+     * heap; it moves when it passes, not per read or write. */
+    if (ae__layer_tmo_reserve(s->loop) < 0) {
         free(t);
-        return ae_last_error_code();
+        return ae__set_error(AE_ENOMEM, "%s: out of memory", fn);
     }
-    ae_timer_stop(t->timer);
     t->timer_due = INFINITY;
     t->last_any = t->last_read = t->last_write = ae_now(s->loop);
     s->tm = t;
@@ -184,7 +180,7 @@ void ae__stream_timing_fini(ae_stream *s)
 {
     if (!s->tm)
         return;
-    ae_watcher_free(s->tm->timer);
+    ae__layer_tmo_release(s->loop, s);
     free(s->tm);
     s->tm = NULL;
 }
@@ -452,11 +448,8 @@ static void on_io(ae_watcher *w, int revents, void *arg)
     ae__stream_service(s);
 }
 
-static void on_timer(ae_watcher *w, void *arg)
+void ae__stream_timer_fired(ae_stream *s)
 {
-    (void)w;
-    ae_stream *s = arg;
-    s->tm->timer_due = INFINITY;
     if (s->freed)
         return; /* destroyed from the wake list (write_refs pending) or when its callbacks return */
     s->timer_fired = true;

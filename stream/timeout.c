@@ -1,9 +1,9 @@
-/* The three inactivity timeouts and the linger deadline on one timer per
- * stream, made only for a stream that has a timeout or lingers. Activity
- * only stores ae_now() in a stamp; the timer is armed for the earliest
- * deadline and, when it fires, looks at the stamps and re-arms itself for
- * what is left (libev's "be smart about timeouts"): no timer operation per
- * read or write. */
+/* The three inactivity timeouts and the linger deadline, for a stream that
+ * has a timeout or lingers: one deadline per stream in the loop's heap
+ * (layer.c), under one timer per loop. Activity only stores ae_now() in a
+ * stamp; the deadline is the earliest one and, when it passes, the stamps
+ * are looked at and the deadline moves to what is left (libev's "be smart
+ * about timeouts"): no timer or heap operation per read or write. */
 #include <errno.h>
 #include <math.h>
 
@@ -35,10 +35,8 @@ void ae__stream_timer_rearm(ae_stream *s)
         return; /* no timeout, no linger */
     double d = deadline_next(s);
     if (d >= s->tm->timer_due)
-        return; /* the timer fires first, and looks again then */
-    double now = ae_now(s->loop);
-    if (ae_timer_set(s->tm->timer, d > now ? d - now : 0, 0) == 0)
-        s->tm->timer_due = d;
+        return; /* the old deadline comes first, and looks again then */
+    ae__layer_tmo_set(s->loop, s, d);
 }
 
 void ae__stream_timeouts_check(ae_stream *s)

@@ -1014,6 +1014,72 @@ static void test_wake_order_and_free(void **state)
     assert_no_failure();
 }
 
+/* The timeouts of a loop's streams share one timer (a heap by deadline):
+ * three streams whose read timeouts start in the same iteration report in
+ * the order of their deadlines however late the loop looks (the deadlines
+ * count from that iteration's ae_now); one freed by an earlier one's timeout
+ * callback while its deadline waits in the heap never reports; the one left
+ * is re-armed by returning and reports again; a stream without a timeout
+ * made meanwhile changes nothing. */
+struct tmo {
+    ae_stream *s[3];
+    int sv[3][2];
+    int order[8], n;
+};
+
+static void tmo_event(ae_stream *s, int what, int err, void *arg)
+{
+    struct tmo *t = arg;
+    in_callback("an event callback");
+    int i = s == t->s[0] ? 0 : s == t->s[1] ? 1 : s == t->s[2] ? 2 : -1;
+    if (i < 0 || what != AE_STREAM_RTIMEOUT || err != ETIMEDOUT) {
+        failure("tmo: event %d err %d on stream %d", what, err, i);
+        return;
+    }
+    if (t->n < 8)
+        t->order[t->n++] = i;
+    if (i == 1 && t->s[0]) { /* 1 comes first and frees 0, whose deadline is later */
+        ae_stream_free(t->s[0]);
+        t->s[0] = NULL;
+    }
+}
+
+static void tmo_line(ae_stream *s, const char *data, size_t len, void *arg)
+{
+    (void)s, (void)data, (void)len, (void)arg;
+    failure("tmo: data");
+}
+
+static void test_timeouts_share_loop_heap(void **state)
+{
+    (void)state;
+    struct tmo t = {0};
+    const double rt[3] = {0.06, 0.02, 0.03}; /* 1 again no sooner than 0.04 */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t.sv[i]), 0);
+        ae_stream_opts o = {.rtimeout = rt[i]};
+        t.s[i] = CALL(ae_stream_new(F->loop, t.sv[i][0], &o, tmo_event, &t));
+        assert_non_null(t.s[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(CALL(ae_stream_read(t.s[i], AE_LINE(NULL), tmo_line, &t)), 0);
+    make_stream(NULL); /* no timeout: no deadline */
+    WAIT(t.n >= 3);
+    assert_int_equal(t.order[0], 1);
+    assert_int_equal(t.order[1], 2);
+    assert_null(t.s[0]);
+    for (int k = 2; k < t.n; k++) /* after 1 and 2, only they report again */
+        assert_true(t.order[k] == 1 || t.order[k] == 2);
+    assert_int_equal(F->nevents, 0);
+    for (int i = 0; i < 3; i++) {
+        if (t.s[i])
+            ae_stream_free(t.s[i]);
+        close(t.sv[i][0]);
+        close(t.sv[i][1]);
+    }
+    assert_no_failure();
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1052,6 +1118,7 @@ int main(int argc, char **argv)
         T(test_idle_holds_no_read_buffer),
         T(test_nested_loop_reads),
         T(test_wake_order_and_free),
+        T(test_timeouts_share_loop_heap),
     };
     return harness_run(argc, argv, tests, sizeof tests / sizeof tests[0], "stream");
 }
