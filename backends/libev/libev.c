@@ -19,23 +19,25 @@ const ae_backend_services *ae_core;
  * poll are checked first, by a prepare watcher, and a closed one is reported
  * with AE_ERROR instead of reaching libev: with one poll(2) for all of them.
  *
- * An fd paused and resumed with the same events before libev registered
- * anything (a pipe chain re-arming every fd each round) is cheaper: libev
- * makes no system call for it unless told that the fd may name another file
- * now (ev_io_set), which it may (closed and its number reused while paused:
- * conformance check io_reused_fd_rearmed). Instead of ev_io_set, a poll and
- * libev's epoll_ctl, it is resumed as it was and the prepare watcher asks a
- * private epoll set of the plugin's, with one epoll_ctl(ADD) as libev's own
- * would be: EEXIST, the same file as at the last such check, with libev's
- * registration of it standing; EBADF, closed; success, another file: it is
- * handed to libev with ev_io_set. */
+ * An fd paused and resumed with the same events before libev polls again (a
+ * pipe chain re-arming every fd each round) is cheaper. Its ev_io is stopped
+ * only by the prepare watcher (under libev's epoll backend), so that a
+ * resume before then leaves libev untouched: libev then makes no system
+ * call for it, as it would need to if the fd names another file now (closed
+ * and its number reused while paused: conformance check
+ * io_reused_fd_rearmed). Instead of ev_io_set, a poll and libev's
+ * epoll_ctl, the prepare watcher asks a private epoll set of the plugin's,
+ * with one epoll_ctl(ADD) as libev's own would be: EEXIST, the same file as
+ * at the last such check, with libev's registration of it standing; EBADF,
+ * closed; success, another file: it is handed to libev with ev_io_set. Until
+ * then the fd's readiness is dropped (it may be the old file's; a
+ * level-triggered fd still ready comes back at the next poll). */
 typedef struct evb_fd {
     ev_io io;
-    bool dirty;     /* in the state's dirty list */
-    bool probe;     /* resumed without ev_io_set: the check asks the private epoll set */
-    bool mirrored;  /* the private set holds the file libev registered last (no ev_io_set since) */
-    bool resumable; /* paused after libev registered it (not dirty), in iteration paused_at */
-    unsigned paused_at; /* ev_iteration() when paused */
+    bool dirty;        /* in the state's dirty list */
+    bool stop_pending; /* paused: the check stops the ev_io, unless resumed as it was before */
+    bool probe;        /* resumed without ev_io_set: the check asks the private epoll set */
+    bool mirrored;     /* the private set holds the file libev registered last (no ev_io_set since) */
 } evb_fd;
 
 typedef struct evb_state {
@@ -66,6 +68,8 @@ static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
     int r = (revents & EV_READ ? AE_READ : 0) | (revents & EV_WRITE ? AE_WRITE : 0);
     if (revents & EV_ERROR)
         r = AE_ERROR; /* libev found the fd invalid and stopped the watcher */
+    else if (((evb_fd *)w)->stop_pending || ((evb_fd *)w)->probe)
+        return; /* paused, or resumed and not checked yet (see evb_fd) */
     ae_core->fd_ready(w->data, w->fd, w, r); /* w is the fd's evb_fd, its fd_data */
 }
 
@@ -146,20 +150,23 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
             for (size_t i = 0; i < b->n; i++) {
                 evb_fd *f = b->items[i];
                 f->dirty = false;
+                if (f->stop_pending) {
+                    f->stop_pending = false;
+                    f->probe = false;
+                    ev_io_stop(ev, &f->io);
+                }
                 /* poll(2) skips a negative fd (revents 0) */
-                b->pfds[i].fd = f->probe && ev_is_active(&f->io) ? -1 : f->io.fd;
+                b->pfds[i].fd = f->probe || !ev_is_active(&f->io) ? -1 : f->io.fd;
                 polled += b->pfds[i].fd >= 0;
             }
             if (polled)
                 ae_plugin_batch_poll(b);
             for (size_t i = 0; i < b->n; i++) {
                 evb_fd *f = b->items[i];
-                if (b->pfds[i].fd >= 0) {
-                    f->probe = false;
+                if (b->pfds[i].fd >= 0)
                     continue;
-                }
                 b->pfds[i].fd = f->io.fd;
-                b->pfds[i].revents = probe_fd(s, f);
+                b->pfds[i].revents = f->probe ? probe_fd(s, f) : 0;
             }
         }
         size_t i = s->batch_next++;
@@ -281,6 +288,13 @@ static void evb_destroy(ae_loop *loop, void *state)
 {
     (void)loop;
     evb_state *s = state;
+    /* Paused fds whose ev_io check_cb has not stopped yet: an adopted loop
+     * lives on, and the ev_io is in memory the core frees. */
+    for (size_t i = 0; i < s->dirty.n; i++) {
+        evb_fd *f = s->dirty.items[i];
+        if (f->stop_pending)
+            ev_io_stop(s->ev, &f->io);
+    }
     ev_timer_stop(s->ev, &s->wake);
     ev_timer_stop(s->ev, &s->expire);
     ev_prepare_stop(s->ev, &s->check);
@@ -313,37 +327,34 @@ static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
     evb_fd *f = fd_data;
     ev_io *w = &f->io;
     int events = (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0);
-    if (old_events == 0 && events && f->resumable && s->epoll && f->paused_at == ev_iteration(s->ev) &&
-        (w->events & (EV_READ | EV_WRITE)) == events) {
+    if (!events) {
+        if (!ev_is_active(w) || f->stop_pending)
+            return 0; /* stopped by libev (EV_ERROR) or check_cb already */
+        if (!s->epoll) {
+            ev_io_stop(s->ev, w);
+            return 0;
+        }
+        f->stop_pending = true; /* check_cb stops it, unless resumed as it was before */
+    } else if (f->stop_pending && (w->events & (EV_READ | EV_WRITE)) == events) {
         /* Resumed as it was before libev polled again: libev has nothing to
          * register, and check_cb asks whether the fd is still the file. */
-        f->resumable = false;
+        f->stop_pending = false;
         f->probe = true;
-        ev_io_start(s->ev, w);
-    } else if (old_events == 0 && !events) {
-        return 0;
     } else {
-        f->resumable = false;
+        f->stop_pending = false;
         f->probe = false;
-        if (old_events == 0) {
+        f->mirrored = false;
+        if (old_events == 0 && !ev_is_active(w)) {
             /* A closed fd is caught by check_cb before libev registers it. */
             ev_io_init(w, io_cb, fd, 0);
             w->data = loop;
         } else {
             ev_io_stop(s->ev, w);
         }
-        if (!events) {
-            /* Resumable as it is while libev has not polled since (and
-             * had registered it: not dirty). */
-            f->resumable = !f->dirty;
-            f->paused_at = ev_iteration(s->ev);
-            return 0;
-        }
         /* libev folds stop+set+start into one change of the fd: an
          * epoll_ctl MOD at the next iteration, not a DEL and an ADD. */
         ev_io_set(w, fd, events);
         ev_io_start(s->ev, w);
-        f->mirrored = false;
     }
     if (!f->dirty) {
         f->dirty = true;
