@@ -4,7 +4,7 @@
 #
 # Each figure runs one ae-bench worker (build/bench/ae-bench-*) twice, with N1
 # and N2 events, and divides the difference of the two totals by N2 - N1, so
-# that start-up, loop creation and teardown cancel out. Two workloads:
+# that start-up, loop creation and teardown cancel out. The workloads:
 #   pingpong  one byte over a socketpair, a read watcher on each end: per round
 #             trip (two events), each backend against its native reference
 #             (libev, libevent, libuv themselves; libevent forced to poll or
