@@ -675,7 +675,6 @@ static void test_stream_connect_free(void **state)
     assert_no_failure();
 }
 
-/* ae_loop_free() frees what the program left: no leak (valgrind, ASan). */
 /* A resolver of the test's own (ae_connect_set_resolver): every name is
  * 127.0.0.1, answered from a zero timer; counts what it was asked to do. */
 struct test_resolver {
@@ -787,6 +786,9 @@ static void test_custom_resolver(void **state)
     assert_no_failure();
 }
 
+/* ae_loop_free() frees what the program left: servers, connects, streams
+ * connecting, on the wake list or with a deadline in the timeout heap; no
+ * leak (valgrind, ASan). */
 static void test_loop_free_frees_all(void **state)
 {
     (void)state;
@@ -804,6 +806,8 @@ static void test_loop_free_frees_all(void **state)
     ae_stream *t = ae_stream_new(F->loop, F->fd[0], NULL, on_event, NULL);
     ae_stream_write_ref(t, "x", 1, NULL, NULL);
     ae_stream_read(t, AE_LINE(NULL), on_data, NULL);
+    ae_stream *u = ae_stream_new(F->loop, F->fd[1], &(ae_stream_opts){.rtimeout = 10}, on_event, NULL);
+    ae_stream_read(u, AE_LINE(NULL), on_data, NULL); /* its deadline waits in the loop's heap */
     /* teardown frees the loop with all of it */
     (void)s;
     assert_no_failure();
