@@ -86,7 +86,7 @@ void ae__async_dispatch(ae_loop *loop)
     if (!atomic_exchange_explicit(&loop->async_pending, false, memory_order_acq_rel))
         return;
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, loop->asyncs.head);
+    ae__cursor_push(loop, &cur, &loop->asyncs);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         /* A stopped watcher keeps its flag for ae_watcher_start(). */

@@ -278,7 +278,7 @@ static void children_replay(ae_loop *loop)
 {
     loop->child_replay = false;
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, loop->children.head);
+    ae__cursor_push(loop, &cur, &loop->children);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         if (w->stopped || !w->u.child.held_len)
@@ -329,7 +329,7 @@ void ae__children_dispatch(ae_loop *loop)
     ae_child_record rec;
     while (!loop->free_requested && inbox_take(loop, &rec)) {
         ae_cursor cur;
-        ae__cursor_push(loop, &cur, loop->children.head);
+        ae__cursor_push(loop, &cur, &loop->children);
         ae_watcher *w;
         while ((w = ae__cursor_take(loop, &cur))) {
             if (!w->u.child.listed || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))

@@ -118,7 +118,7 @@ int ae__hook_pause(ae_watcher *w, bool stop)
 void ae__hooks_run(ae_loop *loop, ae_list *hooks)
 {
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, hooks->head);
+    ae__cursor_push(loop, &cur, hooks);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur)))
         if (!w->stopped)

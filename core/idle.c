@@ -51,7 +51,7 @@ int ae__idle_run(ae_loop *loop)
 {
     int ran = 0;
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, loop->idle.head);
+    ae__cursor_push(loop, &cur, &loop->idle);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         if (w->stopped)

@@ -46,6 +46,9 @@ typedef struct ae_list {
     ae_watcher *head, *tail;
 } ae_list;
 
+/* A watcher's slot in its loop's slab holds the common part and only its
+ * kind's member of u (ae__watcher_size): code reads and writes u.io of an
+ * io watcher only, never the whole struct. */
 struct ae_watcher {
     uint32_t magic; /* AE_WATCHER_MAGIC while live, 0 once freed (core/slab.c) */
     uint8_t kind;
@@ -53,7 +56,11 @@ struct ae_watcher {
     bool internal; /* the core's own (wake-up fd): never counts */
     bool unref;    /* active, but does not keep the loop alive (ae_watcher_unref) */
     bool stopped;  /* paused by ae_watcher_stop(), until ae_watcher_start() */
-    uint64_t serial; /* creation order in the loop */
+    union { /* the kind's 32-bit field, here in what would be padding, not in u */
+        int fd;              /* io */
+        uint32_t heap_index; /* an armed timer: 1-based heap slot of the ring it leads; 0: it leads none */
+        int signum;          /* signal */
+    } k;
     ae_loop *loop;
     void *arg;
     union {
@@ -69,20 +76,14 @@ struct ae_watcher {
     ae_watcher *next, *prev;
     union {
         struct {
-            int fd;
             int events;
             int stopped_events; /* what ae_watcher_start() restores */
         } io;
         struct {
             double interval;
             double after;      /* as last armed: ae_watcher_start() arms it so again */
-            uint64_t seq;        /* arming order: tells timers of equal deadlines apart */
-            uint32_t heap_index; /* 1-based heap slot of the ring it leads; 0: it leads none */
-            bool armed;
-        } timer;
-        struct {
-            int signum;
-        } sig;
+            uint64_t seq;      /* arming order: tells timers of equal deadlines apart */
+        } timer;              /* armed: in a ring (next is not NULL) */
         struct {
             pid_t pid;
             bool native; /* the backend watches pid (child_start) */
@@ -98,12 +99,39 @@ struct ae_watcher {
     } u;
 };
 
-/* A loop's watcher memory (core/slab.c). */
-struct ae_slab_page;
+/* A loop's watcher memory of one kind (core/slab.c): pages of slots of
+ * ae__watcher_size(kind) bytes. */
+typedef struct ae_slab_page {
+    struct ae_slab_page *next;
+    uint32_t cap, used; /* slots; slots[0..used) have been handed out once */
+    _Alignas(ae_watcher) unsigned char slots[];
+} ae_slab_page;
+
 typedef struct ae_slab {
-    struct ae_slab_page *pages; /* newest first */
+    ae_slab_page *pages; /* newest first */
     ae_watcher *free_head, *free_tail;
 } ae_slab;
+
+/* The bytes a watcher of this kind takes: the common part and its member of
+ * u, rounded to the struct's alignment. Constant where kind is. */
+#define AE__WATCHER_SIZE_OF(member)                                                                        \
+    ((offsetof(ae_watcher, u) + sizeof(((ae_watcher *)0)->u.member) + _Alignof(ae_watcher) - 1) /          \
+     _Alignof(ae_watcher) * _Alignof(ae_watcher))
+static inline size_t ae__watcher_size(enum ae_kind kind)
+{
+    switch (kind) {
+    case AE_KIND_IO: return AE__WATCHER_SIZE_OF(io);
+    case AE_KIND_TIMER: return AE__WATCHER_SIZE_OF(timer);
+    case AE_KIND_CHILD: return AE__WATCHER_SIZE_OF(child);
+    case AE_KIND_ASYNC: return AE__WATCHER_SIZE_OF(async);
+    case AE_KIND_SIGNAL: /* its signum is in k */
+    case AE_KIND_IDLE:
+    case AE_KIND_PREPARE:
+    case AE_KIND_CHECK: break;
+    }
+    return offsetof(ae_watcher, u); /* no member of u */
+}
+enum { AE__KINDS = AE_KIND_CHECK + 1 };
 
 /* One fd's io watchers and the backend's private bytes for it, inline in a
  * page of the fd table (core/io.c), made on first use of the fd and kept
@@ -127,7 +155,7 @@ typedef struct ae_heap_entry {
  * watcher a cursor points at advances the cursor. */
 typedef struct ae_cursor {
     ae_watcher *next;
-    uint64_t serial_limit; /* watchers created after the walk began wait for the next one */
+    ae_watcher *last; /* the list's tail when the walk began: watchers created later wait for the next walk */
     struct ae_cursor *up;
 } ae_cursor;
 
@@ -171,7 +199,7 @@ struct ae_loop {
     size_t fd_pages_len;
     size_t fd_stride; /* bytes per entry: ae_fd and the backend's fd_data, aligned */
 
-    ae_slab slab; /* every watcher's memory */
+    ae_slab slabs[AE__KINDS]; /* every watcher's memory, by kind */
 
     size_t timer_count;  /* heap_cap is at least this: arming never allocates */
     ae_heap_entry *heap; /* 4-ary, 0-based */
@@ -193,7 +221,6 @@ struct ae_loop {
     size_t child_sigchld; /* of which the core watches through SIGCHLD */
 
     ae_cursor *cursors;
-    uint64_t serial; /* of the last watcher created */
     int run_depth;   /* nested ae_run() */
     int busy;        /* entries into ae_run/ae_run_once/ae_cv_recv under way */
     bool break_requested;
@@ -300,8 +327,31 @@ static inline void ae__watcher_deactivate(ae_watcher *w)
 
 
 /* slab.c */
-ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg); /* zeroed, magic set */
+ae_watcher *ae__slab_take_slow(ae_loop *loop, enum ae_kind kind); /* a freed slot or a new page; NULL, error set */
 void ae__watcher_release(ae_watcher *w); /* stopped already; magic becomes 0 */
+
+/* A zeroed watcher of kind with magic set, or NULL with the error set.
+ * Inline, so that the size of the slot is a constant at each caller: a slot
+ * never handed out is zero already, a freed one is zeroed here. */
+static inline ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
+{
+    ae_slab *s = &loop->slabs[kind];
+    ae_slab_page *p = s->pages;
+    size_t size = ae__watcher_size(kind);
+    ae_watcher *w;
+    if (__builtin_expect(p && p->used < p->cap, 1)) {
+        w = (ae_watcher *)(void *)(p->slots + (size_t)p->used++ * size);
+    } else {
+        w = ae__slab_take_slow(loop, kind);
+        if (!w)
+            return NULL;
+    }
+    w->magic = AE_WATCHER_MAGIC;
+    w->kind = (uint8_t)kind;
+    w->loop = loop;
+    w->arg = arg;
+    return w;
+}
 void ae__slab_each_live(ae_loop *loop, void (*fn)(ae_watcher *w));
 void ae__slab_free(ae_loop *loop);
 
@@ -383,12 +433,12 @@ static inline void ae__list_append(ae_list *list, ae_watcher *w)
 
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
 
-/* Start a walk at first; every dispatch of a list holds one (inline: they
+/* Start a walk over list; every dispatch of a list holds one (inline: they
  * run for every event). */
-static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *first)
+static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, const ae_list *list)
 {
-    c->next = first;
-    c->serial_limit = loop->serial;
+    c->next = list->head;
+    c->last = list->tail;
     c->up = loop->cursors;
     loop->cursors = c;
 }
@@ -396,16 +446,17 @@ static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, ae_watcher *firs
 /* Cursors nest strictly: the one popped is always the innermost. */
 static inline void ae__cursor_pop(ae_loop *loop, ae_cursor *c) { loop->cursors = c->up; }
 
-/* The walk's next watcher, or NULL at the end: past the last watcher that
- * existed when the walk began (lists are in creation order), so a callback
- * that replaces itself cannot keep one dispatch going for ever, or when the
- * loop is being freed. */
+/* The walk's next watcher, or NULL at the end: after the list's last
+ * watcher when the walk began (watchers are appended at creation only, so
+ * a callback that replaces itself cannot keep one dispatch going for ever),
+ * or when the loop is being freed. ae__list_unlink keeps next and last on
+ * watchers still linked. */
 static inline ae_watcher *ae__cursor_take(ae_loop *loop, ae_cursor *c)
 {
     ae_watcher *w = c->next;
-    if (!w || w->serial > c->serial_limit || loop->free_requested)
+    if (!w || loop->free_requested)
         return NULL;
-    c->next = w->next;
+    c->next = w == c->last ? NULL : w->next;
     return w;
 }
 

@@ -121,7 +121,7 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
     ae_fd *f = fd_slot(loop, fd);
     if (!f)
         return ae_last_error_code();
-    w->u.io.fd = fd;
+    w->k.fd = fd;
     w->u.io.events = events;
     ae__list_append(&f->watchers, w);
     int rc = fd_sync(loop, fd, f);
@@ -190,7 +190,7 @@ int ae__io_pause(ae_watcher *w, bool stop)
 int ae__io_set_events(ae_watcher *w, int events)
 {
     ae_loop *loop = w->loop;
-    int fd = w->u.io.fd;
+    int fd = w->k.fd;
     int old = w->u.io.events;
     w->u.io.events = events;
     int rc = fd_sync(loop, fd, fd_lookup(loop, fd));
@@ -208,7 +208,7 @@ int ae__io_set_events(ae_watcher *w, int events)
 void ae__io_stop(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
-    int fd = w->u.io.fd;
+    int fd = w->k.fd;
     ae_fd *f = fd_lookup(loop, fd);
     ae__list_unlink(loop, &f->watchers, w);
     w->u.io.events = 0;
@@ -262,7 +262,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
         f->events = 0;
     }
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, f->watchers.head);
+    ae__cursor_push(loop, &cur, &f->watchers);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         if (!w->u.io.events)
@@ -279,7 +279,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
 static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
 {
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, f->watchers.head);
+    ae__cursor_push(loop, &cur, &f->watchers);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         int ready = w->u.io.events & revents;

@@ -4,9 +4,16 @@
 
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w)
 {
-    for (ae_cursor *c = loop->cursors; c; c = c->up)
-        if (c->next == w)
+    for (ae_cursor *c = loop->cursors; c; c = c->up) {
+        if (c->last == w) {
+            /* The walk ends one earlier; if w was its next, it is over. */
+            c->last = w->prev;
+            if (c->next == w)
+                c->next = NULL;
+        } else if (c->next == w) {
             c->next = w->next;
+        }
+    }
     if (w->prev)
         w->prev->next = w->next;
     else

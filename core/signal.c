@@ -178,7 +178,7 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
     if (!w)
         return NULL;
     w->cb.signal = cb;
-    w->u.sig.signum = signum;
+    w->k.signum = signum;
     /* The loop's first watcher of signum asks the backend to catch it and
      * enters the loop in the process-wide state, under its lock; the others
      * only join the loop's list, with no lock and no system call. */
@@ -207,7 +207,7 @@ ae_watcher *ae_signal(ae_loop *loop, int signum, ae_signal_cb cb, void *arg)
 void ae__signal_stop(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
-    int signum = w->u.sig.signum;
+    int signum = w->k.signum;
     ae__list_unlink(loop, &loop->signals[signum], w);
     if (!loop->signals[signum].head) { /* the loop's last watcher of signum */
         ae__signal_unwatch(loop, signum, loop->sig_native[signum]);
@@ -235,7 +235,7 @@ void ae__signals_dispatch(ae_loop *loop)
         if (s == SIGCHLD && loop->child_sigchld)
             ae__children_reap();
         ae_cursor cur;
-        ae__cursor_push(loop, &cur, loop->signals[s].head);
+        ae__cursor_push(loop, &cur, &loop->signals[s]);
         ae_watcher *w;
         while ((w = ae__cursor_take(loop, &cur))) {
             if (w->stopped)

@@ -15,8 +15,12 @@
  * is reserved when its timer is created: arming never allocates. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
+
+/* In a ring: timer_remove sets next to NULL, a new slot is zero. */
+static inline bool timer_armed(const ae_watcher *w) { return w->next != NULL; }
 
 static bool entry_less(const ae_heap_entry *a, const ae_heap_entry *b)
 {
@@ -26,7 +30,7 @@ static bool entry_less(const ae_heap_entry *a, const ae_heap_entry *b)
 static void heap_place(ae_loop *loop, size_t i, ae_heap_entry e)
 {
     loop->heap[i] = e;
-    e.w->u.timer.heap_index = (uint32_t)(i + 1);
+    e.w->k.heap_index = (uint32_t)(i + 1);
 }
 
 static void heap_up(ae_loop *loop, size_t i)
@@ -71,9 +75,15 @@ static int heap_reserve(ae_loop *loop)
     size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
     if (cap > UINT32_MAX) /* heap_index is 32 bits */
         return ae__set_error(AE_ENOMEM, "ae_timer: too many timers");
-    ae_heap_entry *h = realloc(loop->heap, cap * sizeof *h);
+    /* Not realloc: that copies the whole old block, reserved room included,
+     * and so makes resident memory that timers sharing deadlines (one entry
+     * per ring) never use. Only the entries in use are copied. */
+    ae_heap_entry *h = malloc(cap * sizeof *h);
     if (!h)
         return ae__set_error(AE_ENOMEM, "ae_timer: out of memory for the timer heap");
+    if (loop->heap_len)
+        memcpy(h, loop->heap, loop->heap_len * sizeof *h);
+    free(loop->heap);
     loop->heap = h;
     loop->heap_cap = cap;
     return 0;
@@ -84,10 +94,9 @@ static int heap_reserve(ae_loop *loop)
 static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
 {
     w->u.timer.seq = loop->timer_seq++;
-    w->u.timer.armed = true;
     ae_watcher *last = loop->timer_last;
-    if (last && loop->heap[last->u.timer.heap_index - 1].deadline == deadline) {
-        w->u.timer.heap_index = 0;
+    if (last && loop->heap[last->k.heap_index - 1].deadline == deadline) {
+        w->k.heap_index = 0;
         w->next = last;
         w->prev = last->prev;
         last->prev->next = w;
@@ -99,7 +108,7 @@ static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
     loop->heap[i] = (ae_heap_entry){deadline, w};
     heap_up(loop, i);
     loop->timer_last = w;
-    if (w->u.timer.heap_index == 1)
+    if (w->k.heap_index == 1)
         ae__reschedule(loop);
 }
 
@@ -110,9 +119,8 @@ static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
  * where a new deadline for w follows). */
 static bool timer_unlink(ae_loop *loop, ae_watcher *w)
 {
-    w->u.timer.armed = false;
-    size_t slot = w->u.timer.heap_index;
-    w->u.timer.heap_index = 0;
+    size_t slot = w->k.heap_index;
+    w->k.heap_index = 0;
     ae_watcher *next = w->next;
     if (next != w) {
         next->prev = w->prev;
@@ -124,7 +132,7 @@ static bool timer_unlink(ae_loop *loop, ae_watcher *w)
     size_t i = slot - 1;
     if (next != w) {
         loop->heap[i].w = next;
-        next->u.timer.heap_index = (uint32_t)slot;
+        next->k.heap_index = (uint32_t)slot;
         if (loop->timer_last == w)
             loop->timer_last = next;
         return false;
@@ -194,9 +202,9 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
         return rc;
     /* A re-arm moves the native timer once, not twice (c-ares and libcurl
      * push their timeouts back at every request). */
-    bool was_first = w->u.timer.armed && timer_unlink(w->loop, w);
+    bool was_first = timer_armed(w) && timer_unlink(w->loop, w);
     timer_arm(w, after, interval); /* into the slot reserved at creation; re-arms if w is first now */
-    if (was_first && w->u.timer.heap_index != 1)
+    if (was_first && w->k.heap_index != 1)
         ae__reschedule(w->loop);
     w->stopped = false;
     return 0;
@@ -205,7 +213,7 @@ int ae_timer_set(ae_watcher *w, double after, double interval)
 /* Stop: disarm. Start: arm again from now, as last armed. */
 int ae__timer_pause(ae_watcher *w, bool stop)
 {
-    if (w->u.timer.armed) {
+    if (timer_armed(w)) {
         timer_remove(w->loop, w);
         ae__watcher_deactivate(w);
     }
@@ -218,7 +226,7 @@ int ae_timer_stop(ae_watcher *w)
 {
     if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_stop"))
         return AE_EINVAL;
-    if (w->u.timer.armed) {
+    if (timer_armed(w)) {
         timer_remove(w->loop, w); /* re-arms an adopted loop's native timer if it was first */
         ae__watcher_deactivate(w);
     }
@@ -229,21 +237,21 @@ double ae_timer_remaining(ae_watcher *w)
 {
     if (!ae__watcher_ok(w, AE_KIND_TIMER, "ae_timer_remaining"))
         return NAN;
-    if (!w->u.timer.armed) {
+    if (!timer_armed(w)) {
         ae__set_error(AE_ESTATE, "ae_timer_remaining: the timer is not armed");
         return NAN;
     }
     double now = ae__now_mono(w->loop);
     /* The deadline is kept by the ring's first timer, in the heap. */
     const ae_watcher *lead = w;
-    while (!lead->u.timer.heap_index)
+    while (!lead->k.heap_index)
         lead = lead->prev;
-    return w->loop->heap[lead->u.timer.heap_index - 1].deadline - now;
+    return w->loop->heap[lead->k.heap_index - 1].deadline - now;
 }
 
 void ae__timer_stop(ae_watcher *w)
 {
-    if (w->u.timer.armed)
+    if (timer_armed(w))
         timer_remove(w->loop, w);
     w->loop->timer_count--;
 }
