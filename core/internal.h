@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "anyevent.h"
@@ -137,7 +138,10 @@ enum { AE__KINDS = AE_KIND_CHECK + 1 };
  * page of the fd table (core/io.c), made on first use of the fd and kept
  * until the loop is freed, so that the backend memory never moves. */
 typedef struct ae_fd {
-    ae_list watchers;
+    /* The fd's watchers in creation order, through next; head->prev is the
+     * last (core/io.c fd_append): one pointer, so that the entry's own part
+     * is 16 bytes and the backend's starts right after it. */
+    ae_watcher *head;
     int events; /* the combined interest registered with the backend */
     bool used;  /* fd_init has run */
     _Alignas(max_align_t) unsigned char backend_data[];
@@ -331,8 +335,8 @@ ae_watcher *ae__slab_take_slow(ae_loop *loop, enum ae_kind kind); /* a freed slo
 void ae__watcher_release(ae_watcher *w); /* stopped already; magic becomes 0 */
 
 /* A zeroed watcher of kind with magic set, or NULL with the error set.
- * Inline, so that the size of the slot is a constant at each caller: a slot
- * never handed out is zero already, a freed one is zeroed here. */
+ * Inline, so that the size of the slot is a constant at each caller and
+ * zeroing it is a few stores. */
 static inline ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, void *arg)
 {
     ae_slab *s = &loop->slabs[kind];
@@ -346,6 +350,7 @@ static inline ae_watcher *ae__watcher_alloc(ae_loop *loop, enum ae_kind kind, vo
         if (!w)
             return NULL;
     }
+    memset(w, 0, size);
     w->magic = AE_WATCHER_MAGIC;
     w->kind = (uint8_t)kind;
     w->loop = loop;
@@ -432,15 +437,23 @@ static inline void ae__list_append(ae_list *list, ae_watcher *w)
 }
 
 void ae__list_unlink(ae_loop *loop, ae_list *list, ae_watcher *w);
+/* Keeps the cursors right as w leaves its list; before: the watcher before
+ * it in the list, or NULL. */
+void ae__cursors_unlink(ae_loop *loop, ae_watcher *w, ae_watcher *before);
 
-/* Start a walk over list; every dispatch of a list holds one (inline: they
- * run for every event). */
-static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, const ae_list *list)
+/* Start a walk from first to last; every dispatch of a list holds one
+ * (inline: they run for every event). */
+static inline void ae__cursor_push_range(ae_loop *loop, ae_cursor *c, ae_watcher *first, ae_watcher *last)
 {
-    c->next = list->head;
-    c->last = list->tail;
+    c->next = first;
+    c->last = last;
     c->up = loop->cursors;
     loop->cursors = c;
+}
+
+static inline void ae__cursor_push(ae_loop *loop, ae_cursor *c, const ae_list *list)
+{
+    ae__cursor_push_range(loop, c, list->head, list->tail);
 }
 
 /* Cursors nest strictly: the one popped is always the innermost. */

@@ -92,10 +92,50 @@ static void fds_each(ae_loop *loop, void (*fn)(ae_loop *loop, int fd, ae_fd *f, 
     }
 }
 
+/* An fd's list of watchers: a head, next ending in NULL, and prev circular
+ * (the head's is the last watcher), so that appending costs no walk. */
+static void fd_append(ae_fd *f, ae_watcher *w)
+{
+    w->next = NULL;
+    if (!f->head) {
+        f->head = w;
+        w->prev = w;
+        return;
+    }
+    ae_watcher *last = f->head->prev;
+    last->next = w;
+    w->prev = last;
+    f->head->prev = w;
+}
+
+static void fd_unlink(ae_loop *loop, ae_fd *f, ae_watcher *w)
+{
+    ae_watcher *head = f->head;
+    ae__cursors_unlink(loop, w, w == head ? NULL : w->prev);
+    if (w == head) {
+        f->head = w->next;
+        if (w->next)
+            w->next->prev = w->prev; /* the last watcher */
+    } else {
+        w->prev->next = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            head->prev = w->prev;
+    }
+    w->next = w->prev = NULL;
+}
+
+/* A walk over the fd's watchers as they are now. */
+static void fd_cursor_push(ae_loop *loop, ae_cursor *c, const ae_fd *f)
+{
+    ae__cursor_push_range(loop, c, f->head, f->head ? f->head->prev : NULL);
+}
+
 static int fd_interest(const ae_fd *f)
 {
     int events = 0;
-    for (const ae_watcher *w = f->watchers.head; w; w = w->next)
+    for (const ae_watcher *w = f->head; w; w = w->next)
         events |= w->u.io.events;
     return events;
 }
@@ -123,10 +163,10 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
         return ae_last_error_code();
     w->k.fd = fd;
     w->u.io.events = events;
-    ae__list_append(&f->watchers, w);
+    fd_append(f, w);
     int rc = fd_sync(loop, fd, f);
     if (rc < 0) {
-        ae__list_unlink(loop, &f->watchers, w);
+        fd_unlink(loop, f, w);
         return rc;
     }
     if (events)
@@ -210,7 +250,7 @@ void ae__io_stop(ae_watcher *w)
     ae_loop *loop = w->loop;
     int fd = w->k.fd;
     ae_fd *f = fd_lookup(loop, fd);
-    ae__list_unlink(loop, &f->watchers, w);
+    fd_unlink(loop, f, w);
     w->u.io.events = 0;
     /* Removing interest cannot usefully fail: a backend that cannot drop a
      * closed fd has nothing registered for it any more. */
@@ -262,7 +302,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
         f->events = 0;
     }
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, &f->watchers);
+    fd_cursor_push(loop, &cur, f);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         if (!w->u.io.events)
@@ -279,7 +319,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
 static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
 {
     ae_cursor cur;
-    ae__cursor_push(loop, &cur, &f->watchers);
+    fd_cursor_push(loop, &cur, f);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
         int ready = w->u.io.events & revents;
@@ -324,8 +364,8 @@ static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
 {
     if (__builtin_expect(!f || !loop->busy || (revents & AE_ERROR) || loop->free_requested, 0))
         return io_ready_slow(loop, fd, revents);
-    ae_watcher *w = f->watchers.head;
-    if (w && w == f->watchers.tail) {
+    ae_watcher *w = f->head;
+    if (w && !w->next) {
         /* One watcher on the fd (the common case): no walk to keep valid,
          * so no cursor. Watchers made by the callback wait for the next
          * event, as in a walk. */
