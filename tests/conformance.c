@@ -1105,6 +1105,56 @@ static void test_io_reused_fd_rearmed(void **state)
     ae_loop_free(loop);
 }
 
+/* Two fds ready in the same wait, one with an error (a pipe's write end
+ * whose reader is gone); whichever callback runs first pauses and resumes
+ * the other's watcher. A backend may drop the other's readiness of this
+ * iteration (it may be a reused number's old file), never the watcher: both
+ * are called again in the next iterations, level-triggered. */
+struct flip {
+    ae_watcher *w[2];
+    int calls[2];
+    bool flipped;
+};
+
+static void cb_flip(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct flip *f = arg;
+    int i = w == f->w[1];
+    f->calls[i]++;
+    if (!f->flipped) {
+        f->flipped = true;
+        int events = i ? AE_READ : AE_WRITE;
+        assert_int_equal(ae_io_set(f->w[1 - i], 0), 0);
+        assert_int_equal(ae_io_set(f->w[1 - i], events), 0);
+    }
+}
+
+static void test_io_rearmed_by_other_callback(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int rd[2], err[2];
+    make_pipe(rd);
+    make_pipe(err);
+    write_byte(rd[1]);
+    close(err[0]); /* err[1] now polls writable with an error */
+    struct flip f = {0};
+    f.w[0] = io_watcher(loop, rd[0], AE_READ, cb_flip, &f);
+    f.w[1] = io_watcher(loop, err[1], AE_WRITE, cb_flip, &f);
+    for (int n = 0; n < 5 && (f.calls[0] < 2 || f.calls[1] < 2); n++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_true(f.flipped);
+    assert_true(f.calls[0] >= 2);
+    assert_true(f.calls[1] >= 2);
+    ae_watcher_free(f.w[0]);
+    ae_watcher_free(f.w[1]);
+    close(rd[0]);
+    close(rd[1]);
+    close(err[1]);
+    ae_loop_free(loop);
+}
+
 /* A watcher paused, its fd closed (number not reused) and resumed with the
  * same events before the next wait: ae_io_set() fails with AE_EBADF, or the
  * watcher is told AE_ERROR once, or (docs/backends.md, "Closed fds") nothing
@@ -3271,6 +3321,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_reused_fd_in_same_iteration),
     T(test_io_reused_fd_rearmed),
     T(test_io_closed_while_paused),
+    T(test_io_rearmed_by_other_callback),
     T(test_io_hangup_reported),
     T(test_loop_native_stable),
     T(test_io_10000_fds),

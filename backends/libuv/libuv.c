@@ -191,9 +191,22 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
      * that had the number before (closed and reused in between), and is
      * dropped as when the handle is stopped; a level-triggered fd still
      * ready is reported by the next poll. */
-    if (f->stop_pending || f->probe)
-        return;
-    if (status < 0) {
+    if (f->stop_pending || f->probe) {
+        if (status >= 0)
+            return;
+        /* libuv stopped the handle (below): a paused one stays so; a
+         * resumed one starts again, checked as a changed fd. */
+        int events = f->events;
+        f->events = 0;
+        if (f->stop_pending) {
+            f->stop_pending = false;
+            return;
+        }
+        f->probe = false;
+        if (poll_start(s, f, events) == 0)
+            return;
+        revents = AE_ERROR;
+    } else if (status < 0) {
         /* libuv reports POLLERR this way and stops the handle. The fd is
          * valid still (a pipe without reader, a socket error): report what
          * it is watched for, as poll(2) does, so that the next read or write
