@@ -108,11 +108,11 @@ static short probe_fd(evb_state *s, evb_fd *f)
         s->probe_epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->probe_epfd >= 0) {
         struct epoll_event e = {0}; /* no events: the set is never waited on */
-        int rc = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, f->io.fd, &e);
-        if (rc < 0 && errno == EBADF)
+        int err = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, f->io.fd, &e) < 0 ? errno : 0;
+        if (err == EBADF)
             return POLLNVAL;
-        bool same = rc < 0 && errno == EEXIST && f->mirrored;
-        f->mirrored = rc == 0 || (rc < 0 && errno == EEXIST); /* the set holds this file now */
+        bool same = err == EEXIST && f->mirrored;
+        f->mirrored = err == 0 || err == EEXIST; /* the set holds this file now */
         if (!same)
             evb_reregister(s, f);
         return 0;
@@ -161,17 +161,19 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
             }
             if (polled)
                 ae_plugin_batch_poll(b);
-            for (size_t i = 0; i < b->n; i++) {
-                evb_fd *f = b->items[i];
-                if (b->pfds[i].fd >= 0)
-                    continue;
-                b->pfds[i].fd = f->io.fd;
-                b->pfds[i].revents = f->probe ? probe_fd(s, f) : 0;
-            }
         }
         size_t i = s->batch_next++;
         evb_fd *f = b->items[i];
-        if (!(b->pfds[i].revents & POLLNVAL) || !ev_is_active(&f->io) || f->io.fd != b->pfds[i].fd)
+        if (b->pfds[i].fd < 0) {
+            /* Not polled: inactive, or resumed as it was and asked now (a
+             * callback before may have changed it since: then as it is). */
+            b->pfds[i].fd = f->io.fd;
+            if (!f->probe || !(probe_fd(s, f) & POLLNVAL))
+                continue;
+        } else if (!(b->pfds[i].revents & POLLNVAL)) {
+            continue;
+        }
+        if (!ev_is_active(&f->io) || f->io.fd != b->pfds[i].fd)
             continue;
         ev_io_stop(ev, &f->io);
         /* A callback runs: this iteration must not block in the poll
@@ -321,46 +323,59 @@ static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     return 0;
 }
 
+/* An interest change other than a pause or a resume as before (out of
+ * line: the pipe chain's re-arming is those two). false: nothing for
+ * check_cb to check. */
+__attribute__((noinline)) static bool evb_fd_change(ae_loop *loop, evb_state *s, evb_fd *f, int fd, int old_events,
+                                                    int events)
+{
+    ev_io *w = &f->io;
+    if (!events) {
+        if (ev_is_active(w) && !f->stop_pending)
+            ev_io_stop(s->ev, w); /* not under epoll: at once */
+        return false;
+    }
+    f->stop_pending = false;
+    f->probe = false;
+    f->mirrored = false;
+    if (old_events == 0 && !ev_is_active(w)) {
+        /* A closed fd is caught by check_cb before libev registers it. */
+        ev_io_init(w, io_cb, fd, 0);
+        w->data = loop;
+    } else {
+        ev_io_stop(s->ev, w);
+    }
+    /* libev folds stop+set+start into one change of the fd: an epoll_ctl
+     * MOD at the next iteration, not a DEL and an ADD. */
+    ev_io_set(w, fd, events);
+    ev_io_start(s->ev, w);
+    return true;
+}
+
+__attribute__((noinline)) static void check_start(evb_state *s) { ev_prepare_start(s->ev, &s->check); }
+
 static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
     evb_state *s = state;
     evb_fd *f = fd_data;
-    ev_io *w = &f->io;
     int events = (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0);
-    if (!events) {
-        if (!ev_is_active(w) || f->stop_pending)
-            return 0; /* stopped by libev (EV_ERROR) or check_cb already */
-        if (!s->epoll) {
-            ev_io_stop(s->ev, w);
-            return 0;
-        }
+    if (!events && ev_is_active(&f->io) && !f->stop_pending && s->epoll) {
         f->stop_pending = true; /* check_cb stops it, unless resumed as it was before */
-    } else if (f->stop_pending && (w->events & (EV_READ | EV_WRITE)) == events) {
+    } else if (events && f->stop_pending && (f->io.events & (EV_READ | EV_WRITE)) == events) {
         /* Resumed as it was before libev polled again: libev has nothing to
-         * register, and check_cb asks whether the fd is still the file. */
+         * register, and check_cb asks whether the fd is still the file. It
+         * is in the dirty list since the pause. */
         f->stop_pending = false;
         f->probe = true;
-    } else {
-        f->stop_pending = false;
-        f->probe = false;
-        f->mirrored = false;
-        if (old_events == 0 && !ev_is_active(w)) {
-            /* A closed fd is caught by check_cb before libev registers it. */
-            ev_io_init(w, io_cb, fd, 0);
-            w->data = loop;
-        } else {
-            ev_io_stop(s->ev, w);
-        }
-        /* libev folds stop+set+start into one change of the fd: an
-         * epoll_ctl MOD at the next iteration, not a DEL and an ADD. */
-        ev_io_set(w, fd, events);
-        ev_io_start(s->ev, w);
+        return 0;
+    } else if (!evb_fd_change(loop, s, f, fd, old_events, events)) {
+        return 0;
     }
     if (!f->dirty) {
         f->dirty = true;
         s->dirty.items[s->dirty.n++] = f;
         if (!ev_is_active(&s->check))
-            ev_prepare_start(s->ev, &s->check);
+            check_start(s);
     }
     return 0;
 }
