@@ -13,6 +13,7 @@
  * timer of a later ring of the same deadline, and the heap orders rings of
  * equal deadlines by the arming number of their first timer. Each heap slot
  * is reserved when its timer is created: arming never allocates. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,13 +158,22 @@ static void timer_remove(ae_loop *loop, ae_watcher *w)
         ae__reschedule(loop);
 }
 
-static int check_times(const char *fn, double after, double interval)
+static __attribute__((noinline, cold)) int check_times_fail(const char *fn, double after, double interval)
 {
     if (!isfinite(after) || after < 0)
         return ae__set_error(AE_EINVAL, "%s: after %g: must be finite and >= 0", fn, after);
     if (!isfinite(interval) || interval < 0)
         return ae__set_error(AE_EINVAL, "%s: interval %g: must be finite and >= 0", fn, interval);
     return 0;
+}
+
+/* Both finite and >= 0 (false for NaN): two comparisons each inline, the
+ * message out of line. */
+static inline int check_times(const char *fn, double after, double interval)
+{
+    if (__builtin_expect(after >= 0 && after <= DBL_MAX && interval >= 0 && interval <= DBL_MAX, 1))
+        return 0;
+    return check_times_fail(fn, after, interval);
 }
 
 static void timer_arm(ae_watcher *w, double after, double interval)
