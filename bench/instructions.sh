@@ -13,6 +13,11 @@
 #   timer     the lifecycle workload's 0 s one-shot timers, created, fired and
 #             freed: per timer, each backend against libev, libevent and libuv;
 #   lifecycle the same for signal, idle and io watchers, against libev;
+#   phases    with --phases, the lifecycle's create and free calls alone, per
+#             watcher of timer, signal, idle and io: callgrind counts only
+#             inside ae_KIND and ae_watcher_free (--toggle-collect, callees
+#             included), against libev's ev_KIND_start and ev_KIND_stop
+#             (libev's ev_KIND_init macros are inline stores, not counted);
 #   glib      with glib among the backends, anyevent on GLib against GLib alone
 #             (ae-bench-glib): an idle watcher's call (per iteration), and a
 #             timer pushed back (timers rearm, per re-arm). GLib's re-arm
@@ -22,7 +27,7 @@
 # fail the run when missed (the bench suite requires the ones already met).
 #
 #   bench/instructions.sh [--build DIR] [--backends LIST] [--quick] [--jobs J]
-#                         [--require LIST]
+#                         [--require LIST] [--phases]
 #   --require pingpong/libev,timer/poll,...  pingpong/B: round trip <= 1.10x
 #             native on B; timer/B: timer on B <= 1.5x libev's; timer-own/B:
 #             timer on B <= native B's (libevent, libuv); signal/B, idle/B:
@@ -37,6 +42,7 @@ backends=
 quick=0
 jobs=2
 require=
+phases=0
 while [ $# -gt 0 ]; do
     case $1 in
     --build) build=$2; shift 2 ;;
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --jobs) jobs=$2; shift 2 ;;
     --require) require=$2; shift 2 ;;
+    --phases) phases=1; shift ;;
     -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     esac
@@ -95,7 +102,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 # measure KEY ENV IMPL N1 N2 ARGS...: writes instructions per event to
 # $tmp/KEY (or "unsupported", or "failed" with the reason in $tmp/KEY.err).
-# ARGS contain @N@, replaced by the run length.
+# ARGS contain @N@, replaced by the run length. ENV: "-" or VAR=VALUE,...;
+# an item collect=FN counts only inside FN (callgrind --toggle-collect).
 measure() {
     local key=$1 env=$2 impl=$3 n1=$4 n2=$5
     shift 5
@@ -104,11 +112,17 @@ measure() {
         echo unsupported >"$tmp/$key"
         return
     fi
-    local envs=()
-    [ "$env" != - ] && IFS=, read -r -a envs <<<"$env"
+    local envs=() vgopts=() items=() item
+    [ "$env" != - ] && IFS=, read -r -a items <<<"$env"
+    for item in "${items[@]}"; do
+        case $item in
+        collect=*) vgopts+=("--toggle-collect=${item#collect=}") ;;
+        *) envs+=("$item") ;;
+        esac
+    done
     for n in "$n1" "$n2"; do
         local args=("${@//@N@/$n}") out
-        if ! out=$(env "${envs[@]}" valgrind --tool=callgrind --callgrind-out-file="$tmp/$key.$n.cg" \
+        if ! out=$(env "${envs[@]}" valgrind --tool=callgrind "${vgopts[@]}" --callgrind-out-file="$tmp/$key.$n.cg" \
             "$exe" "${args[@]}" 2>"$tmp/$key.err"); then
             echo failed >"$tmp/$key"
             return
@@ -150,6 +164,17 @@ for kind in signal idle io; do
     done
     spawn "lc-nat-$kind" - libev $tm1 $tm2 lifecycle --kind $kind --n @N@
 done
+if [ "$phases" = 1 ]; then
+    for kind in timer signal idle io; do
+        for b in "${backend_list[@]}"; do
+            [ "$b" = glib ] && continue
+            spawn "ph-ae-create-$kind-$b" "collect=ae_$kind" anyevent $tm1 $tm2 lifecycle --kind $kind --backend "$b" --n @N@
+            spawn "ph-ae-free-$kind-$b" collect=ae_watcher_free anyevent $tm1 $tm2 lifecycle --kind $kind --backend "$b" --n @N@
+        done
+        spawn "ph-nat-create-$kind" "collect=ev_${kind}_start" libev $tm1 $tm2 lifecycle --kind $kind --n @N@
+        spawn "ph-nat-free-$kind" "collect=ev_${kind}_stop" libev $tm1 $tm2 lifecycle --kind $kind --n @N@
+    done
+fi
 with_glib=0
 [[ ",$backends," == *",glib,"* ]] && with_glib=1
 if [ "$with_glib" = 1 ]; then
@@ -186,8 +211,8 @@ verdict() {
     fi
     echo "$v"
 }
-for f in "$tmp"/pp-* "$tmp"/tm-* "$tmp"/lc-* "$tmp"/gl-*; do
-    case $f in *.cg | *.err | "$tmp/gl-*") continue ;; esac
+for f in "$tmp"/pp-* "$tmp"/tm-* "$tmp"/lc-* "$tmp"/gl-* "$tmp"/ph-*; do
+    case $f in *.cg | *.err | "$tmp/gl-*" | "$tmp/ph-*") continue ;; esac
     if [ "$(cat "$f")" = failed ]; then
         failed=1
         echo "instructions.sh: $(basename "$f") failed:" >&2
@@ -241,6 +266,22 @@ for kind in signal idle io; do
         printf '%-7s %-9s %9s  %9s  %5sx  %s\n' "$kind" "$b" "$a" "$n" "$r" "$t"
     done
 done
+
+if [ "$phases" = 1 ]; then
+    echo
+    echo "Lifecycle phases against libev, per watcher (N = $tm1, $tm2): create = ae_KIND / ev_KIND_start,"
+    echo "free = ae_watcher_free / ev_KIND_stop, callees included (ev_KIND_init is inline: not counted)"
+    printf '%-7s %-9s %7s %6s %6s  %7s %6s %6s\n' kind backend create libev ratio free libev ratio
+    for kind in timer signal idle io; do
+        nc=$(get "ph-nat-create-$kind") nf=$(get "ph-nat-free-$kind")
+        for b in "${backend_list[@]}"; do
+            [ "$b" = glib ] && continue
+            ac=$(get "ph-ae-create-$kind-$b") af=$(get "ph-ae-free-$kind-$b")
+            printf '%-7s %-9s %7s %6s %5sx  %7s %6s %5sx\n' "$kind" "$b" "$ac" "$nc" "$(ratio "$ac" "$nc")" \
+                "$af" "$nf" "$(ratio "$af" "$nf")"
+        done
+    done
+fi
 
 if [ "$with_glib" = 1 ]; then
     echo
