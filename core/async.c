@@ -48,7 +48,11 @@ ae_watcher *ae_async(ae_loop *loop, ae_async_cb cb, void *arg)
 /* Async-signal-safe: atomics and write() only; so no message on failure. */
 int ae_async_send(ae_watcher *w)
 {
-    if (!w || w->magic != AE_WATCHER_MAGIC || w->kind != AE_KIND_ASYNC)
+    /* Field by field, never one merged load: the loop's thread may write the
+     * flags beside them meanwhile (ae_watcher_unref, ae_watcher_stop), which
+     * a load of the whole word would read in a data race (ThreadSanitizer). */
+    if (!w || __atomic_load_n(&w->magic, __ATOMIC_RELAXED) != AE_WATCHER_MAGIC ||
+        __atomic_load_n(&w->kind, __ATOMIC_RELAXED) != AE_KIND_ASYNC)
         return AE_EINVAL;
     /* w is not touched after the flag is set: from then on the callback may
      * run, and free it. */
