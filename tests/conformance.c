@@ -1268,6 +1268,28 @@ static void cb_tick_every(ae_watcher *w, void *arg)
         ae_watcher_free(w);
 }
 
+/* The next deadlines the first n ticks saw (tick_schedule, with a 10 s
+ * reference timer armed with the ticking one): each a whole number of
+ * intervals from the timer's start (no drift, no new phase), later than
+ * the one before and ahead of the loop's time (no burst of missed ticks).
+ * Returns the last, in intervals. */
+static int assert_ticks_on_phase(const struct ticks *k, int n, double interval)
+{
+    int last_m = 1; /* the first tick's deadline */
+    for (int i = 0; i < n; i++) {
+        double m = (k->next[i] + 10) / interval;
+        if (fabs(m - round(m)) > 1e-6)
+            fail_msg("tick %d: the next deadline is %.9f s off the timer's phase: it drifted or re-phased", i,
+                     (m - round(m)) * interval);
+        if (!(k->ahead[i] > 0))
+            fail_msg("tick %d: the next deadline is %.3f s behind the loop's time: a burst of missed ticks", i,
+                     -k->ahead[i]);
+        assert_true(round(m) > last_m);
+        last_m = (int)round(m);
+    }
+    return last_m;
+}
+
 static void test_timer_repeat_no_drift(void **state)
 {
     (void)state;
@@ -1294,16 +1316,9 @@ static void test_timer_repeat_no_drift(void **state)
     assert_true(fabs(ae_timer_remaining(tick) - ae_timer_remaining(k.ref) - (0.05 - 10)) < 1e-9);
     assert_int_equal(ae_run(loop), 0);
     assert_int_equal(k.n, 10);
-    int last_m = 1;
-    for (int i = 0; i < k.n; i++) {
+    for (int i = 0; i < k.n; i++)
         assert_true(k.t[i] - start >= 0.050 * (i + 1) - 1e-6);
-        double m = (k.next[i] + 10) / 0.05;
-        if (fabs(m - round(m)) > 1e-6)
-            fail_msg("tick %d: the next deadline is %.9f s after the first one's phase: the timer drifted", i,
-                     (m - round(m)) * 0.05);
-        assert_true(round(m) > last_m);
-        last_m = (int)round(m);
-    }
+    assert_ticks_on_phase(&k, k.n, 0.05);
     assert_int_equal(ref_fired, 0);
     ae_watcher_free(k.ref);
     ae_loop_free(loop);
@@ -1336,18 +1351,8 @@ static void test_timer_behind_keeps_phase(void **state)
     assert_true(t1 >= 0.75 - 1e-6);
     assert_true(t2 >= 0.8 - 1e-6); /* on the phase, not a burst */
     assert_true(t3 >= 1.0 - 1e-6);
-    int last_m = 1; /* in intervals from the timer's start: the first tick was 1 */
-    for (int i = 0; i < k.n - 1; i++) { /* the last tick freed it */
-        double m = (k.next[i] + 10) / 0.2;
-        if (fabs(m - round(m)) > 1e-6)
-            fail_msg("tick %d: the next deadline is %.9f s off the phase: re-phased", i, (m - round(m)) * 0.2);
-        if (!(k.ahead[i] > 0))
-            fail_msg("tick %d: the next deadline is %.3f s behind the loop's time: a burst of missed ticks", i,
-                     -k.ahead[i]);
-        assert_true(round(m) > last_m);
-        last_m = (int)round(m);
-    }
-    assert_true(last_m >= 4); /* the late tick skipped the missed deadline at 0.6 */
+    /* The late tick skipped the missed deadline at 0.6. */
+    assert_true(assert_ticks_on_phase(&k, k.n - 1, 0.2) >= 4);
     assert_int_equal(ref_fired, 0);
     ae_watcher_free(k.ref);
     ae_loop_free(loop);
