@@ -1225,6 +1225,38 @@ static void test_timer_not_early(void **state)
     ae_loop_free(loop);
 }
 
+/* Nor early by the native library's clock: a blocking iteration with a
+ * timer armed (and nothing else) waits until that timer runs. libuv counts
+ * its timers in whole milliseconds of a cached time that trails the clock,
+ * libevent on CLOCK_MONOTONIC_COARSE: a native timer counted from either
+ * fired before the deadline whenever the next iteration began in a later
+ * millisecond or clock tick than the arming, and that iteration ran
+ * nothing. The pause between iterations moves the arming through the
+ * millisecond, so that every phase is met. */
+static void test_timer_blocking_iteration_runs_it(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int calls = 0;
+    ae_watcher *repeat = ae_timer(loop, 0.001, 0.001, cb_count_timer, &calls);
+    for (int i = 0; i < 40; i++) {
+        sleep_for((i % 10) * 1e-4);
+        int before = calls;
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_int_equal(calls, before + 1);
+    }
+    ae_watcher_free(repeat);
+    for (int i = 0; i < 20; i++) {
+        ae_watcher *once = ae_timer(loop, 0.001 + (i % 4) * 1e-4, 0, cb_count_timer, &calls);
+        sleep_for((i % 10) * 1e-4);
+        int before = calls;
+        assert_int_equal(ae_run_once(loop, 0), 0);
+        assert_int_equal(calls, before + 1);
+        ae_watcher_free(once);
+    }
+    ae_loop_free(loop);
+}
+
 struct ticks {
     double t[64];
     int n;
@@ -3337,6 +3369,7 @@ static const struct CMUnitTest checks[] = {
     T(test_free_other_fd_same_iteration),
     T(test_free_repeating_timer_in_callback),
     T(test_timer_not_early),
+    T(test_timer_blocking_iteration_runs_it),
     T(test_timer_repeat_no_drift),
     T(test_timer_behind_keeps_phase),
     T(test_timer_equal_deadlines_in_order),

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -56,6 +58,7 @@ typedef struct lev_state {
     struct event_base *base;
     ae_loop *loop;
     bool adopted;
+    bool coarse_clock;   /* libevent's time may trail CLOCK_MONOTONIC (timeout_after) */
     struct event wake;   /* bounds ae_run_once()'s wait */
     struct event expire; /* adopted: the core's next timer deadline */
     lev_fd *dirty;       /* given interest since the last wait */
@@ -114,6 +117,20 @@ static void timers_fini(lev_state *s)
     event_debug_unassign(&s->expire);
 }
 
+/* Whether libevent's clock may be CLOCK_MONOTONIC_COARSE: it is for a base
+ * made without EVENT_BASE_FLAG_PRECISE_TIMER (by flag, or the environment
+ * variable EVENT_PRECISE_TIMER) where the kernel has that clock. A host's
+ * base may have been made either way and libevent does not say: it is
+ * taken to be coarse, so that timers are never early (at worst a tick late
+ * in a precise one). */
+static bool clock_may_be_coarse(bool adopted)
+{
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) < 0)
+        return false;
+    return adopted || !secure_getenv("EVENT_PRECISE_TIMER");
+}
+
 static int lev_init(ae_loop *loop, void *state)
 {
     lev_state *s = state;
@@ -124,6 +141,7 @@ static int lev_init(ae_loop *loop, void *state)
             return ae_core->set_errno("libevent: event_base_new failed");
         return ae_core->set_error(AE_ESYS, "libevent: event_base_new failed");
     }
+    s->coarse_clock = clock_may_be_coarse(false);
     timers_init(loop, s);
     return 0;
 }
@@ -133,6 +151,7 @@ static int lev_adopt(ae_loop *loop, void *state, void *native)
     lev_state *s = state;
     s->base = native;
     s->adopted = true;
+    s->coarse_clock = clock_may_be_coarse(true);
     timers_init(loop, s);
     /* libevent's timer heap never shrinks: growing it for our timer now means
      * timer_update will not have to (unless the host's timers fill it). */
@@ -330,6 +349,36 @@ static void lev_iteration_hook(ae_loop *loop, void *state, int on)
     ((lev_state *)state)->hook = on;
 }
 
+static double clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* The timeout to give a libevent timer so that it fires no earlier than
+ * `seconds` from now on the core's clock (CLOCK_MONOTONIC). libevent counts
+ * from its cached time, in whole microseconds, on CLOCK_MONOTONIC_COARSE
+ * unless the base was made with EVENT_BASE_FLAG_PRECISE_TIMER: that clock
+ * trails the core's by up to a tick (4 ms at HZ=250), so a timeout counted
+ * from it can fire before the core's deadline, and that iteration would find
+ * no timer due and run nothing. The lag is added: a coarse read taken before
+ * libevent's own (which is not earlier) against a precise one; and a
+ * microsecond for libevent's truncation. Call before libevent reads its
+ * time for the timer (event_base_update_cache_time, evtimer_add). A
+ * deadline already due is due on every clock. */
+static struct timeval timeout_after(const lev_state *s, double seconds)
+{
+    if (seconds <= 0)
+        return to_timeval(0); /* due already: the next iteration runs it */
+    double lag_ms = 0;
+    if (s->coarse_clock) {
+        double coarse = clock_ms(CLOCK_MONOTONIC_COARSE);
+        lag_ms = clock_ms(CLOCK_MONOTONIC) - coarse;
+    }
+    return to_timeval(seconds + lag_ms * 1e-3 + 1e-6);
+}
+
 static int lev_wait(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
@@ -345,7 +394,7 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
         rc = event_base_loop(s->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     } else {
         if (timeout > 0) {
-            struct timeval tv = to_timeval(timeout);
+            struct timeval tv = timeout_after(s, timeout);
             if (evtimer_add(&s->wake, &tv) < 0)
                 return ae_core->set_error(AE_ENOMEM, "libevent: out of memory for a timer");
         }
@@ -383,9 +432,9 @@ static void lev_timer_update(ae_loop *loop, void *state, double timeout)
         return;
     evtimer_del(&s->expire);
     if (timeout >= 0) {
+        struct timeval tv = timeout_after(s, timeout);
         /* Inside the host's callbacks libevent counts from its cached time. */
         event_base_update_cache_time(s->base);
-        struct timeval tv = to_timeval(timeout);
         /* Takes the heap slot the timer just left or adopt reserved: no
          * allocation, unless the host's own timers filled the heap since. */
         evtimer_add(&s->expire, &tv);

@@ -350,12 +350,20 @@ static void expire_cb(uv_timer_t *timer)
     ae_core->expire(s->loop);
 }
 
-/* ceil(seconds * 1000) for libuv's millisecond timers, so that a wait never
- * ends before its timeout. */
-static uint64_t timeout_ms(double seconds)
+/* The delay to give a libuv timer so that it fires no earlier than `seconds`
+ * from now on the core's clock. libuv counts whole milliseconds of its cached
+ * loop time, which trails the clock (truncated, or a coarse clock): a delay
+ * of ceil(seconds * 1000) from it can fire up to a millisecond before the
+ * core's deadline, and that iteration would find no timer due and run
+ * nothing. Counted from the cached time to the deadline's millisecond, the
+ * timer fires at the deadline's millisecond or after. */
+static uint64_t timeout_ms(const luv_state *s, double seconds)
 {
-    double ms = ceil(seconds * 1000);
-    return ms >= (double)UINT64_MAX ? UINT64_MAX : (uint64_t)ms;
+    double deadline_ms = ceil((double)uv_hrtime() * 1e-6 + seconds * 1000);
+    double delay = deadline_ms - (double)uv_now(s->uv);
+    if (!(delay < 0x1p63))
+        return UINT64_MAX;
+    return delay > 0 ? (uint64_t)delay : 0;
 }
 
 /* The state's own handles. They are allocated apart from the state, which
@@ -587,8 +595,7 @@ static int luv_wait(ae_loop *loop, void *state, double timeout)
         uv_run(s->uv, UV_RUN_NOWAIT);
     } else {
         if (timeout > 0) {
-            uv_update_time(s->uv); /* the deadline counts from now, not from libuv's cached time */
-            uv_timer_start(s->wake, wake_cb, timeout_ms(timeout), 0);
+            uv_timer_start(s->wake, wake_cb, timeout_ms(s, timeout), 0);
         }
         uv_run(s->uv, UV_RUN_ONCE);
         uv_timer_stop(s->wake);
@@ -643,8 +650,7 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
         uv_idle_start(s->soon, soon_cb);
         return;
     }
-    uv_update_time(s->uv);
-    uv_timer_start(s->expire, expire_cb, timeout_ms(timeout), 0);
+    uv_timer_start(s->expire, expire_cb, timeout_ms(s, timeout), 0);
 }
 
 /* ---- loop hooks in the host's iterations (adopted loops) ---- */
