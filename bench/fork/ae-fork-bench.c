@@ -4,7 +4,8 @@
  * MADV_NOHUGEPAGE): plain fork()+_exit, posix_spawn of /bin/true,
  * ae_fork_exec, ae_fork_new and ae_fork_fork from a template that required a
  * library; then RPC no-op calls through one worker and through a pool.
- * Repetitions interleave the cases; every figure is the median of the
+ * Every repetition runs every case at every size (the parent's memory is
+ * made again for each size); every figure is the median of the
  * repetitions. "blocked" is the time spent inside the calls that start one
  * process (what the loop cannot run meanwhile), median per spawn.
  *
@@ -306,16 +307,23 @@ int main(int argc, char **argv)
     snprintf(kernel, sizeof kernel, "%s %s", u.sysname, u.release);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     printf("ae-fork-bench: backend %s, %s, %ld cores, THP \"%s\", ballast MADV_NOHUGEPAGE, %d repetitions "
-           "of %.2f s per case, interleaved\n",
+           "of %.2f s per case, sizes and cases interleaved\n",
            ae_loop_backend(loop), kernel, ncpu, thp, reps, sample_secs);
 
     static double rate[MAX_SIZES][NCASES][MAX_REPS], blocked[MAX_SIZES][NCASES][MAX_REPS];
     double mrate[MAX_SIZES][NCASES], mblocked[MAX_SIZES][NCASES];
-    for (int s = 0; s < nsizes; s++) {
-        set_ballast(sizes[s]);
-        for (int r = 0; r < reps; r++)
+    /* Each repetition visits every size, in turn upwards and downwards, so
+     * that the sizes are compared over the same minutes: the flatness target
+     * is a ratio between sizes, and this shared machine drifts by more than
+     * its 15% between samples taken a minute apart. */
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < nsizes; i++) {
+            int s = r % 2 ? nsizes - 1 - i : i;
+            set_ballast(sizes[s]);
             for (int c = 0; c < NCASES; c++)
                 sample(c, &rate[s][c][r], &blocked[s][c][r]);
+        }
+    for (int s = 0; s < nsizes; s++) {
         for (int c = 0; c < NCASES; c++) {
             mrate[s][c] = median(rate[s][c], reps);
             mblocked[s][c] = median(blocked[s][c], reps);
