@@ -297,6 +297,19 @@ const ae_resolver *ae__layer_resolver(ae_loop *loop, void **ctx)
     return &l->resolver;
 }
 
+const ae_resolver *ae_connect_get_resolver(ae_loop *loop, void **ctx)
+{
+    if (!loop) {
+        ae__set_error(AE_EINVAL, "ae_connect_get_resolver: loop is NULL");
+        return NULL;
+    }
+    void *c = NULL;
+    const ae_resolver *r = ae__layer_resolver(loop, &c);
+    if (ctx)
+        *ctx = c;
+    return r;
+}
+
 int ae_connect_set_resolver(ae_loop *loop, const ae_resolver *r, void *ctx)
 {
     if (!loop)

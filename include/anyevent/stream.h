@@ -282,6 +282,12 @@ typedef struct ae_resolver {
  * function of r NULL) or AE_ENOMEM. */
 AE_EXPORT int ae_connect_set_resolver(ae_loop *loop, const ae_resolver *r, void *ctx);
 
+/* The resolver that connects started on loop now would use, its ctx stored
+ * in *ctx (if ctx is not NULL); or NULL: the getaddrinfo() thread (none was
+ * set, or loop is NULL, then with AE_EINVAL). Lets an owner of a resolver
+ * tell whether it is still the loop's before putting the thread back. */
+AE_EXPORT const ae_resolver *ae_connect_get_resolver(ae_loop *loop, void **ctx);
+
 /* A stream that connects as ae_tcp_connect() does and owns its fd. Reads and
  * writes may be queued at once; they start when it is connected. Reports
  * AE_STREAM_CONNECTED, or a fatal AE_STREAM_ERROR with the connect's err. */

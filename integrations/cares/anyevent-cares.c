@@ -405,7 +405,9 @@ void ae_cares_free(ae_cares *c)
 {
     if (!c)
         return;
-    if (c->resolves_connects)
+    /* Only if still the loop's: another channel may have taken over since. */
+    void *ctx = NULL;
+    if (c->resolves_connects && ae_connect_get_resolver(c->loop, &ctx) && ctx == c)
         ae_connect_set_resolver(c->loop, NULL, NULL);
     if (c->channel_ready)
         ares_destroy(c->channel); /* callbacks, then a state callback per socket */

@@ -96,7 +96,8 @@ void ae_cares_free(ae_cares *c);
 /* Make ae_tcp_connect() and ae_stream_connect() on c's loop look names up
  * through c (ares_getaddrinfo, SOCK_STREAM) instead of a getaddrinfo()
  * thread per lookup, until ae_cares_free(c), which puts the thread back
- * (with ae_connect_set_resolver() of <anyevent/stream.h>). Answers reach the
+ * (with ae_connect_set_resolver() of <anyevent/stream.h>) unless another
+ * resolver, another channel's too, was set on the loop since. Answers reach the
  * connect from the loop, also those c-ares gives inside the call; a
  * cancelled connect's lookup is dropped when c-ares answers it. A lookup cut
  * off by ae_cares_cancel() or ae_cares_free() fails its connect with EAGAIN.

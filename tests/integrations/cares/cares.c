@@ -587,6 +587,35 @@ static void test_tcp_connect_resolves_through_cares(void **state)
     close(lfd);
 }
 
+/* Two channels resolve connects in turn: the second took the loop over, so
+ * freeing the first leaves it in place; freeing the second puts the
+ * getaddrinfo() thread back. ae_connect_get_resolver() tells which is set. */
+static void test_free_keeps_another_channels_resolver(void **state)
+{
+    struct fixture *f = *state;
+    ae_cares *first, *second;
+    assert_int_equal(ae_cares_new(f->loop, NULL, 0, &first), ARES_SUCCESS);
+    assert_int_equal(ae_cares_new(f->loop, NULL, 0, &second), ARES_SUCCESS);
+    void *ctx = &ctx;
+    assert_null(ae_connect_get_resolver(f->loop, &ctx));
+    assert_null(ctx);
+    assert_null(ae_connect_get_resolver(NULL, &ctx));
+    assert_int_equal(ae_last_error_code(), AE_EINVAL);
+
+    assert_int_equal(ae_cares_resolve_connects(first), 0);
+    assert_non_null(ae_connect_get_resolver(f->loop, &ctx));
+    assert_ptr_equal(ctx, first);
+    assert_int_equal(ae_cares_resolve_connects(second), 0);
+    assert_non_null(ae_connect_get_resolver(f->loop, &ctx));
+    assert_ptr_equal(ctx, second);
+
+    ae_cares_free(first);
+    assert_non_null(ae_connect_get_resolver(f->loop, &ctx));
+    assert_ptr_equal(ctx, second);
+    ae_cares_free(second);
+    assert_null(ae_connect_get_resolver(f->loop, NULL));
+}
+
 /* Occupy every free fd below FD_SETSIZE + 8, so that the next socket c-ares
  * opens is numbered past select()'s limit. Returns how many were taken
  * (each a dup of fd 0, listed in taken), or -1 if the fd limit is too low. */
@@ -701,6 +730,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_destroy_with_queries_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_search_and_getaddrinfo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_connect_resolves_through_cares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_keeps_another_channels_resolver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_past_fd_setsize, setup, teardown),
     };
     int failed = _cmocka_run_group_tests(group, tests, sizeof tests / sizeof tests[0], NULL, NULL);
