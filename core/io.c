@@ -140,20 +140,29 @@ static int fd_interest(const ae_fd *f)
     return events;
 }
 
+/* Tells the backend the fd's new combined interest (a change). In a child of
+ * fork(), the parent's kernel state must not be changed: the loop takes the
+ * fork first (the generation check inline, as it passes every time but one). */
+static inline int fd_push(ae_loop *loop, int fd, ae_fd *f, int events)
+{
+    if (__builtin_expect(loop->fork_gen != atomic_load_explicit(&ae__fork_generation, memory_order_relaxed), 0)) {
+        int rc = ae__loop_fork_check(loop);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
+    if (rc == 0)
+        f->events = events;
+    return rc;
+}
+
 /* Bring the backend's registration of fd in line with its watchers. */
 static int fd_sync(ae_loop *loop, int fd, ae_fd *f)
 {
     int events = fd_interest(f);
     if (events == f->events)
         return 0;
-    /* In a child of fork(), the parent's kernel state must not be changed. */
-    int rc = ae__loop_fork_check(loop);
-    if (rc < 0)
-        return rc;
-    rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
-    if (rc == 0)
-        f->events = events;
-    return rc;
+    return fd_push(loop, fd, f, events);
 }
 
 int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
@@ -204,13 +213,67 @@ ae_watcher *ae_io(ae_loop *loop, int fd, int events, ae_io_cb cb, void *arg)
     return w;
 }
 
+/* A registered watcher's fd entry: its page was made at registration and
+ * stays until the loop is freed, so no check. */
+static inline ae_fd *fd_of(const ae_loop *loop, int fd)
+{
+    return (ae_fd *)(loop->fd_pages[(unsigned)fd / AE_FD_PAGE] + (unsigned)fd % AE_FD_PAGE * loop->fd_stride);
+}
+
+/* io_set_events for an fd with other watchers: the interest is theirs
+ * combined with events. */
+__attribute__((noinline)) static int io_set_events_shared(ae_watcher *w, ae_fd *f, int events)
+{
+    int old = w->u.io.events;
+    w->u.io.events = events;
+    int rc = fd_sync(w->loop, w->k.fd, f);
+    if (rc < 0) {
+        w->u.io.events = old;
+        return rc;
+    }
+    if (events)
+        ae__watcher_activate(w);
+    else
+        ae__watcher_deactivate(w);
+    return 0;
+}
+
+/* The watcher's events become events, and the fd's registration follows.
+ * Inline in ae_io_set: a pipe chain re-arms every fd twice per round. An fd
+ * with this one watcher (the common case) needs no walk for its interest,
+ * and the watcher changes only once the backend took the change. */
+static inline __attribute__((always_inline)) int io_set_events(ae_watcher *w, int events)
+{
+    ae_loop *loop = w->loop;
+    int fd = w->k.fd;
+    ae_fd *f = fd_of(loop, fd);
+    if (__builtin_expect(f->head != w || w->next, 0))
+        return io_set_events_shared(w, f, events);
+    if (events != f->events) {
+        int rc = fd_push(loop, fd, f, events);
+        if (__builtin_expect(rc < 0, 0))
+            return rc;
+    }
+    w->u.io.events = events;
+    if (events)
+        ae__watcher_activate(w);
+    else
+        ae__watcher_deactivate(w);
+    return 0;
+}
+
+__attribute__((noinline, cold)) static int io_set_bad_events(int events)
+{
+    return ae__set_error(AE_EINVAL, "ae_io_set: events %#x: only AE_READ and AE_WRITE can be watched", events);
+}
+
 int ae_io_set(ae_watcher *w, int events)
 {
     if (!ae__watcher_ok(w, AE_KIND_IO, "ae_io_set"))
         return AE_EINVAL;
     if (events & ~AE_IO_EVENTS)
-        return ae__set_error(AE_EINVAL, "ae_io_set: events %#x: only AE_READ and AE_WRITE can be watched", events);
-    int rc = ae__io_set_events(w, events);
+        return io_set_bad_events(events);
+    int rc = io_set_events(w, events);
     if (rc == 0)
         w->stopped = false; /* set anew: nothing left to resume */
     return rc;
@@ -227,23 +290,7 @@ int ae__io_pause(ae_watcher *w, bool stop)
     return rc;
 }
 
-int ae__io_set_events(ae_watcher *w, int events)
-{
-    ae_loop *loop = w->loop;
-    int fd = w->k.fd;
-    int old = w->u.io.events;
-    w->u.io.events = events;
-    int rc = fd_sync(loop, fd, fd_lookup(loop, fd));
-    if (rc < 0) {
-        w->u.io.events = old;
-        return rc;
-    }
-    if (events)
-        ae__watcher_activate(w);
-    else
-        ae__watcher_deactivate(w);
-    return 0;
-}
+int ae__io_set_events(ae_watcher *w, int events) { return io_set_events(w, events); }
 
 void ae__io_stop(ae_watcher *w)
 {

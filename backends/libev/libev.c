@@ -323,11 +323,9 @@ static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     return 0;
 }
 
-/* An interest change other than a pause or a resume as before (out of
- * line: the pipe chain's re-arming is those two). false: nothing for
- * check_cb to check. */
-__attribute__((noinline)) static bool evb_fd_change(ae_loop *loop, evb_state *s, evb_fd *f, int fd, int old_events,
-                                                    int events)
+/* An interest change other than a pause or a resume as before. false:
+ * nothing for check_cb to check. */
+static bool evb_fd_change(ae_loop *loop, evb_state *s, evb_fd *f, int fd, int old_events, int events)
 {
     ev_io *w = &f->io;
     if (!events) {
@@ -352,32 +350,54 @@ __attribute__((noinline)) static bool evb_fd_change(ae_loop *loop, evb_state *s,
     return true;
 }
 
-__attribute__((noinline)) static void check_start(evb_state *s) { ev_prepare_start(s->ev, &s->check); }
+/* Out of line: once per poll at most. 0, for a tail call. */
+__attribute__((noinline)) static int check_start(evb_state *s)
+{
+    ev_prepare_start(s->ev, &s->check);
+    return 0;
+}
 
+/* Puts f in the dirty list for check_cb (room was reserved by fd_init). */
+static inline int dirty_add(evb_state *s, evb_fd *f)
+{
+    if (!f->dirty) {
+        f->dirty = true;
+        s->dirty.items[s->dirty.n++] = f;
+        if (!ev_is_active(&s->check))
+            return check_start(s);
+    }
+    return 0;
+}
+
+/* evb_fd_change and the check it needs: out of line, as the pipe chain's
+ * re-arming is only pauses and resumes as before. */
+__attribute__((noinline)) static int evb_fd_change_checked(ae_loop *loop, evb_state *s, evb_fd *f, int fd,
+                                                           int old_events, int events)
+{
+    return evb_fd_change(loop, s, f, fd, old_events, events) ? dirty_add(s, f) : 0;
+}
+
+/* The pause and the resume as before are all of a pipe chain's re-arming:
+ * inline, with no frame (every other case is a tail call). */
 static int evb_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
     evb_state *s = state;
     evb_fd *f = fd_data;
     int events = (new_events & AE_READ ? EV_READ : 0) | (new_events & AE_WRITE ? EV_WRITE : 0);
-    if (!events && ev_is_active(&f->io) && !f->stop_pending && s->epoll) {
-        f->stop_pending = true; /* check_cb stops it, unless resumed as it was before */
-    } else if (events && f->stop_pending && (f->io.events & (EV_READ | EV_WRITE)) == events) {
+    if (!events) {
+        if (ev_is_active(&f->io) && !f->stop_pending && s->epoll) {
+            f->stop_pending = true; /* check_cb stops it, unless resumed as it was before */
+            return dirty_add(s, f);
+        }
+    } else if (f->stop_pending && (f->io.events & (EV_READ | EV_WRITE)) == events) {
         /* Resumed as it was before libev polled again: libev has nothing to
          * register, and check_cb asks whether the fd is still the file. It
          * is in the dirty list since the pause. */
         f->stop_pending = false;
         f->probe = true;
         return 0;
-    } else if (!evb_fd_change(loop, s, f, fd, old_events, events)) {
-        return 0;
     }
-    if (!f->dirty) {
-        f->dirty = true;
-        s->dirty.items[s->dirty.n++] = f;
-        if (!ev_is_active(&s->check))
-            check_start(s);
-    }
-    return 0;
+    return evb_fd_change_checked(loop, s, f, fd, old_events, events);
 }
 
 static int evb_wait(ae_loop *loop, void *state, double timeout)
