@@ -140,20 +140,31 @@ static int fd_interest(const ae_fd *f)
     return events;
 }
 
-/* Tells the backend the fd's new combined interest (a change). In a child of
- * fork(), the parent's kernel state must not be changed: the loop takes the
- * fork first (the generation check inline, as it passes every time but one). */
-static inline int fd_push(ae_loop *loop, int fd, ae_fd *f, int events)
+/* The backend's fd_update, and the fd's interest as registered. */
+static inline int fd_update(ae_loop *loop, int fd, ae_fd *f, int events)
 {
-    if (__builtin_expect(loop->fork_gen != atomic_load_explicit(&ae__fork_generation, memory_order_relaxed), 0)) {
-        int rc = ae__loop_fork_check(loop);
-        if (rc < 0)
-            return rc;
-    }
     int rc = loop->ops->fd_update(loop, loop->backend_state, fd, f->backend_data, f->events, events);
     if (rc == 0)
         f->events = events;
     return rc;
+}
+
+/* fd_push in a child of fork() that the loop has not taken yet: the
+ * parent's kernel state must not be changed, so the loop takes the fork
+ * first. */
+__attribute__((noinline, cold)) static int fd_push_forked(ae_loop *loop, int fd, ae_fd *f, int events)
+{
+    int rc = ae__loop_fork_check(loop);
+    return rc < 0 ? rc : fd_update(loop, fd, f, events);
+}
+
+/* Tells the backend the fd's new combined interest (a change). The fork
+ * generation is compared inline: it matches every time but one. */
+static inline int fd_push(ae_loop *loop, int fd, ae_fd *f, int events)
+{
+    if (__builtin_expect(loop->fork_gen != atomic_load_explicit(&ae__fork_generation, memory_order_relaxed), 0))
+        return fd_push_forked(loop, fd, f, events);
+    return fd_update(loop, fd, f, events);
 }
 
 /* Bring the backend's registration of fd in line with its watchers. */
