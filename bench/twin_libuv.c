@@ -309,18 +309,18 @@ static void pc_read_cb(uv_poll_t *h, int status, int events)
         bench_fail("poll callback: %s", uv_strerror(status));
     long i = (long)(intptr_t)h->data;
     unsigned char ch;
-    ssize_t r = read(pc.sv[i][0], &ch, 1);
+    ssize_t r = recv(pc.sv[i][0], &ch, 1, MSG_DONTWAIT);
     if (r != 1) {
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        bench_fail("read: %s", r < 0 ? strerror(errno) : "end of file");
+        bench_fail("recv: %s", r < 0 ? strerror(errno) : "end of file");
     }
     pc.count++;
     if (pc.writes_left > 0) {
         pc.writes_left--;
         long j = i + 1 == pc.n ? 0 : i + 1;
-        if (write(pc.sv[j][1], "e", 1) != 1)
-            bench_fail("write: %s", strerror(errno));
+        if (send(pc.sv[j][1], "e", 1, 0) != 1)
+            bench_fail("send: %s", strerror(errno));
     }
 }
 
@@ -374,8 +374,8 @@ static void pipechain(const bench_args *a)
         pc.count = 0;
         pc.writes_left = writes;
         for (long i = 0; i < active; i++)
-            if (write(pc.sv[i * space][1], "e", 1) != 1)
-                bench_fail("write: %s", strerror(errno));
+            if (send(pc.sv[i * space][1], "e", 1, 0) != 1)
+                bench_fail("send: %s", strerror(errno));
         run_until(&loop, &pc.count, active + writes);
         double t3 = bench_now();
         long al1 = bench_allocs();

@@ -266,8 +266,8 @@ static struct {
 
 static void chain_send(long i)
 {
-    if (write(chain.wfd[i], "e", 1) != 1)
-        bench_fail("write: %s", strerror(errno));
+    if (send(chain.wfd[i], "e", 1, 0) != 1)
+        bench_fail("send: %s", strerror(errno));
 }
 
 static void chain_read_cb(ae_watcher *w, int revents, void *arg)
@@ -276,11 +276,11 @@ static void chain_read_cb(ae_watcher *w, int revents, void *arg)
     (void)revents;
     long i = (long)(intptr_t)arg;
     unsigned char byte;
-    ssize_t r = read(chain.rfd[i], &byte, 1);
+    ssize_t r = recv(chain.rfd[i], &byte, 1, 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return; /* level-triggered readiness is a snapshot; nothing after all */
     if (r != 1)
-        bench_fail("read: %s", r < 0 ? strerror(errno) : "end of file");
+        bench_fail("recv: %s", r < 0 ? strerror(errno) : "end of file");
     chain.reads++;
     if (chain.writes_left > 0) {
         chain.writes_left--;
