@@ -17,6 +17,7 @@ void ae_backend_signal_ready(ae_loop *loop, int signum);
 void ae_backend_child_ready(ae_loop *loop, pid_t pid);
 int ae_backend_iteration(ae_loop *loop);
 int ae_backend_hooks_run(ae_loop *loop, int kind);
+int ae_backend_idle_run(ae_loop *loop);
 int ae__set_error(int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

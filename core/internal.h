@@ -184,6 +184,9 @@ struct ae_loop {
                             * service only while iter_hook is on (iteration_hook) */
     bool iter_hook;        /* iter_lazy: the service was asked for */
     bool iter_hook_once;   /* iter_lazy: asked for until the end of this iteration */
+    bool native_idle;      /* iter_lazy, and the backend runs idle watchers (idle_update) */
+    bool idle_ran;         /* native_idle: the idle_run service ran in this iteration */
+    bool iter_marked;      /* iter_lazy: iteration_begin marked this iteration's start */
     unsigned iter_count;   /* iter_lazy: the backend's iterations() when last looked at */
     ae_loop *native_up;    /* the next loop in run() on this thread (for fork()) */
     uint8_t native_frame;  /* the innermost run() under way: 0 none, AE_NATIVE_RUN, AE_NATIVE_ONCE */
@@ -385,12 +388,15 @@ void ae__wake_pending_run(ae_loop *loop); /* after a wait: signals and children 
 int ae__wake_use(ae_loop *loop, bool use);
 void ae__reschedule_to(ae_loop *loop, double want);
 /* Keep the native timer armed for what the core needs next (loop.c): at
- * once (-INFINITY) while idle watchers exist, else the first timer deadline
- * (INFINITY: none). Inline, as most calls find it armed for that already
- * (idle watchers re-arm it at every iteration). */
+ * once (-INFINITY) while idle watchers exist (unless the backend runs them:
+ * native_idle), else the first timer deadline (INFINITY: none). Inline, as
+ * most calls find it armed for that already (idle watchers re-arm it at
+ * every iteration). */
 static inline void ae__reschedule(ae_loop *loop)
 {
-    double want = loop->idle_count ? -(double)INFINITY : loop->heap_len ? loop->heap[0].deadline : (double)INFINITY;
+    double want = loop->idle_count && !loop->native_idle ? -(double)INFINITY
+                  : loop->heap_len                       ? loop->heap[0].deadline
+                                                         : (double)INFINITY;
     if (want != loop->armed_deadline)
         ae__reschedule_to(loop, want);
 }

@@ -245,6 +245,8 @@ int ae__wake_use(ae_loop *loop, bool use)
     if (!use && loop->wake_users == 1)
         ae__io_set_events(loop->wake_watcher, 0);
     loop->wake_users += use ? 1 : -1;
+    if (loop->wake_users == 1 && use)
+        ae__iter_hook_update(loop); /* idle watchers may need it now */
     return 0;
 }
 
@@ -369,6 +371,8 @@ static ae_loop *loop_create(const char *backend, void *native)
                       loop->ops->iterations && loop->ops->iteration_hook;
     if (loop->iter_lazy)
         loop->ops->iteration_hook(loop, loop->backend_state, 0);
+    /* Idle watchers through the backend's native idle watcher: see core/idle.c. */
+    loop->native_idle = loop->iter_lazy && AE_BACKEND_OPS_HAS(loop->ops, idle_update) && loop->ops->idle_update;
     return loop;
 }
 
@@ -450,7 +454,7 @@ int ae_backend_expire_checked(ae_loop *loop)
     uint64_t before = loop->dispatched;
     if (loop->heap_len)
         ae__timers_run(loop, loop->native_frame ? loop->iter_seq : loop->timer_seq);
-    if (loop->idle_count && quiet && loop->dispatched == before && !loop->free_requested)
+    if (loop->idle_count && !loop->native_idle && quiet && loop->dispatched == before && !loop->free_requested)
         ae__idle_run(loop);
     loop->expire_mark = loop->dispatched;
     loop->expiring = expiring;
@@ -464,7 +468,7 @@ int ae_backend_expire_checked(ae_loop *loop)
  *
  * Where the backend can skip it (iterations, iteration_hook), the service runs
  * only while the core needs the end of an iteration: prepare, check or idle
- * watchers exist, or for the iteration in which the loop ran out of active
+ * watchers exist (idle: unless the backend runs them, native_idle), or for the iteration in which the loop ran out of active
  * watchers, ae_break or ae_loop_free was called, or the process forked. What
  * every iteration needs otherwise (the time goes stale, timers armed in it
  * wait for the next) is found out when needed, from the native count of
@@ -483,11 +487,22 @@ void ae__iter_sync(ae_loop *loop)
     loop->iter_seq = loop->timer_seq;
 }
 
+/* Hooks, and idle watchers, need the end of every iteration; where the
+ * backend runs the idle watchers (native_idle), only while the wake-up fd is
+ * watched: its native watcher keeps the native idle from running, but an
+ * iteration in which it dispatched nothing is still one for the idle
+ * watchers (idle_owed). */
+static bool iter_hook_wanted(const ae_loop *loop)
+{
+    return loop->prepare_count || loop->check_count ||
+           (loop->idle_count && (!loop->native_idle || loop->wake_users));
+}
+
 void ae__iter_hook_update(ae_loop *loop)
 {
     if (!loop->iter_lazy || loop->iter_hook)
         return;
-    if (!loop->iter_hook_once && !loop->prepare_count && !loop->check_count && !loop->idle_count)
+    if (!loop->iter_hook_once && !iter_hook_wanted(loop))
         return;
     loop->iter_hook = true;
     loop->ops->iteration_hook(loop, loop->backend_state, 1);
@@ -511,8 +526,9 @@ void ae__loop_drained(ae_loop *loop) { iter_hook_once(loop); }
 static void iter_hook_done(ae_loop *loop)
 {
     loop->iter_hook_once = false;
-    if (loop->iter_hook && !loop->prepare_count && !loop->check_count && !loop->idle_count) {
+    if (loop->iter_hook && !iter_hook_wanted(loop)) {
         loop->iter_hook = false;
+        loop->iter_marked = false; /* the next iteration's start goes unseen */
         loop->ops->iteration_hook(loop, loop->backend_state, 0);
     }
 }
@@ -526,14 +542,28 @@ static void iteration_begin(ae_loop *loop)
     loop->time_stale = true;
     loop->iter_mark = loop->dispatched;
     loop->iter_seq = loop->timer_seq;
+    loop->idle_ran = false;
+    loop->iter_marked = true;
+}
+
+/* native_idle: nothing ran in this iteration (watched from its start), yet
+ * the native idle did not run either: a native watcher of the core's own
+ * (the wake-up fd) was pending. The idle watchers run now, after the
+ * iteration's other callbacks, as where the core runs the iteration. */
+static bool idle_owed(const ae_loop *loop)
+{
+    return loop->native_idle && loop->idle_count && loop->iter_marked && !loop->idle_ran &&
+           loop->dispatched == loop->iter_mark && !loop->free_requested;
 }
 
 /* The iteration service: called by a backend's run() once per native
  * iteration, after its callbacks, before it waits again. */
 int ae_backend_iteration(ae_loop *loop)
 {
-    /* The end of this iteration: its check hooks; then, if another follows
-     * under ae_run(), its prepare hooks. */
+    /* The end of this iteration: its idle watchers if owed, its check
+     * hooks; then, if another follows under ae_run(), its prepare hooks. */
+    if (idle_owed(loop))
+        ae_backend_idle_run(loop);
     if (loop->check_count && !loop->free_requested)
         ae__hooks_run(loop, &loop->checks);
     bool go_on = loop->native_frame == AE_NATIVE_RUN && !loop->break_requested && loop->active > 0;
@@ -558,6 +588,7 @@ static int native_run(ae_loop *loop, int frame, int flags)
 {
     uint8_t outer_frame = loop->native_frame;
     uint64_t outer_mark = loop->iter_mark, outer_seq = loop->iter_seq;
+    bool outer_idle_ran = loop->idle_ran, outer_marked = loop->iter_marked;
     bool expiring = loop->expiring; /* a nested wait from a timer callback re-arms as it goes */
     loop->native_frame = (uint8_t)frame;
     loop->expiring = false;
@@ -593,6 +624,8 @@ static int native_run(ae_loop *loop, int frame, int flags)
     loop->native_frame = outer_frame;
     loop->iter_mark = outer_mark;
     loop->iter_seq = outer_seq;
+    loop->idle_ran = outer_idle_ran;
+    loop->iter_marked = outer_marked;
     loop->expiring = expiring;
     if (loop->native_error < 0) {
         rc = loop->native_error;

@@ -29,6 +29,7 @@ static const ae_backend_services services = {
     .expire_checked = ae_backend_expire_checked,
     .hooks_run = ae_backend_hooks_run,
     .fd_ready = ae_backend_fd_ready,
+    .idle_run = ae_backend_idle_run,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then

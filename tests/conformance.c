@@ -2396,6 +2396,32 @@ static void test_idle_keeps_running(void **state)
     ae_loop_free(loop);
 }
 
+/* An iteration in which only the loop's wake-up fd fired, dispatching
+ * nothing (a send to an async watcher stopped since), is still one in which
+ * nothing else ran: the idle watcher runs in it. (On libev the wake-up fd's
+ * native watcher keeps libev's own idle watcher from running there.) */
+static void test_idle_after_empty_wakeup(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int sent = 0, idles = 0;
+    ae_watcher *stopped = ae_async(loop, cb_count_idle, &sent);
+    ae_watcher *other = ae_async(loop, cb_count_idle, &sent); /* the wake-up fd stays watched */
+    assert_non_null(stopped);
+    assert_non_null(other);
+    assert_int_equal(ae_async_send(stopped), 0);
+    assert_int_equal(ae_watcher_stop(stopped), 0);
+    ae_watcher *idle = ae_idle(loop, cb_count_idle, &idles);
+    assert_non_null(idle);
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(sent, 0);
+    assert_int_equal(idles, 1);
+    ae_watcher_free(idle);
+    ae_watcher_free(other);
+    ae_watcher_free(stopped);
+    ae_loop_free(loop);
+}
+
 /* ---- condvars ----------------------------------------------------------------------- */
 
 struct cv_timer_arg {
@@ -3402,6 +3428,7 @@ static const struct CMUnitTest checks[] = {
     T(test_child_bad),
     T(test_idle_only_when_nothing_else),
     T(test_idle_keeps_running),
+    T(test_idle_after_empty_wakeup),
     T(test_cv_send_wakes_recv),
     T(test_cv_begin_end),
     T(test_cv_croak),

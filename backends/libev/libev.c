@@ -52,6 +52,7 @@ typedef struct evb_state {
     int running;      /* run() calls under way (they nest) */
     unsigned iteration; /* ev_iteration() when the innermost run() last ended one */
     ev_idle nowait;   /* once check reported something: poll without blocking */
+    ev_idle idle;     /* our loop, while the core has started idle watchers: their run */
     ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
     ae_plugin_batch batch; /* being checked (room for nfds) */
     size_t batch_next;     /* batch's next item: a check nested in a callback goes on from there */
@@ -242,6 +243,16 @@ static void nowait_cb(struct ev_loop *ev, ev_idle *w, int revents)
     ev_idle_stop(ev, w);
 }
 
+/* libev invokes it only in iterations with nothing pending at its priority
+ * or above: no io, no expiry of the core's timers, no closed-fd report (the
+ * nowait idle, of a higher priority, is fed instead). */
+static void idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    ae_core->idle_run(((evb_state *)w->data)->loop);
+}
+
 static void watchers_init(ae_loop *loop, evb_state *s)
 {
     s->loop = loop;
@@ -262,6 +273,11 @@ static void watchers_init(ae_loop *loop, evb_state *s)
     ev_prepare_init(&s->iter, iter_cb);
     s->iter.data = s;
     ev_idle_init(&s->nowait, nowait_cb);
+    /* Below the io watchers, with the expire timer: after the iteration's
+     * other callbacks, before the fed iteration service (EV_MINPRI). */
+    ev_idle_init(&s->idle, idle_cb);
+    ev_set_priority(&s->idle, EV_MINPRI + 1);
+    s->idle.data = s;
 }
 
 static int evb_init(ae_loop *loop, void *state)
@@ -301,6 +317,7 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_timer_stop(s->ev, &s->expire);
     ev_prepare_stop(s->ev, &s->check);
     ev_idle_stop(s->ev, &s->nowait);
+    ev_idle_stop(s->ev, &s->idle);
     ev_clear_pending(s->ev, &s->tail);
     if (s->probe_epfd >= 0)
         close(s->probe_epfd);
@@ -543,6 +560,17 @@ static void evb_iteration_hook(ae_loop *loop, void *state, int on)
         ev_feed_event(s->ev, &s->tail, EV_CUSTOM);
 }
 
+/* An active ev_idle also makes libev poll without blocking. */
+static void evb_idle_update(ae_loop *loop, void *state, int on)
+{
+    (void)loop;
+    evb_state *s = state;
+    if (on)
+        ev_idle_start(s->ev, &s->idle);
+    else
+        ev_idle_stop(s->ev, &s->idle);
+}
+
 static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
 
 /* libev re-creates its kernel state (epoll fd, eventfd) and re-registers
@@ -588,6 +616,7 @@ static const ae_backend_ops libev_ops = {
     .hooks_update = evb_hooks_update,
     .iterations = evb_iterations,
     .iteration_hook = evb_iteration_hook,
+    .idle_update = evb_idle_update,
 };
 
 AE_BACKEND_ENTRY(services)

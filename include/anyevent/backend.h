@@ -53,8 +53,9 @@ extern "C" {
  * run_break (ops) and iteration (services); version 3 host_symbol and rank
  * (ops) and expire_checked (services); version 4 hooks_update (ops) and
  * hooks_run (services); version 5 iterations and iteration_hook (ops)
- * and fd_ready (services). */
-#define AE_BACKEND_ABI_VERSION 5
+ * and fd_ready (services); version 6 idle_update (ops) and idle_run
+ * (services). */
+#define AE_BACKEND_ABI_VERSION 6
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
@@ -264,6 +265,21 @@ typedef struct ae_backend_ops {
      * as a core before version 5 expects. Not called for adopted loops. */
     unsigned (*iterations)(void *state);
     void (*iteration_hook)(ae_loop *loop, void *state, int on);
+
+    /* ---- version 6 ---- */
+    /* Optional, with iterations and iteration_hook: the loop's idle
+     * watchers through a native idle watcher, for loops the core makes
+     * itself (not called for adopted loops). on 1: the loop's first
+     * started idle watcher; from now on the native loop must not block,
+     * and in each iteration in which none of the backend's native watchers
+     * that call the core (io, the native timer) had an event, run() calls
+     * the idle_run service once, after the iteration's other callbacks and
+     * before the iteration service (libev: an ev_idle of a priority below
+     * the io watchers, which libev invokes only when nothing of its
+     * priority or above is pending). on 0: the last one stopped; stop
+     * calling. Must not fail or allocate. NULL: the core serves idle
+     * watchers with timer_update(0) and the expire service. */
+    void (*idle_update)(ae_loop *loop, void *state, int on);
 } ae_backend_ops;
 
 /* Whether a backend's operations table has the field named member (one
@@ -347,6 +363,13 @@ typedef struct ae_backend_services {
     /* io_ready for an fd the core gave fd_data to (fd_data_size > 0), with
      * that pointer, which spares the core looking fd up in its table. */
     int (*fd_ready)(ae_loop *loop, int fd, void *fd_data, int revents);
+
+    /* ---- version 6 ---- */
+
+    /* With idle_update on: nothing else happened in this iteration; runs
+     * the loop's started idle watchers. Returns 1, or 0 if the loop was
+     * freed (touch nothing of the state and return). */
+    int (*idle_run)(ae_loop *loop);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if
