@@ -52,6 +52,7 @@ typedef struct lev_fd {
     unsigned epoch;            /* the state's epoch when polled_events was taken */
     bool dirty;                /* in the state's dirty list */
     struct lev_fd *next_dirty;
+    ae_loop *loop;             /* for io_cb, whose argument is this lev_fd */
 } lev_fd;
 
 typedef struct lev_state {
@@ -69,9 +70,11 @@ typedef struct lev_state {
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
 } lev_state;
 
-static void io_cb(evutil_socket_t fd, short what, void *loop)
+/* arg is the fd's lev_fd, its fd_data: the core needs no table lookup. */
+static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
-    ae_core->io_ready(loop, (int)fd, (what & EV_READ ? AE_READ : 0) | (what & EV_WRITE ? AE_WRITE : 0));
+    lev_fd *f = arg;
+    ae_core->fd_ready(f->loop, (int)fd, f, (what & EV_READ ? AE_READ : 0) | (what & EV_WRITE ? AE_WRITE : 0));
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -183,8 +186,9 @@ static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     s->nfds++;
     /* Both assigned now, so that event_get_fd and event_debug_unassign work
      * on either; fd_update assigns them again with the mask it needs. */
-    event_assign(&f->ev[0], s->base, fd, EV_READ | EV_PERSIST, io_cb, loop);
-    event_assign(&f->ev[1], s->base, fd, EV_READ | EV_PERSIST, io_cb, loop);
+    f->loop = loop;
+    event_assign(&f->ev[0], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
+    event_assign(&f->ev[1], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
     return 0;
 }
 
@@ -231,6 +235,7 @@ static short to_libevent(int events)
 
 static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
+    (void)loop;       /* f->loop */
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
     lev_state *s = state;
     lev_fd *f = fd_data;
@@ -248,7 +253,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
             /* Not added now; assigned with this mask already (an fd paused
              * and resumed, or toggled between two masks) is ready to add. */
             if (event_get_events(ev) != what)
-                event_assign(ev, s->base, fd, what, io_cb, loop);
+                event_assign(ev, s->base, fd, what, io_cb, f);
             /* Adding first: a failed add leaves the old event as it was.
              * A closed fd makes it fail: add_failed says AE_EBADF. */
             errno = 0;
@@ -479,6 +484,10 @@ AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;
+    if (!AE_BACKEND_SERVICES_HAS(services, fd_ready)) {
+        services->set_error(AE_ENOTSUP, "libevent: needs a core of ABI version 5 (fd_ready)");
+        return NULL;
+    }
     /* In a program that links libev, our event_* references bind to libev's
      * compatibility functions, which would take our struct events for its own. */
     Dl_info info;
