@@ -5,7 +5,12 @@
  * Reaping is process-wide: whichever loop sees SIGCHLD first reaps, under one
  * lock, only the pids that some watcher asks for (every child only if a pid 0
  * watcher exists), and hands each status to every loop that has a watcher for
- * it, through the loop's inbox and wake-up fd. */
+ * it, through the loop's inbox and wake-up fd.
+ *
+ * The reapers find the watchers through the process-wide list of loops that
+ * have listed ones, and each such loop's own list of child watchers: a
+ * watcher carries no process-wide links, and the lists' links change only
+ * under child_lock. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +20,8 @@
 #include "internal.h"
 
 static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
-static ae_watcher *child_watchers; /* every active child watcher, all loops */
-static size_t child_any;           /* of which pid 0 */
-static uint64_t delivery_mark;
+static ae_loop *child_loops; /* every loop with listed child watchers */
+static size_t child_any;     /* listed pid 0 watchers, all loops */
 
 void ae__child_atfork(enum ae_fork_phase phase)
 {
@@ -27,15 +31,21 @@ void ae__child_atfork(enum ae_fork_phase phase)
         pthread_mutex_unlock(&child_lock);
 }
 
-/* Under child_lock. */
+/* Under child_lock: a listed watcher of the loop reports pid's exit. */
+static bool loop_wants(const ae_loop *loop, pid_t pid)
+{
+    for (const ae_watcher *w = loop->children.head; w; w = w->next)
+        if (w->u.child.listed && (w->k.pid == pid || w->k.pid == 0))
+            return true;
+    return false;
+}
+
+/* Under child_lock: into the inbox of every loop that wants it. */
 static void deliver(pid_t pid, int status)
 {
-    uint64_t mark = ++delivery_mark;
-    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext) {
-        ae_loop *loop = w->loop;
-        if ((w->u.child.pid != pid && w->u.child.pid != 0) || loop->inbox_mark == mark)
+    for (ae_loop *loop = child_loops; loop; loop = loop->child_loop_next) {
+        if (!loop_wants(loop, pid))
             continue;
-        loop->inbox_mark = mark;
         if (loop->inbox_len == loop->inbox_cap) {
             size_t cap = loop->inbox_cap ? loop->inbox_cap * 2 : 16;
             ae_child_record *r = realloc(loop->inbox, cap * sizeof *r);
@@ -56,9 +66,10 @@ static void deliver(pid_t pid, int status)
 /* Under child_lock. */
 static bool pid_watched(pid_t pid)
 {
-    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext)
-        if (w->u.child.pid == pid)
-            return true;
+    for (const ae_loop *loop = child_loops; loop; loop = loop->child_loop_next)
+        for (const ae_watcher *w = loop->children.head; w; w = w->next)
+            if (w->u.child.listed && w->k.pid == pid)
+                return true;
     return false;
 }
 
@@ -79,14 +90,17 @@ static void reap_watched(void)
             return;
         deliver(info.si_pid, status);
     }
-    pid_t last = 0;
-    for (ae_watcher *w = child_watchers; w; w = w->u.child.gnext) {
-        pid_t pid = w->u.child.pid;
-        if (pid == last) /* watchers of one pid are usually next to each other */
-            continue;
-        last = pid;
-        if (waitpid(pid, &status, WNOHANG) > 0)
-            deliver(pid, status);
+    /* No pid 0 watcher is listed here (child_any is 0). */
+    for (const ae_loop *loop = child_loops; loop; loop = loop->child_loop_next) {
+        pid_t last = 0;
+        for (const ae_watcher *w = loop->children.head; w; w = w->next) {
+            pid_t pid = w->k.pid;
+            if (!w->u.child.listed || pid == last) /* watchers of one pid are usually next to each other */
+                continue;
+            last = pid;
+            if (waitpid(pid, &status, WNOHANG) > 0)
+                deliver(pid, status);
+        }
     }
 }
 
@@ -109,17 +123,17 @@ void ae__children_reap(void)
 static int child_watch(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
-    if (w->u.child.pid > 0 && loop->ops->child_start) {
+    if (w->k.pid > 0 && loop->ops->child_start) {
         int rc = ae__loop_fork_check(loop);
         if (rc == 0)
-            rc = loop->ops->child_start(loop, loop->backend_state, w->u.child.pid);
+            rc = loop->ops->child_start(loop, loop->backend_state, w->k.pid);
         if (rc == 0) {
             /* Reports arrive through the inbox and the wake-up fd. */
             if ((rc = ae__wake_open(loop)) == 0 && (rc = ae__wake_use(loop, true)) == 0) {
                 w->u.child.native = true;
                 return 0;
             }
-            loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
+            loop->ops->child_stop(loop, loop->backend_state, w->k.pid);
         }
         if (rc != AE_ENOTSUP)
             return rc;
@@ -139,7 +153,7 @@ static void child_unwatch(ae_watcher *w)
     if (w->u.child.native) {
         w->u.child.native = false;
         if (ae__loop_fork_check(loop) == 0) /* else: a broken loop, only freed */
-            loop->ops->child_stop(loop, loop->backend_state, w->u.child.pid);
+            loop->ops->child_stop(loop, loop->backend_state, w->k.pid);
         ae__wake_use(loop, false);
     } else if (--loop->child_sigchld == 0) {
         ae__signal_unwatch(loop, SIGCHLD, false);
@@ -181,22 +195,24 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
     if (!w)
         return NULL;
     w->cb.child = cb;
-    w->u.child.pid = pid;
+    w->k.pid = pid;
     if (child_watch(w) < 0) {
         ae__watcher_release(w);
         return NULL;
     }
-    loop->child_count++;
-    w->u.child.listed = true;
     pthread_mutex_lock(&child_lock);
-    w->u.child.gnext = child_watchers;
-    if (child_watchers)
-        child_watchers->u.child.gprev = w;
-    child_watchers = w;
+    ae__list_append(&loop->children, w);
+    w->u.child.listed = true;
+    if (loop->child_count++ == 0) {
+        loop->child_loop_prev = NULL;
+        loop->child_loop_next = child_loops;
+        if (child_loops)
+            child_loops->child_loop_prev = loop;
+        child_loops = loop;
+    }
     if (pid == 0)
         child_any++;
     pthread_mutex_unlock(&child_lock);
-    ae__list_append(&loop->children, w);
     ae__watcher_activate(w);
     /* The child may have exited already, with its SIGCHLD long gone: look
      * at the next iteration (one wake-up for any number of new watchers). */
@@ -205,35 +221,63 @@ ae_watcher *ae_child(ae_loop *loop, pid_t pid, ae_child_cb cb, void *arg)
     return w;
 }
 
-/* Take a watcher out of reaping: it reported, or it is freed. */
-static void child_unlist(ae_watcher *w)
+/* Under child_lock: take a listed watcher out of reaping (it reported, or
+ * it is freed); child_unwatch follows, outside the lock. */
+static void unlist_locked(ae_watcher *w)
 {
     ae_loop *loop = w->loop;
     w->u.child.listed = false;
-    pthread_mutex_lock(&child_lock);
-    if (w->u.child.gprev)
-        w->u.child.gprev->u.child.gnext = w->u.child.gnext;
-    else
-        child_watchers = w->u.child.gnext;
-    if (w->u.child.gnext)
-        w->u.child.gnext->u.child.gprev = w->u.child.gprev;
-    w->u.child.gnext = w->u.child.gprev = NULL;
-    if (w->u.child.pid == 0)
+    if (w->k.pid == 0)
         child_any--;
+    if (--loop->child_count == 0) {
+        if (loop->child_loop_prev)
+            loop->child_loop_prev->child_loop_next = loop->child_loop_next;
+        else
+            child_loops = loop->child_loop_next;
+        if (loop->child_loop_next)
+            loop->child_loop_next->child_loop_prev = loop->child_loop_prev;
+        loop->child_loop_next = loop->child_loop_prev = NULL;
+    }
+}
+
+static void child_unlist(ae_watcher *w)
+{
+    pthread_mutex_lock(&child_lock);
+    unlist_locked(w);
     pthread_mutex_unlock(&child_lock);
-    loop->child_count--;
     child_unwatch(w);
+}
+
+/* Forget the exits held for w (it is freed). */
+static void held_drop(ae_loop *loop, ae_watcher *w)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < loop->child_held_len; i++)
+        if (loop->child_held[i].w != w)
+            loop->child_held[kept++] = loop->child_held[i];
+    loop->child_held_len = kept;
+    w->u.child.held = 0;
 }
 
 void ae__child_stop(ae_watcher *w)
 {
-    if (w->u.child.listed)
-        child_unlist(w);
+    ae_loop *loop = w->loop;
+    bool listed = w->u.child.listed;
+    if (loop->child_count) { /* reapers walk the loop's list */
+        pthread_mutex_lock(&child_lock);
+        if (listed)
+            unlist_locked(w);
+        ae__list_unlink(loop, &loop->children, w);
+        pthread_mutex_unlock(&child_lock);
+    } else {
+        ae__list_unlink(loop, &loop->children, w);
+    }
+    if (listed)
+        child_unwatch(w);
     if (w->u.child.replay_wake)
-        ae__wake_use(w->loop, false);
-    free(w->u.child.held);
-    w->u.child.held = NULL;
-    ae__list_unlink(w->loop, &w->loop->children, w);
+        ae__wake_use(loop, false);
+    if (w->u.child.held)
+        held_drop(loop, w);
 }
 
 /* A stopped watcher stays in reaping: what its child reports meanwhile is
@@ -244,9 +288,9 @@ void ae__child_pause(ae_watcher *w, bool stop)
         ae__watcher_deactivate(w);
         return;
     }
-    if (w->u.child.listed || w->u.child.held_len)
+    if (w->u.child.listed || w->u.child.held)
         ae__watcher_activate(w);
-    if (w->u.child.held_len) {
+    if (w->u.child.held) {
         /* Unlisted once reported, the watcher may have let go of the
          * wake-up fd: hold it until the replay is done. */
         if (!w->u.child.replay_wake && ae__wake_use(w->loop, true) == 0)
@@ -257,19 +301,41 @@ void ae__child_pause(ae_watcher *w, bool stop)
     }
 }
 
+/* Exits are held by the loop, not the watcher: a stopped watcher that
+ * misses one is rare, and each watcher keeps only a count. */
 static void child_hold(ae_watcher *w, const ae_child_record *rec)
 {
-    if (w->u.child.held_len == w->u.child.held_cap) {
-        uint32_t cap = w->u.child.held_cap ? w->u.child.held_cap * 2 : 2;
-        ae_child_record *r = realloc(w->u.child.held, cap * sizeof *r);
-        if (!r) {
+    ae_loop *loop = w->loop;
+    /* Nowhere to put it and no caller to tell: say so. */
+    if (w->u.child.held == UINT32_MAX) {
+        fprintf(stderr, "anyevent: 2^32 exits held for one watcher: status of child %d lost\n", (int)rec->pid);
+        return;
+    }
+    if (loop->child_held_len == loop->child_held_cap) {
+        size_t cap = loop->child_held_cap ? loop->child_held_cap * 2 : 4;
+        ae_child_held *h = realloc(loop->child_held, cap * sizeof *h);
+        if (!h) {
             fprintf(stderr, "anyevent: out of memory: status of child %d lost\n", (int)rec->pid);
             return;
         }
-        w->u.child.held = r;
-        w->u.child.held_cap = cap;
+        loop->child_held = h;
+        loop->child_held_cap = cap;
     }
-    w->u.child.held[w->u.child.held_len++] = *rec;
+    loop->child_held[loop->child_held_len++] = (ae_child_held){w, *rec};
+    w->u.child.held++;
+}
+
+/* w's oldest held exit, taken out of the loop's list; w holds one. */
+static ae_child_record held_take(ae_loop *loop, ae_watcher *w)
+{
+    size_t i = 0;
+    while (loop->child_held[i].w != w)
+        i++;
+    ae_child_record rec = loop->child_held[i].rec;
+    loop->child_held_len--;
+    memmove(loop->child_held + i, loop->child_held + i + 1, (loop->child_held_len - i) * sizeof *loop->child_held);
+    w->u.child.held--;
+    return rec;
 }
 
 /* The exits held while watchers were stopped, one per watcher and round;
@@ -281,12 +347,10 @@ static void children_replay(ae_loop *loop)
     ae__cursor_push(loop, &cur, &loop->children);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
-        if (w->stopped || !w->u.child.held_len)
+        if (w->stopped || !w->u.child.held)
             continue;
-        ae_child_record rec = w->u.child.held[0];
-        w->u.child.held_len--;
-        memmove(w->u.child.held, w->u.child.held + 1, w->u.child.held_len * sizeof rec);
-        if (w->u.child.held_len) {
+        ae_child_record rec = held_take(loop, w);
+        if (w->u.child.held) {
             loop->child_replay = true;
             atomic_store(&loop->inbox_pending, true);
             ae__wake(loop);
@@ -332,15 +396,15 @@ void ae__children_dispatch(ae_loop *loop)
         ae__cursor_push(loop, &cur, &loop->children);
         ae_watcher *w;
         while ((w = ae__cursor_take(loop, &cur))) {
-            if (!w->u.child.listed || (w->u.child.pid != 0 && w->u.child.pid != rec.pid))
+            if (!w->u.child.listed || (w->k.pid != 0 && w->k.pid != rec.pid))
                 continue;
-            if (w->u.child.pid != 0)
+            if (w->k.pid != 0)
                 child_unlist(w); /* reported */
             if (w->stopped) {
                 child_hold(w, &rec);
                 continue;
             }
-            if (w->u.child.pid != 0)
+            if (w->k.pid != 0)
                 ae__watcher_deactivate(w); /* inactive, still the caller's */
             loop->dispatched++;
             w->cb.child(w, rec.pid, rec.status, w->arg);
@@ -362,4 +426,7 @@ void ae__child_loop_free(ae_loop *loop)
     pthread_mutex_lock(&child_lock);
     loop->inbox_head = loop->inbox_len = 0;
     pthread_mutex_unlock(&child_lock);
+    free(loop->child_held); /* emptied as the watchers were freed */
+    loop->child_held = NULL;
+    loop->child_held_len = loop->child_held_cap = 0;
 }

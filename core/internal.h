@@ -41,6 +41,13 @@ typedef struct ae_child_record {
     int status;
 } ae_child_record;
 
+/* An exit seen while its watcher was stopped, kept by the loop until the
+ * watcher is started (core/child.c). */
+typedef struct ae_child_held {
+    struct ae_watcher *w;
+    ae_child_record rec;
+} ae_child_held;
+
 /* A doubly linked list of watchers with a tail, so that watchers are called
  * in creation order. */
 typedef struct ae_list {
@@ -61,6 +68,7 @@ struct ae_watcher {
         int fd;              /* io */
         uint32_t heap_index; /* an armed timer: 1-based heap slot of the ring it leads; 0: it leads none */
         int signum;          /* signal */
+        pid_t pid;           /* child: 0 for any */
     } k;
     ae_loop *loop;
     void *arg;
@@ -86,13 +94,10 @@ struct ae_watcher {
             uint64_t seq;      /* arming order: tells timers of equal deadlines apart */
         } timer;              /* armed: in a ring (next is not NULL) */
         struct {
-            pid_t pid;
-            bool native; /* the backend watches pid (child_start) */
-            bool listed; /* in the process-wide list: its exit is looked for */
+            bool native;      /* the backend watches the pid (child_start) */
+            bool listed;      /* its exit is looked for (written under child_lock: reapers read it) */
             bool replay_wake; /* holds the wake-up fd in use until held exits are reported */
-            uint32_t held_len, held_cap;
-            struct ae_child_record *held; /* exits seen while stopped, reported at start */
-            ae_watcher *gnext, *gprev;    /* process-wide list of child watchers */
+            uint32_t held;    /* its exits in loop->child_held, seen while stopped, reported at start */
         } child;
         struct {
             atomic_bool sent; /* ae_async_send() since the callback last ran */
@@ -223,9 +228,15 @@ struct ae_loop {
     bool child_replay;                 /* a started child watcher holds exits seen while stopped */
     ae_list signals[NSIG];
     bool sig_native[NSIG]; /* the backend catches this signal for the loop */
+    /* Every child watcher of the loop. A reaper on any thread walks it, so
+     * its links, child_count and each watcher's u.child.listed change only
+     * under the process-wide child lock (core/child.c). */
     ae_list children;
-    size_t child_count;
-    size_t child_sigchld; /* of which the core watches through SIGCHLD */
+    size_t child_count;   /* listed child watchers: the loop is in the reapers' list of loops */
+    ae_loop *child_loop_next, *child_loop_prev; /* that list */
+    size_t child_sigchld; /* of the listed ones, those the core watches through SIGCHLD */
+    ae_child_held *child_held; /* exits held for stopped watchers, oldest first */
+    size_t child_held_len, child_held_cap;
 
     ae_cursor *cursors;
     int run_depth;   /* nested ae_run() */
@@ -252,7 +263,6 @@ struct ae_loop {
     size_t inbox_head, inbox_len, inbox_cap;
     atomic_bool inbox_pending;
     atomic_bool reap_requested; /* a new child watcher: look for zombies */
-    uint64_t inbox_mark;
 
     ae_cv *cvs; /* every condvar of the loop, freed with it */
     struct ae_free_hook *free_hooks; /* layers' cleanups, run first by ae_loop_free */

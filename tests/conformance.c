@@ -3341,6 +3341,88 @@ static void test_watcher_stop_start_child(void **state)
     ae_loop_free(loop);
 }
 
+struct child_log {
+    int len;
+    pid_t pid[8];
+    int status[8];
+};
+
+static void cb_child_log(ae_watcher *w, pid_t pid, int status, void *arg)
+{
+    (void)w;
+    struct child_log *log = arg;
+    assert_true(log->len < 8);
+    log->pid[log->len] = pid;
+    log->status[log->len++] = status;
+}
+
+static bool child_reaped(pid_t pid)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
+}
+
+/* Several exits held at once, for several stopped watchers of one loop: a
+ * started watcher reports each of its own, in order, and never another
+ * watcher's; freeing a watcher that holds exits drops them (no leak, the
+ * others unchanged). */
+static void test_watcher_stop_start_child_many(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++) {
+        pids[i] = spawn_exit(i + 1, 0);
+        wait_zombie(pids[i]);
+    }
+    struct child_log any = {0}, dropped = {0}, one = {0};
+    ae_watcher *w_any = ae_child(loop, 0, cb_child_log, &any);
+    ae_watcher *w_dropped = ae_child(loop, 0, cb_child_log, &dropped);
+    ae_watcher *w_one = ae_child(loop, pids[1], cb_child_log, &one);
+    assert_non_null(w_any);
+    assert_non_null(w_dropped);
+    assert_non_null(w_one);
+    assert_int_equal(ae_watcher_stop(w_any), 0);
+    assert_int_equal(ae_watcher_stop(w_dropped), 0);
+    assert_int_equal(ae_watcher_stop(w_one), 0);
+    /* The new watchers' look for exited children reaps all three. */
+    for (int i = 0; i < 10 && !(child_reaped(pids[0]) && child_reaped(pids[1]) && child_reaped(pids[2])); i++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(child_reaped(pids[i]));
+    assert_int_equal(any.len + dropped.len + one.len, 0);
+    ae_watcher_free(w_dropped);
+    assert_int_equal(ae_watcher_start(w_one), 0);
+    assert_int_equal(ae_watcher_start(w_any), 0);
+    assert_int_equal(any.len + one.len, 0); /* never from inside the call */
+    for (int i = 0; i < 10 && any.len < 3; i++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_int_equal(one.len, 1);
+    assert_int_equal(one.pid[0], pids[1]);
+    assert_int_equal(WEXITSTATUS(one.status[0]), 2);
+    assert_int_equal(ae_watcher_active(w_one), 0); /* reported */
+    assert_int_equal(any.len, 3);
+    for (int i = 0; i < 3; i++) {
+        int k = 0;
+        while (k < 3 && pids[k] != any.pid[i])
+            k++;
+        assert_true(k < 3);
+        assert_int_equal(WEXITSTATUS(any.status[i]), k + 1);
+        for (int j = 0; j < i; j++)
+            assert_true(any.pid[j] != any.pid[i]);
+    }
+    assert_int_equal(ae_watcher_active(w_any), 1); /* pid 0 stays active */
+    for (int i = 0; i < 3; i++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_int_equal(any.len, 3);
+    assert_int_equal(one.len, 1);
+    assert_int_equal(dropped.len, 0);
+    ae_watcher_free(w_any);
+    ae_watcher_free(w_one);
+    ae_loop_free(loop);
+}
+
 static void test_watcher_arg_and_bad(void **state)
 {
     (void)state;
@@ -3457,6 +3539,7 @@ static const struct CMUnitTest checks[] = {
     T(test_watcher_stop_start_io_timer),
     T(test_watcher_stop_start_signal_idle_async),
     T(test_watcher_stop_start_child),
+    T(test_watcher_stop_start_child_many),
     T(test_watcher_arg_and_bad),
     /* tests/conformance_plugin.c */
     T(test_adopt_watchers_fire_in_host_loop),
