@@ -1,10 +1,13 @@
 /* Idle watchers: run in an iteration in which nothing else ran.
  *
- * Where the backend offers it (idle_update, our own loops), a native idle
- * watcher that the native loop runs only when nothing of ours is pending
- * calls the idle_run service: no per-iteration work of the core's. Else the
- * native timer is armed "at once" while any idle watcher exists, and the
- * expire service runs them when nothing else ran in the iteration. */
+ * Where the backend offers idle_update (our own loops), it keeps the native
+ * loop from blocking while any exists, and the idle watchers run from the
+ * iteration service when nothing ran in the iteration (idle_owed in loop.c);
+ * on a backend that calls that service only on demand (libev), from a native
+ * idle watcher that the native loop runs only when nothing of ours is
+ * pending, through the idle_run service: no per-iteration work of the
+ * core's. Else the native timer is armed "at once" while any idle watcher
+ * exists, and the expire service runs them when nothing else ran. */
 #include <stdlib.h>
 
 #include "internal.h"

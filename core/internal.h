@@ -189,9 +189,9 @@ struct ae_loop {
                             * service only while iter_hook is on (iteration_hook) */
     bool iter_hook;        /* iter_lazy: the service was asked for */
     bool iter_hook_once;   /* iter_lazy: asked for until the end of this iteration */
-    bool native_idle;      /* iter_lazy, and the backend runs idle watchers (idle_update) */
+    bool native_idle;      /* native_iter, our own loop, and the backend has idle_update */
     bool idle_ran;         /* native_idle: the idle_run service ran in this iteration */
-    bool iter_marked;      /* iter_lazy: iteration_begin marked this iteration's start */
+    bool iter_marked;      /* native_iter: iteration_begin marked this iteration's start */
     unsigned iter_count;   /* iter_lazy: the backend's iterations() when last looked at */
     ae_loop *native_up;    /* the next loop in run() on this thread (for fork()) */
     uint8_t native_frame;  /* the innermost run() under way: 0 none, AE_NATIVE_RUN, AE_NATIVE_ONCE */

@@ -371,8 +371,9 @@ static ae_loop *loop_create(const char *backend, void *native)
                       loop->ops->iterations && loop->ops->iteration_hook;
     if (loop->iter_lazy)
         loop->ops->iteration_hook(loop, loop->backend_state, 0);
-    /* Idle watchers through the backend's native idle watcher: see core/idle.c. */
-    loop->native_idle = loop->iter_lazy && AE_BACKEND_OPS_HAS(loop->ops, idle_update) && loop->ops->idle_update;
+    /* Idle watchers without the native timer: see core/idle.c. */
+    loop->native_idle = loop->native_iter && !loop->adopted && AE_BACKEND_OPS_HAS(loop->ops, idle_update) &&
+                        loop->ops->idle_update;
     return loop;
 }
 
@@ -546,10 +547,12 @@ static void iteration_begin(ae_loop *loop)
     loop->iter_marked = true;
 }
 
-/* native_idle: nothing ran in this iteration (watched from its start), yet
- * the native idle did not run either: a native watcher of the core's own
- * (the wake-up fd) was pending. The idle watchers run now, after the
- * iteration's other callbacks, as where the core runs the iteration. */
+/* native_idle: nothing ran in this iteration (watched from its start), and
+ * the idle_run service did not either (a backend that calls the iteration
+ * service in every iteration never calls it; on libev a native watcher of
+ * the core's own, the wake-up fd, was pending). The idle watchers run now,
+ * after the iteration's other callbacks, as where the core runs the
+ * iteration. */
 static bool idle_owed(const ae_loop *loop)
 {
     return loop->native_idle && loop->idle_count && loop->iter_marked && !loop->idle_ran &&

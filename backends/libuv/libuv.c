@@ -74,6 +74,7 @@ typedef struct luv_state {
     uv_timer_t *wake;    /* bounds wait() */
     uv_timer_t *expire;  /* the core's next timer deadline (run(), or an adopted loop) */
     uv_idle_t *soon;     /* the same: "as soon as possible", once per iteration */
+    uv_idle_t *awake;    /* our loop, while the core has started idle watchers: the poll does not block */
     uv_prepare_t *check; /* runs right before libuv polls */
     uv_check_t *iter;    /* while run() runs: the core's iteration service, after the poll */
     ae_plugin_batch dirty; /* started since the last poll; room for nfds */
@@ -393,12 +394,14 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv)
     uv_prepare_t *check = malloc(sizeof *check);
     uv_timer_t *expire = malloc(sizeof *expire);
     uv_idle_t *soon = malloc(sizeof *soon);
+    uv_idle_t *awake = malloc(sizeof *awake);
     uv_check_t *iter = malloc(sizeof *iter);
-    if (!wake || !check || !expire || !soon || !iter) {
+    if (!wake || !check || !expire || !soon || !awake || !iter) {
         free(wake);
         free(check);
         free(expire);
         free(soon);
+        free(awake);
         free(iter);
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory");
     }
@@ -418,6 +421,8 @@ static int watchers_open(ae_loop *loop, luv_state *s, uv_loop_t *uv)
     uv_idle_init(uv, soon);
     soon->data = s;
     s->soon = soon;
+    uv_idle_init(uv, awake);
+    s->awake = awake;
     uv_check_init(uv, iter);
     iter->data = s;
     uv_unref((uv_handle_t *)iter);
@@ -482,6 +487,7 @@ static void luv_destroy(ae_loop *loop, void *state)
     uv_close((uv_handle_t *)s->check, free_handle);
     uv_close((uv_handle_t *)s->expire, free_handle);
     uv_close((uv_handle_t *)s->soon, free_handle);
+    uv_close((uv_handle_t *)s->awake, free_handle);
     uv_close((uv_handle_t *)s->iter, free_handle);
     if (s->hook_prepare)
         uv_close((uv_handle_t *)s->hook_prepare, free_handle);
@@ -653,6 +659,21 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
     uv_timer_start(s->expire, expire_cb, timeout_ms(s, timeout), 0);
 }
 
+static void awake_cb(uv_idle_t *idle) { (void)idle; }
+
+/* An active idle handle makes the poll not block; iter_cb's iteration
+ * service runs the core's idle watchers when nothing ran in the iteration
+ * (libuv runs idle handles in every iteration, before the poll). */
+static void luv_idle_update(ae_loop *loop, void *state, int on)
+{
+    (void)loop;
+    luv_state *s = state;
+    if (on)
+        uv_idle_start(s->awake, awake_cb);
+    else
+        uv_idle_stop(s->awake);
+}
+
 /* ---- loop hooks in the host's iterations (adopted loops) ---- */
 
 static void hook_prepare_cb(uv_prepare_t *h)
@@ -750,6 +771,7 @@ static const ae_backend_ops libuv_ops = {
     .host_symbol = "uv_default_loop",
     .rank = 20,
     .hooks_update = luv_hooks_update,
+    .idle_update = luv_idle_update,
 };
 
 AE_BACKEND_ENTRY(services)

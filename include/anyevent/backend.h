@@ -267,18 +267,20 @@ typedef struct ae_backend_ops {
     void (*iteration_hook)(ae_loop *loop, void *state, int on);
 
     /* ---- version 6 ---- */
-    /* Optional, with iterations and iteration_hook: the loop's idle
-     * watchers through a native idle watcher, for loops the core makes
-     * itself (not called for adopted loops). on 1: the loop's first
-     * started idle watcher; from now on the native loop must not block,
-     * and in each iteration in which none of the backend's native watchers
-     * that call the core (io, the native timer) had an event, run() calls
-     * the idle_run service once, after the iteration's other callbacks and
+    /* Optional, with run: the loop's idle watchers without the native
+     * timer, for loops the core makes itself (not called for adopted
+     * loops). on 1: the loop's first started idle watcher; from now on the
+     * native loop must not block (libuv: an idle handle started). A backend
+     * that calls the iteration service in every iteration needs no more:
+     * the core runs the idle watchers from there. One with iteration_hook
+     * must also call the idle_run service once in each iteration in which
+     * none of its native watchers that call the core (io, the native
+     * timer) had an event, after the iteration's other callbacks and
      * before the iteration service (libev: an ev_idle of a priority below
      * the io watchers, which libev invokes only when nothing of its
-     * priority or above is pending). on 0: the last one stopped; stop
-     * calling. Must not fail or allocate. NULL: the core serves idle
-     * watchers with timer_update(0) and the expire service. */
+     * priority or above is pending). on 0: the last one stopped; stop.
+     * Must not fail or allocate. NULL: the core serves idle watchers with
+     * timer_update(0) and the expire service. */
     void (*idle_update)(ae_loop *loop, void *state, int on);
 } ae_backend_ops;
 
