@@ -13,6 +13,9 @@
 #   timer     the lifecycle workload's 0 s one-shot timers, created, fired and
 #             freed: per timer, each backend against libev, libevent and libuv;
 #   lifecycle the same for signal, idle and io watchers, against libev;
+#   idle      one idle watcher called N times in one ae_run: per call, on libev
+#             and libuv against the library's own (ev_idle in ev_run, uv_idle
+#             in uv_run);
 #   phases    with --phases, the lifecycle's create and free calls alone, per
 #             watcher of timer, signal, idle and io: callgrind counts only
 #             inside ae_KIND and ae_watcher_free (--toggle-collect, callees
@@ -40,7 +43,8 @@
 #   --require pingpong/libev,timer/poll,...  pingpong/B: round trip <= 1.10x
 #             native on B; timer/B: timer on B <= 1.5x libev's; timer-own/B:
 #             timer on B <= native B's (libevent, libuv); signal/B, idle/B:
-#             that lifecycle on B <= 1.5x libev's; glib-idle, glib-rearm:
+#             that lifecycle on B <= 1.5x libev's; idle-call/B: an idle
+#             call on B (libev, libuv) <= 1.10x B's own; glib-idle, glib-rearm:
 #             that glib case <= 1.10x GLib's; pipechain-setup/B,
 #             pipechain-run/B (with --pipechain): that part of both rounds on
 #             B <= 1.5x, <= 1.05x native.
@@ -177,6 +181,16 @@ for kind in signal idle io; do
     done
     spawn "lc-nat-$kind" - libev $tm1 $tm2 lifecycle --kind $kind --n @N@
 done
+idle_backends=()
+for b in "${backend_list[@]}"; do
+    case $b in
+    libev | libuv)
+        idle_backends+=("$b")
+        spawn "id-ae-$b" - anyevent $tm1 $tm2 idle --backend "$b" --count @N@
+        spawn "id-nat-$b" - "$b" $tm1 $tm2 idle --count @N@
+        ;;
+    esac
+done
 if [ "$phases" = 1 ]; then
     for kind in timer signal idle io; do
         for b in "${backend_list[@]}"; do
@@ -248,8 +262,8 @@ verdict() {
     fi
     echo "$v"
 }
-for f in "$tmp"/pp-* "$tmp"/tm-* "$tmp"/lc-* "$tmp"/gl-* "$tmp"/ph-* "$tmp"/pc-*; do
-    case $f in *.cg | *.err | "$tmp/gl-*" | "$tmp/ph-*" | "$tmp/pc-*") continue ;; esac
+for f in "$tmp"/pp-* "$tmp"/tm-* "$tmp"/lc-* "$tmp"/id-* "$tmp"/gl-* "$tmp"/ph-* "$tmp"/pc-*; do
+    case $f in *.cg | *.err | "$tmp/id-*" | "$tmp/gl-*" | "$tmp/ph-*" | "$tmp/pc-*") continue ;; esac
     if [ "$(cat "$f")" = failed ]; then
         failed=1
         echo "instructions.sh: $(basename "$f") failed:" >&2
@@ -303,6 +317,17 @@ for kind in signal idle io; do
         printf '%-7s %-9s %9s  %9s  %5sx  %s\n' "$kind" "$b" "$a" "$n" "$r" "$t"
     done
 done
+
+if [ "${#idle_backends[@]}" -gt 0 ]; then
+    echo
+    echo "Idle, one watcher called N times in one ae_run, per call (N = $tm1, $tm2), against the library's own"
+    echo "(ev_idle in ev_run, uv_idle in uv_run)"
+    printf '%-9s %9s  %9s  %6s  %s\n' backend anyevent native ratio "<= 1.10x"
+    for b in "${idle_backends[@]}"; do
+        a=$(get "id-ae-$b") n=$(get "id-nat-$b") r=$(ratio "$a" "$n")
+        printf '%-9s %9s  %9s  %5sx  %s\n' "$b" "$a" "$n" "$r" "$(verdict "idle-call/$b" "$r" 1.10)"
+    done
+fi
 
 if [ "$phases" = 1 ]; then
     echo
