@@ -55,8 +55,8 @@ typedef struct ae_list {
 } ae_list;
 
 /* A watcher's slot in its loop's slab holds the common part and only its
- * kind's member of u (ae__watcher_size): code reads and writes u.io of an
- * io watcher only, never the whole struct. */
+ * kind's member of u (ae__watcher_size): code reads and writes u.timer of
+ * a timer only, never the whole struct. */
 struct ae_watcher {
     uint32_t magic; /* AE_WATCHER_MAGIC while live, 0 once freed (core/slab.c) */
     uint8_t kind;
@@ -64,6 +64,10 @@ struct ae_watcher {
     bool internal; /* the core's own (wake-up fd): never counts */
     bool unref;    /* active, but does not keep the loop alive (ae_watcher_unref) */
     bool stopped;  /* paused by ae_watcher_stop(), until ae_watcher_start() */
+    struct {       /* an io watcher's events, in what would be padding: io needs no u */
+        uint8_t events;         /* AE_READ | AE_WRITE */
+        uint8_t stopped_events; /* what ae_watcher_start() restores */
+    } io;
     union { /* the kind's 32-bit field, here in what would be padding, not in u */
         int fd;              /* io */
         uint32_t heap_index; /* an armed timer: 1-based heap slot of the ring it leads; 0: it leads none */
@@ -84,10 +88,6 @@ struct ae_watcher {
      * deadline's ring (core/timer.c); a freed slot: in the free list. */
     ae_watcher *next, *prev;
     union {
-        struct {
-            int events;
-            int stopped_events; /* what ae_watcher_start() restores */
-        } io;
         struct {
             double interval;
             double after;      /* as last armed: ae_watcher_start() arms it so again */
@@ -126,10 +126,10 @@ typedef struct ae_slab {
 static inline size_t ae__watcher_size(enum ae_kind kind)
 {
     switch (kind) {
-    case AE_KIND_IO: return AE__WATCHER_SIZE_OF(io);
     case AE_KIND_TIMER: return AE__WATCHER_SIZE_OF(timer);
     case AE_KIND_CHILD: return AE__WATCHER_SIZE_OF(child);
     case AE_KIND_ASYNC: return AE__WATCHER_SIZE_OF(async);
+    case AE_KIND_IO: /* its fd is in k, its events in io */
     case AE_KIND_SIGNAL: /* its signum is in k */
     case AE_KIND_IDLE:
     case AE_KIND_PREPARE:

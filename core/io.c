@@ -136,7 +136,7 @@ static int fd_interest(const ae_fd *f)
 {
     int events = 0;
     for (const ae_watcher *w = f->head; w; w = w->next)
-        events |= w->u.io.events;
+        events |= w->io.events;
     return events;
 }
 
@@ -182,7 +182,7 @@ int ae__io_register(ae_loop *loop, int fd, ae_watcher *w, int events)
     if (!f)
         return ae_last_error_code();
     w->k.fd = fd;
-    w->u.io.events = events;
+    w->io.events = events;
     fd_append(f, w);
     int rc = fd_sync(loop, fd, f);
     if (rc < 0) {
@@ -235,11 +235,11 @@ static inline ae_fd *fd_of(const ae_loop *loop, int fd)
  * combined with events. */
 __attribute__((noinline)) static int io_set_events_shared(ae_watcher *w, ae_fd *f, int events)
 {
-    int old = w->u.io.events;
-    w->u.io.events = events;
+    int old = w->io.events;
+    w->io.events = events;
     int rc = fd_sync(w->loop, w->k.fd, f);
     if (rc < 0) {
-        w->u.io.events = old;
+        w->io.events = old;
         return rc;
     }
     if (events)
@@ -265,7 +265,7 @@ static inline __attribute__((always_inline)) int io_set_events(ae_watcher *w, in
         if (__builtin_expect(rc < 0, 0))
             return rc;
     }
-    w->u.io.events = events;
+    w->io.events = events;
     if (events)
         ae__watcher_activate(w);
     else
@@ -293,11 +293,11 @@ int ae_io_set(ae_watcher *w, int events)
 int ae__io_pause(ae_watcher *w, bool stop)
 {
     if (!stop)
-        return ae__io_set_events(w, w->u.io.stopped_events);
-    int events = w->u.io.events;
+        return ae__io_set_events(w, w->io.stopped_events);
+    int events = w->io.events;
     int rc = ae__io_set_events(w, 0);
     if (rc == 0)
-        w->u.io.stopped_events = events;
+        w->io.stopped_events = events;
     return rc;
 }
 
@@ -309,7 +309,7 @@ void ae__io_stop(ae_watcher *w)
     int fd = w->k.fd;
     ae_fd *f = fd_lookup(loop, fd);
     fd_unlink(loop, f, w);
-    w->u.io.events = 0;
+    w->io.events = 0;
     /* Removing interest cannot usefully fail: a backend that cannot drop a
      * closed fd has nothing registered for it any more. */
     if (fd_sync(loop, fd, f) < 0)
@@ -363,9 +363,9 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
     fd_cursor_push(loop, &cur, f);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
-        if (!w->u.io.events)
+        if (!w->io.events)
             continue;
-        w->u.io.events = 0;
+        w->io.events = 0;
         ae__watcher_deactivate(w);
         if (!w->internal)
             loop->dispatched++;
@@ -380,7 +380,7 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
     fd_cursor_push(loop, &cur, f);
     ae_watcher *w;
     while ((w = ae__cursor_take(loop, &cur))) {
-        int ready = w->u.io.events & revents;
+        int ready = w->io.events & revents;
         if (!ready)
             continue;
         if (!w->internal)
@@ -427,7 +427,7 @@ static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
         /* One watcher on the fd (the common case): no walk to keep valid,
          * so no cursor. Watchers made by the callback wait for the next
          * event, as in a walk. */
-        int ready = w->u.io.events & revents;
+        int ready = w->io.events & revents;
         if (ready) {
             loop->dispatched += !w->internal;
             w->cb.io(w, ready, w->arg);
