@@ -3049,6 +3049,67 @@ static void test_prepare_check_order(void **state)
     ae_loop_free(loop);
 }
 
+struct idle_order {
+    struct hook_log log;
+    int fd, idle_calls;
+};
+
+static void cb_order_reader(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    struct idle_order *o = arg;
+    char ch;
+    assert_int_equal(read(o->fd, &ch, 1), 1);
+    hook_note(&o->log, 'r');
+}
+
+static void cb_order_idle(ae_watcher *w, void *arg)
+{
+    struct idle_order *o = arg;
+    hook_note(&o->log, 'i');
+    if (++o->idle_calls == 2)
+        ae_watcher_free(w);
+}
+
+/* Idle watchers run after the iteration's other callbacks and before its
+ * check hooks, only in an iteration in which nothing else ran: with the
+ * loop's wake-up fd unwatched and watched (an async watcher that is never
+ * sent to), which on libev are two different paths. */
+static void test_idle_between_hooks(void **state)
+{
+    (void)state;
+    for (int with_async = 0; with_async < 2; with_async++) {
+        ae_loop *loop = new_loop();
+        int p[2];
+        make_pipe(p);
+        write_byte(p[1]);
+        struct idle_order o = {.fd = p[0]};
+        ae_watcher *async = with_async ? ae_async(loop, cb_count_idle, NULL) : NULL;
+        if (with_async) {
+            assert_non_null(async);
+            ae_watcher_unref(async);
+        }
+        ae_watcher *pre = ae_prepare(loop, cb_prepare_note, &o.log);
+        ae_watcher *chk = ae_check(loop, cb_check_note, &o.log);
+        ae_watcher *reader = io_watcher(loop, p[0], AE_READ, cb_order_reader, &o);
+        assert_non_null(ae_idle(loop, cb_order_idle, &o));
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_string_equal(o.log.seq, "prc");
+        assert_int_equal(ae_run_once(loop, 0), 1);
+        assert_string_equal(o.log.seq, "prcpic");
+        ae_watcher_free(reader);
+        assert_int_equal(ae_run(loop), 0); /* the idle watcher frees itself */
+        assert_string_equal(o.log.seq, "prcpicpic");
+        ae_watcher_free(pre);
+        ae_watcher_free(chk);
+        ae_watcher_free(async);
+        close(p[0]);
+        close(p[1]);
+        ae_loop_free(loop);
+    }
+}
+
 /* Hooks never keep the loop alive: with only hooks, ae_run returns. */
 static void test_hooks_do_not_keep_alive(void **state)
 {
@@ -3511,6 +3572,7 @@ static const struct CMUnitTest checks[] = {
     T(test_idle_only_when_nothing_else),
     T(test_idle_keeps_running),
     T(test_idle_after_empty_wakeup),
+    T(test_idle_between_hooks),
     T(test_cv_send_wakes_recv),
     T(test_cv_begin_end),
     T(test_cv_croak),
