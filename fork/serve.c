@@ -465,9 +465,11 @@ _Noreturn void ae__fork_serve(int sock, bool quick_exit)
     }
     /* Bind the C library's lazy calls of dlsym() here, once: a fork that
      * looks up its run function then finds them bound instead of binding
-     * them again (and copying the pages they are in). */
-    dlsym(RTLD_DEFAULT, "ae__fork_serve");
-    dlerror();
+     * them again (and copying the pages they are in). A lookup that
+     * succeeds: a failed one also formats dlerror()'s message, which maps
+     * the printf machinery into the template (about 300 KiB of resident
+     * C library) for a path its forks take only when a symbol is missing. */
+    dlsym(RTLD_DEFAULT, "dlsym");
     char small[256]; /* most payloads: no allocation per frame (ARG payloads become items) */
     for (;;) {
         unsigned char h[AE_FORK_HDR];
