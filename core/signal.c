@@ -95,6 +95,12 @@ int ae__signal_watch(ae_loop *loop, int signum, bool native)
         atomic_store(&sig_nodes, &loop->sig);
         loop->sig.linked = true;
     }
+    /* A delivery marked while the loop last watched signum and never
+     * dispatched (its watchers went first) is not this watch's: without
+     * this, whether a new watcher is called for it depended on where in
+     * the iteration the backend dispatches signals. */
+    if (atomic_load(&loop->sig.watching[signum]) == 0)
+        atomic_store(&loop->sig.pending[signum], false);
     /* Flag first, handler second: a signal right after the sigaction is seen. */
     atomic_fetch_add(&loop->sig.watching[signum], 1);
     if (!native) {
