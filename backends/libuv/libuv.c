@@ -71,6 +71,7 @@ typedef struct luv_state {
     bool waiting;        /* inside wait() or run(): our uv_run, not the host's */
     int running;         /* run() calls under way */
     bool iterated;       /* iter_cb ran in the innermost run() */
+    bool deadline_armed; /* expire or soon was started since last stopped by us: iter_cb looks at them */
     uv_timer_t *wake;    /* bounds wait() */
     uv_timer_t *expire;  /* the core's next timer deadline (run(), or an adopted loop) */
     uv_idle_t *soon;     /* the same: "as soon as possible", once per iteration */
@@ -370,17 +371,29 @@ static uint64_t timeout_ms(const luv_state *s, double seconds)
 /* The state's own handles. They are allocated apart from the state, which
  * the core frees as soon as destroy returns, before their close callbacks
  * run in an adopted loop. */
+/* Whether the core's next timer deadline has come: soon started, or expire
+ * due (which libuv would run only at the start of the next iteration). */
+static bool deadline_due(const luv_state *s)
+{
+    return uv_is_active((const uv_handle_t *)s->soon) ||
+           (uv_is_active((const uv_handle_t *)s->expire) && uv_timer_get_due_in(s->expire) == 0);
+}
+
+static void deadline_stop(luv_state *s)
+{
+    uv_timer_stop(s->expire);
+    uv_idle_stop(s->soon);
+    s->deadline_armed = false;
+}
+
 static void iter_cb(uv_check_t *iter)
 {
     luv_state *s = iter->data;
     /* The core's timers run after this iteration's io and before its check
      * hooks, as on every backend: libuv would run a timer that fell due
      * during the poll only at the start of the next iteration. */
-    bool due = uv_is_active((uv_handle_t *)s->soon) ||
-               (uv_is_active((uv_handle_t *)s->expire) && uv_timer_get_due_in(s->expire) == 0);
-    if (due) {
-        uv_idle_stop(s->soon);
-        uv_timer_stop(s->expire);
+    if (s->deadline_armed && deadline_due(s)) {
+        deadline_stop(s);
         ae_core->expire(s->loop);
     }
     s->iterated = true;
@@ -645,10 +658,10 @@ static void luv_timer_update(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     luv_state *s = state;
-    uv_timer_stop(s->expire);
-    uv_idle_stop(s->soon);
+    deadline_stop(s);
     if (timeout < 0)
         return;
+    s->deadline_armed = true;
     if (timeout == 0) {
         /* Not a 0 ms timer: libuv 1.44 runs a timer re-armed to 0 from its
          * own callback again in the same pass, never reaching the poll. An
@@ -687,10 +700,8 @@ static void hook_check_cb(uv_check_t *h)
     luv_state *s = h->data;
     /* As in iter_cb: a core timer that fell due during the poll runs
      * before the check hooks, not at the start of the next iteration. */
-    if (uv_is_active((uv_handle_t *)s->soon) ||
-        (uv_is_active((uv_handle_t *)s->expire) && uv_timer_get_due_in(s->expire) == 0)) {
-        uv_idle_stop(s->soon);
-        uv_timer_stop(s->expire);
+    if (s->deadline_armed && deadline_due(s)) {
+        deadline_stop(s);
         if (!ae_core->expire_checked(s->loop))
             return; /* a timer callback freed the loop, and s with it */
     }
