@@ -180,13 +180,13 @@ static void write_all(int fd, const char *buf, long size)
 {
     long done = 0;
     while (done < size) {
-        ssize_t r = write(fd, buf + done, (size_t)(size - done));
+        ssize_t r = send(fd, buf + done, (size_t)(size - done), 0);
         if (r > 0)
             done += r;
         else if (r < 0 && errno == EINTR)
             continue;
         else
-            bench_fail("write: %s", r < 0 ? strerror(errno) : "wrote nothing");
+            bench_fail("send: %s", r < 0 ? strerror(errno) : "wrote nothing");
     }
 }
 
@@ -194,7 +194,7 @@ static void write_all(int fd, const char *buf, long size)
 static bool read_message(int fd, char *buf, long *got)
 {
     while (*got < pp.size) {
-        ssize_t r = read(fd, buf + *got, (size_t)(pp.size - *got));
+        ssize_t r = recv(fd, buf + *got, (size_t)(pp.size - *got), 0);
         if (r > 0)
             *got += r;
         else if (r < 0 && errno == EINTR)
@@ -202,7 +202,7 @@ static bool read_message(int fd, char *buf, long *got)
         else if (r < 0 && errno == EAGAIN)
             return false;
         else
-            bench_fail("read: %s", r < 0 ? strerror(errno) : "end of file");
+            bench_fail("recv: %s", r < 0 ? strerror(errno) : "end of file");
     }
     *got = 0;
     return true;

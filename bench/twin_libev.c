@@ -72,11 +72,11 @@ static struct ev_loop *new_loop(void)
 static void write_all(int fd, const char *buf, long size)
 {
     while (size > 0) {
-        ssize_t r = write(fd, buf, (size_t)size);
+        ssize_t r = send(fd, buf, (size_t)size, 0);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            bench_fail("write: %s", strerror(errno));
+            bench_fail("send: %s", strerror(errno));
         }
         buf += r;
         size -= r;
@@ -87,14 +87,14 @@ static void write_all(int fd, const char *buf, long size)
 static void read_all(int fd, char *buf, long size)
 {
     while (size > 0) {
-        ssize_t r = read(fd, buf, (size_t)size);
+        ssize_t r = recv(fd, buf, (size_t)size, 0);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            bench_fail("read: %s", strerror(errno));
+            bench_fail("recv: %s", strerror(errno));
         }
         if (r == 0)
-            bench_fail("read: unexpected end of file");
+            bench_fail("recv: unexpected end of file");
         buf += r;
         size -= r;
     }
