@@ -1045,6 +1045,80 @@ static void test_io_reused_fd_in_same_iteration(void **state)
     ae_loop_free(loop);
 }
 
+/* Two fds ready in the same wait; whichever callback runs first frees the
+ * other's watcher and watches that fd (still open, still ready) with a new
+ * one. The new watcher is first called in the next iteration, not in the
+ * dispatch under way (docs/api.md), though its fd is the same file: a
+ * backend that keeps the fd's native registration across the free (a
+ * deferred pause) must still drop the readiness it collected for it. */
+struct renew;
+struct renew_arg {
+    struct renew *r;
+    int i;
+};
+
+struct renew {
+    ae_loop *loop;
+    int p[2][2];
+    ae_watcher *w[2];
+    struct renew_arg args[2];
+    ae_watcher *fresh;
+    int calls;
+    int fresh_calls;
+};
+
+static void cb_renew(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    struct renew_arg *a = arg;
+    struct renew *r = a->r;
+    r->calls++;
+    int other = 1 - a->i;
+    ae_watcher_free(r->w[other]);
+    r->w[other] = NULL;
+    r->fresh = io_watcher(r->loop, r->p[other][0], AE_READ, cb_count_io, &r->fresh_calls);
+    ae_watcher_free(w);
+    r->w[a->i] = NULL;
+}
+
+static void test_io_new_watcher_on_ready_fd_waits(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    struct renew r = {.loop = loop};
+    for (int i = 0; i < 2; i++) {
+        make_pipe(r.p[i]);
+        r.args[i] = (struct renew_arg){&r, i};
+        r.w[i] = io_watcher(loop, r.p[i][0], AE_READ, cb_renew, &r.args[i]);
+    }
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    /* Paused and resumed between waits, twice, with the same files (a
+     * backend may learn to trust such an fd, as in io_reused_fd_rearmed). */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(ae_io_set(r.w[i], 0), 0);
+            assert_int_equal(ae_io_set(r.w[i], AE_READ), 0);
+        }
+        assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    }
+    assert_int_equal(r.calls, 0);
+    for (int i = 0; i < 2; i++)
+        write_byte(r.p[i][1]);
+    /* Both are ready in the same wait. */
+    assert_int_equal(ae_run_once(loop, 0), 1);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.fresh_calls, 0);
+    /* Still ready: the next iteration calls it. */
+    assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    assert_int_equal(r.fresh_calls, 1);
+    ae_watcher_free(r.fresh);
+    for (int i = 0; i < 2; i++) {
+        close(r.p[i][0]);
+        close(r.p[i][1]);
+    }
+    ae_loop_free(loop);
+}
+
 /* Closes fd and puts a fresh pipe's read end at its number; returns the
  * fresh pipe's write end. */
 static int reopen_at(int fd)
@@ -3553,6 +3627,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_closed_while_watched),
     T(test_io_closed_fds_nested_wait),
     T(test_io_reused_fd_in_same_iteration),
+    T(test_io_new_watcher_on_ready_fd_waits),
     T(test_io_reused_fd_rearmed),
     T(test_io_closed_while_paused),
     T(test_io_rearmed_by_other_callback),

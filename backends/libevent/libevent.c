@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -43,14 +47,35 @@ const ae_backend_services *ae_core;
  * poll(2) when the next iteration starts. An fd paused and resumed with the
  * same interest before that (a pipe chain re-arming every fd) is not: its
  * event_add just checked it, and a close after it is the same case as a
- * close after the poll (docs/backends.md, "Closed fds"). */
+ * close after the poll (docs/backends.md, "Closed fds").
+ *
+ * A pause followed by a resume with the same events (a pipe chain re-arms
+ * every fd so each round; natively event_del and event_add, an epoll_ctl
+ * DEL and ADD) need not reach libevent. In a loop of our own whose
+ * event_base nobody else has (not adopted, ae_loop_native() not called) and
+ * that polls with epoll, the pause of one fd at a time is deferred: its
+ * event stays added (events keeps its mask) until the plugin's next call
+ * for another fd or its next poll, whichever comes first (paused_flush).
+ * Nothing else polls that base or adds events to it, so no one sees the
+ * fd's registration before then; readiness reported for it meanwhile (the
+ * rest of an iteration whose callback paused it) finds no interest in the
+ * core and is dropped. Resumed before then with the same events, the fd may
+ * name another file (closed and its number reused in between: conformance
+ * io_reused_fd_rearmed), which libevent's epoll set would not hold: one
+ * epoll_ctl(EPOLL_CTL_ADD) on a private epoll set of the plugin's asks,
+ * as the libev plugin does. EEXIST with the set mirroring libevent's
+ * registration: the same file, nothing to do (one system call instead of
+ * two); EBADF: closed, the pause done and ae_io_set fails with AE_EBADF, as
+ * event_add would have; success: another file (or the fd's first check),
+ * handed to libevent again with event_del and event_add. */
 typedef struct lev_fd {
     struct event ev[2];
     int cur;                   /* ev[cur] is added while events != 0 */
-    int events;                /* AE_READ|AE_WRITE added to libevent */
+    int events;                /* AE_READ|AE_WRITE added to libevent (its pause may be deferred) */
     int polled_events;         /* events when libevent last polled (valid while epoch is the state's) */
     unsigned epoch;            /* the state's epoch when polled_events was taken */
     bool dirty;                /* in the state's dirty list */
+    bool mirrored;             /* the private set holds the file libevent registered for this fd */
     struct lev_fd *next_dirty;
     ae_loop *loop;             /* for io_cb, whose argument is this lev_fd */
 } lev_fd;
@@ -68,6 +93,10 @@ typedef struct lev_state {
     unsigned iterations; /* event_base_loop calls by run() */
     unsigned epoch;      /* event_base_loop calls by run() and wait(): an fd's interest changes since */
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
+    bool defer;          /* pauses may be deferred (see lev_fd) */
+    bool dispatching;    /* inside event_base_loop: pauses are done at once */
+    lev_fd *paused;      /* the fd whose pause is deferred: interest 0, its event still added */
+    int probe_epfd;      /* the private epoll set that tells a resumed fd's file; -1 until first used */
 } lev_state;
 
 /* arg is the fd's lev_fd, its fd_data: the core needs no table lookup. */
@@ -107,6 +136,7 @@ static void timers_init(ae_loop *loop, lev_state *s)
 {
     s->hook = true; /* until the core says otherwise (it may predate iteration_hook) */
     s->loop = loop;
+    s->probe_epfd = -1;
     evtimer_assign(&s->wake, s->base, wake_cb, NULL);
     evtimer_assign(&s->expire, s->base, expire_cb, loop);
 }
@@ -146,6 +176,11 @@ static int lev_init(ae_loop *loop, void *state)
     }
     s->coarse_clock = clock_may_be_coarse(false);
     timers_init(loop, s);
+#ifdef __linux__
+    /* The probe tells files apart as epoll does: under another method
+     * libevent polls by number, and nothing is deferred. */
+    s->defer = !strcmp(event_base_get_method(s->base), "epoll");
+#endif
     return 0;
 }
 
@@ -172,6 +207,8 @@ static void lev_destroy(ae_loop *loop, void *state)
     (void)loop;
     lev_state *s = state;
     timers_fini(s);
+    if (s->probe_epfd >= 0)
+        close(s->probe_epfd);
     if (!s->adopted)
         event_base_free(s->base);
     ae_plugin_batch_free(&s->batch);
@@ -192,12 +229,23 @@ static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     return 0;
 }
 
+/* The deferred pause done: its event deleted. */
+static void paused_flush(lev_state *s)
+{
+    lev_fd *f = s->paused;
+    s->paused = NULL;
+    event_del(&f->ev[f->cur]);
+    f->events = 0;
+}
+
 static void lev_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
-    (void)state;
     (void)fd;
+    lev_state *s = state;
     lev_fd *f = fd_data;
+    if (s->paused == f)
+        paused_flush(s);
     event_debug_unassign(&f->ev[0]);
     event_debug_unassign(&f->ev[1]);
 }
@@ -233,12 +281,54 @@ static short to_libevent(int events)
     return (short)((events & AE_READ ? EV_READ : 0) | (events & AE_WRITE ? EV_WRITE : 0));
 }
 
+/* f, whose pause was deferred, resumed with the events its event has: the
+ * private set says whether the fd still names the file libevent has (see
+ * lev_fd). Out of line: a system call follows anyway. */
+__attribute__((noinline)) static int resume_probed(lev_state *s, lev_fd *f, int fd)
+{
+    int err = ENOSYS;
+#ifdef __linux__
+    if (s->probe_epfd < 0)
+        s->probe_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->probe_epfd >= 0) {
+        struct epoll_event e = {0}; /* no events: the set is never waited on */
+        err = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
+    }
+#endif
+    if (err == EEXIST && f->mirrored)
+        return 0; /* the same file: libevent's registration stands */
+    /* Closed, another file, or not known (the first check, no private
+     * set): the pause is done, and libevent is told again. */
+    int events = f->events;
+    struct event *ev = &f->ev[f->cur];
+    event_del(ev);
+    f->events = 0;
+    f->mirrored = false;
+    errno = err == EBADF ? EBADF : 0;
+    if (err == EBADF || event_add(ev, NULL) < 0)
+        return add_failed(fd, events & AE_READ ? "reading" : "writing", errno);
+    f->events = events;
+    f->mirrored = err == 0 || err == EEXIST; /* the set holds this file now */
+    return 0;
+}
+
 static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
     (void)loop;       /* f->loop */
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
     lev_state *s = state;
     lev_fd *f = fd_data;
+    if (s->paused) {
+        if (s->paused == f && new_events == f->events) {
+            s->paused = NULL;
+            return resume_probed(s, f, fd);
+        }
+        paused_flush(s); /* f itself with another mask: from no events, as after a pause */
+    }
+    if (!new_events && s->defer && !s->dispatching && f->events) {
+        s->paused = f;
+        return 0;
+    }
     if (f->epoch != s->epoch) {
         /* The first change since libevent last polled: what it polled with. */
         f->epoch = s->epoch;
@@ -262,6 +352,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
                 return add_failed(fd, added & AE_READ ? "reading" : "writing", errno);
             }
             f->cur = next;
+            f->mirrored = false; /* the private set was not asked */
         }
         /* event_del forgets the event even when epoll_ctl fails (a closed
          * fd), and takes it out of the active queue: readiness found in
@@ -326,18 +417,35 @@ static int loop_failed(void)
  * 2.1 has no prepare or check events): the core's timers come through the
  * expire event, re-armed only when the first deadline changes, and its
  * per-iteration work runs between two iterations. */
+/* Before libevent polls: the deferred pause done, and the changed fds
+ * checked (whose callbacks may pause another). Returns report_closed's. */
+static int before_poll(lev_state *s)
+{
+    if (s->paused)
+        paused_flush(s);
+    if (!s->dirty)
+        return 0;
+    int reported = report_closed(s);
+    if (s->paused)
+        paused_flush(s);
+    return reported;
+}
+
 static int lev_run(ae_loop *loop, void *state, int flags)
 {
     lev_state *s = state;
     for (;;) {
-        int reported = s->dirty ? report_closed(s) : 0;
+        int reported = before_poll(s);
         errno = 0;
         /* EVLOOP_NONBLOCK alone keeps polling for as long as events fire;
          * with EVLOOP_ONCE it stops after one run. */
         int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
         s->iterations++;
         s->epoch++;
-        if (event_base_loop(s->base, how) < 0)
+        s->dispatching = true;
+        int rc = event_base_loop(s->base, how);
+        s->dispatching = false;
+        if (rc < 0)
             return loop_failed();
         /* The hook is on whenever the core needs this iteration's end (it
          * turns it on from the callbacks that need it). */
@@ -388,7 +496,7 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     lev_state *s = state;
-    int reported = report_closed(s);
+    int reported = before_poll(s);
     int rc;
     errno = 0;
     s->epoch++;
@@ -396,6 +504,7 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
         /* Also when something was reported already: poll, do not block.
          * EVLOOP_NONBLOCK alone keeps polling for as long as events fire (a
          * writable fd: for ever); with EVLOOP_ONCE it stops after one run. */
+        s->dispatching = true;
         rc = event_base_loop(s->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     } else {
         if (timeout > 0) {
@@ -405,9 +514,11 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
         }
         /* EVLOOP_ONCE: waits until some event is active, runs the active
          * ones, returns. */
+        s->dispatching = true;
         rc = event_base_loop(s->base, EVLOOP_ONCE);
         evtimer_del(&s->wake);
     }
+    s->dispatching = false;
     if (rc < 0)
         return loop_failed();
     return 0;
@@ -446,14 +557,33 @@ static void lev_timer_update(ae_loop *loop, void *state, double timeout)
     }
 }
 
-static void *lev_native(void *state) { return ((lev_state *)state)->base; }
+/* The program may add events of its own to the base from now on (for fds
+ * the core has paused too): pauses are no longer deferred. */
+static void *lev_native(void *state)
+{
+    lev_state *s = state;
+    if (s->paused)
+        paused_flush(s);
+    s->defer = false;
+    return s->base;
+}
 
 /* event_reinit re-creates the base's kernel state and re-adds every event. */
 static int lev_fork(ae_loop *loop, void *state)
 {
     (void)loop;
-    if (event_reinit(((lev_state *)state)->base) < 0)
+    lev_state *s = state;
+    if (event_reinit(s->base) < 0)
         return ae_core->set_error(AE_ESYS, "libevent: event_reinit failed after fork");
+    /* After event_reinit: the parent's epoll set is not ours to change. */
+    if (s->paused)
+        paused_flush(s);
+    /* The private set is the parent's too: a new one when next needed (a
+     * fresh set holds no file, so every fd's next check re-registers it). */
+    if (s->probe_epfd >= 0) {
+        close(s->probe_epfd);
+        s->probe_epfd = -1;
+    }
     return 0;
 }
 
