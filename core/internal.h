@@ -85,7 +85,9 @@ struct ae_watcher {
         ae_async_cb async;
     } cb;
     /* In its fd's, signal's, child or idle list; an armed timer: in its
-     * deadline's ring (core/timer.c); a freed slot: in the free list. */
+     * deadline's ring (core/timer.c); a freed slot: in the free list. An
+     * io watcher's slot ends before prev: an fd's list is linked through
+     * next only (core/io.c). */
     ae_watcher *next, *prev;
     union {
         struct {
@@ -129,7 +131,7 @@ static inline size_t ae__watcher_size(enum ae_kind kind)
     case AE_KIND_TIMER: return AE__WATCHER_SIZE_OF(timer);
     case AE_KIND_CHILD: return AE__WATCHER_SIZE_OF(child);
     case AE_KIND_ASYNC: return AE__WATCHER_SIZE_OF(async);
-    case AE_KIND_IO: /* its fd is in k, its events in io */
+    case AE_KIND_IO: return offsetof(ae_watcher, prev); /* its fd in k, its events in io, no prev */
     case AE_KIND_SIGNAL: /* its signum is in k */
     case AE_KIND_IDLE:
     case AE_KIND_PREPARE:
@@ -143,9 +145,9 @@ enum { AE__KINDS = AE_KIND_CHECK + 1 };
  * page of the fd table (core/io.c), made on first use of the fd and kept
  * until the loop is freed, so that the backend memory never moves. */
 typedef struct ae_fd {
-    /* The fd's watchers in creation order, through next; head->prev is the
-     * last (core/io.c fd_append): one pointer, so that the entry's own part
-     * is 16 bytes and the backend's starts right after it. */
+    /* The fd's watchers in creation order, through next (core/io.c
+     * fd_append): one pointer, so that the entry's own part is 16 bytes and
+     * the backend's starts right after it. */
     ae_watcher *head;
     int events; /* the combined interest registered with the backend */
     bool used;  /* fd_init has run */

@@ -92,44 +92,49 @@ static void fds_each(ae_loop *loop, void (*fn)(ae_loop *loop, int fd, ae_fd *f, 
     }
 }
 
-/* An fd's list of watchers: a head, next ending in NULL, and prev circular
- * (the head's is the last watcher), so that appending costs no walk. */
+/* An fd's list of watchers: a head and next, ending in NULL. An io
+ * watcher's slot has no prev (ae__watcher_size), so appending and unlinking
+ * walk the list; each is followed by fd_sync's walk for the interest
+ * anyway, and with one watcher on the fd (the common case) neither walks. */
+static ae_watcher *fd_last(const ae_fd *f)
+{
+    ae_watcher *w = f->head;
+    if (w)
+        while (w->next)
+            w = w->next;
+    return w;
+}
+
 static void fd_append(ae_fd *f, ae_watcher *w)
 {
     w->next = NULL;
-    if (!f->head) {
+    ae_watcher *last = fd_last(f);
+    if (last)
+        last->next = w;
+    else
         f->head = w;
-        w->prev = w;
-        return;
-    }
-    ae_watcher *last = f->head->prev;
-    last->next = w;
-    w->prev = last;
-    f->head->prev = w;
 }
 
 static void fd_unlink(ae_loop *loop, ae_fd *f, ae_watcher *w)
 {
-    ae_watcher *head = f->head;
-    ae__cursors_unlink(loop, w, w == head ? NULL : w->prev);
-    if (w == head) {
-        f->head = w->next;
-        if (w->next)
-            w->next->prev = w->prev; /* the last watcher */
-    } else {
-        w->prev->next = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            head->prev = w->prev;
+    ae_watcher *before = NULL;
+    if (w != f->head) {
+        before = f->head;
+        while (before->next != w)
+            before = before->next;
     }
-    w->next = w->prev = NULL;
+    ae__cursors_unlink(loop, w, before);
+    if (before)
+        before->next = w->next;
+    else
+        f->head = w->next;
+    w->next = NULL;
 }
 
 /* A walk over the fd's watchers as they are now. */
 static void fd_cursor_push(ae_loop *loop, ae_cursor *c, const ae_fd *f)
 {
-    ae__cursor_push_range(loop, c, f->head, f->head ? f->head->prev : NULL);
+    ae__cursor_push_range(loop, c, f->head, fd_last(f));
 }
 
 static int fd_interest(const ae_fd *f)
