@@ -54,7 +54,10 @@ typedef struct ae_plugin_batch {
     size_t n, cap;
 } ae_plugin_batch;
 
-/* Room for one more fd (from fd_init, so that nothing allocates later). */
+/* Room for nfds fds (from fd_init, so that nothing allocates later). The
+ * arrays double; while the batch holds nothing (n 0) they are allocated
+ * anew rather than copied, so that room never used never becomes resident
+ * (a realloc would write every old slot into the new block). */
 static inline int ae_plugin_batch_reserve(ae_plugin_batch *b, size_t nfds)
 {
     if (nfds <= b->cap)
@@ -62,6 +65,21 @@ static inline int ae_plugin_batch_reserve(ae_plugin_batch *b, size_t nfds)
     size_t cap = b->cap ? 2 * b->cap : 64;
     while (cap < nfds)
         cap *= 2;
+    if (b->n == 0) {
+        void **items = malloc(cap * sizeof *items);
+        struct pollfd *pfds = malloc(cap * sizeof *pfds);
+        if (!items || !pfds) {
+            free(items);
+            free(pfds);
+            return -1;
+        }
+        free(b->items);
+        free(b->pfds);
+        b->items = items;
+        b->pfds = pfds;
+        b->cap = cap;
+        return 0;
+    }
     void **items = realloc(b->items, cap * sizeof *items);
     if (!items)
         return -1;

@@ -509,6 +509,58 @@ static void test_io_closed_fds_nested_wait(void **state)
     ae_loop_free(loop);
 }
 
+/* Two fds given interest in one iteration, the first closed: its AE_ERROR
+ * callback pauses the second, resumes it as it was and makes it readable,
+ * while the second may still wait in the same closed-fd check (libev links
+ * its list of changed fds through their own memory: the second goes back
+ * on it while the check it was taken for is still under way). The second
+ * is reported readable once; the loop then frees cleanly. */
+struct closed_then_changed {
+    ae_watcher *closed, *other;
+    int other_wfd;
+    struct io_rec closed_rec, other_rec;
+};
+
+static void cb_closed_then_changed(ae_watcher *w, int revents, void *arg)
+{
+    struct closed_then_changed *c = arg;
+    if (w == c->closed) {
+        cb_io_rec(w, revents, &c->closed_rec);
+        assert_int_equal(ae_io_set(c->other, 0), 0);
+        assert_int_equal(ae_io_set(c->other, AE_READ), 0);
+        assert_int_equal(write(c->other_wfd, "x", 1), 1);
+    } else {
+        cb_io_rec(w, revents, &c->other_rec);
+        assert_int_equal(ae_io_set(w, 0), 0); /* paused: freed with the loop */
+    }
+}
+
+static void test_io_changed_while_checked(void **state)
+{
+    (void)state;
+    ae_loop *loop = new_loop();
+    int p[2][2];
+    for (int i = 0; i < 2; i++)
+        make_pipe(p[i]);
+    struct closed_then_changed c = {0};
+    c.other_wfd = p[1][1];
+    c.closed = io_watcher(loop, p[0][0], AE_READ, cb_closed_then_changed, &c);
+    c.other = io_watcher(loop, p[1][0], AE_READ, cb_closed_then_changed, &c);
+    close(p[0][0]);
+    for (int n = 0; n < 5 && (c.closed_rec.calls < 1 || c.other_rec.calls < 1); n++)
+        assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+    assert_int_equal(c.closed_rec.calls, 1);
+    assert_int_equal(c.closed_rec.last, AE_ERROR);
+    assert_int_equal(c.other_rec.calls, 1);
+    assert_int_equal(c.other_rec.last, AE_READ);
+    assert_true(ae_run_once(loop, AE_NOWAIT) >= 0); /* the paused fd's stop goes through the check */
+    ae_watcher_free(c.closed);
+    close(p[0][1]);
+    ae_loop_free(loop); /* c.other paused, still allocated */
+    close(p[1][0]);
+    close(p[1][1]);
+}
+
 static void raise_nofile(rlim_t want)
 {
     struct rlimit rl;
@@ -3626,6 +3678,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_paused_at_creation),
     T(test_io_closed_while_watched),
     T(test_io_closed_fds_nested_wait),
+    T(test_io_changed_while_checked),
     T(test_io_reused_fd_in_same_iteration),
     T(test_io_new_watcher_on_ready_fd_waits),
     T(test_io_reused_fd_rearmed),

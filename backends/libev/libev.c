@@ -34,6 +34,7 @@ const ae_backend_services *ae_core;
  * level-triggered fd still ready comes back at the next poll). */
 typedef struct evb_fd {
     ev_io io;
+    struct evb_fd *next_dirty; /* the dirty list, linked through the fds' own memory */
     bool dirty;        /* in the state's dirty list */
     bool stop_pending; /* paused: the check stops the ev_io, unless resumed as it was before */
     bool probe;        /* resumed without ev_io_set: the check asks the private epoll set */
@@ -53,8 +54,9 @@ typedef struct evb_state {
     unsigned iteration; /* ev_iteration() when the innermost run() last ended one */
     ev_idle nowait;   /* once check reported something: poll without blocking */
     ev_idle idle;     /* our loop, while the core has started idle watchers: their run */
-    ae_plugin_batch dirty; /* changed since the last poll (room for nfds) */
-    ae_plugin_batch batch; /* being checked (room for nfds) */
+    evb_fd *dirty;         /* changed since the last poll, last changed first */
+    size_t ndirty;
+    ae_plugin_batch batch; /* being checked, in the order of the changes (room for nfds) */
     size_t batch_next;     /* batch's next item: a check nested in a callback goes on from there */
     size_t nfds;           /* every fd the core knows */
     ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
@@ -129,6 +131,34 @@ static short probe_fd(evb_state *s, evb_fd *f)
     return p.revents & POLLNVAL;
 }
 
+/* Takes the dirty list as the batch to check, in the order of the changes
+ * (the list's link is free again: a callback may put the fd back on it),
+ * stops the ev_ios whose stop was put off, and polls the others' fds. */
+static void batch_take(evb_state *s)
+{
+    ae_plugin_batch *b = &s->batch;
+    size_t polled = 0;
+    evb_fd *f = s->dirty;
+    b->n = s->ndirty;
+    s->batch_next = 0;
+    s->dirty = NULL; /* new changes go to an empty list */
+    s->ndirty = 0;
+    for (size_t i = b->n; i-- > 0; f = f->next_dirty) {
+        b->items[i] = f;
+        f->dirty = false;
+        if (f->stop_pending) {
+            f->stop_pending = false;
+            f->probe = false;
+            ev_io_stop(s->ev, &f->io);
+        }
+        /* poll(2) skips a negative fd (revents 0) */
+        b->pfds[i].fd = f->probe || !ev_is_active(&f->io) ? -1 : f->io.fd;
+        polled += b->pfds[i].fd >= 0;
+    }
+    if (polled)
+        ae_plugin_batch_poll(b);
+}
+
 static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)revents;
@@ -140,28 +170,11 @@ static void check_cb(struct ev_loop *ev, ev_prepare *w, int revents)
     for (;;) {
         ae_plugin_batch *b = &s->batch;
         if (s->batch_next == b->n) {
-            if (!s->dirty.n)
+            if (!s->dirty) {
+                b->n = s->batch_next = 0; /* holds nothing: fd_init may grow it without copying */
                 break;
-            ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
-            s->batch = s->dirty;
-            s->dirty = t;
-            s->dirty.n = 0;
-            s->batch_next = 0;
-            size_t polled = 0;
-            for (size_t i = 0; i < b->n; i++) {
-                evb_fd *f = b->items[i];
-                f->dirty = false;
-                if (f->stop_pending) {
-                    f->stop_pending = false;
-                    f->probe = false;
-                    ev_io_stop(ev, &f->io);
-                }
-                /* poll(2) skips a negative fd (revents 0) */
-                b->pfds[i].fd = f->probe || !ev_is_active(&f->io) ? -1 : f->io.fd;
-                polled += b->pfds[i].fd >= 0;
             }
-            if (polled)
-                ae_plugin_batch_poll(b);
+            batch_take(s);
         }
         size_t i = s->batch_next++;
         evb_fd *f = b->items[i];
@@ -308,11 +321,9 @@ static void evb_destroy(ae_loop *loop, void *state)
     evb_state *s = state;
     /* Paused fds whose ev_io check_cb has not stopped yet: an adopted loop
      * lives on, and the ev_io is in memory the core frees. */
-    for (size_t i = 0; i < s->dirty.n; i++) {
-        evb_fd *f = s->dirty.items[i];
+    for (evb_fd *f = s->dirty; f; f = f->next_dirty)
         if (f->stop_pending)
             ev_io_stop(s->ev, &f->io);
-    }
     ev_timer_stop(s->ev, &s->wake);
     ev_timer_stop(s->ev, &s->expire);
     ev_prepare_stop(s->ev, &s->check);
@@ -323,18 +334,19 @@ static void evb_destroy(ae_loop *loop, void *state)
         close(s->probe_epfd);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
-    ae_plugin_batch_free(&s->dirty);
     ae_plugin_batch_free(&s->batch);
 }
 
-/* Room in the dirty list for one more fd, so that fd_update never allocates. */
+/* Room in the batch for one more fd, so that fd_update and check_cb never
+ * allocate (the dirty list is linked through the fds' own memory). Only as
+ * much of it as a batch uses becomes resident. */
 static int evb_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
     (void)fd;
     (void)fd_data;
     evb_state *s = state;
-    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0 || ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
+    if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
         return ae_core->set_error(AE_ENOMEM, "libev: out of memory");
     s->nfds++;
     return 0;
@@ -374,12 +386,15 @@ __attribute__((noinline)) static int check_start(evb_state *s)
     return 0;
 }
 
-/* Puts f in the dirty list for check_cb (room was reserved by fd_init). */
+/* Puts f in the dirty list for check_cb (through its own link: nothing to
+ * allocate). */
 static inline int dirty_add(evb_state *s, evb_fd *f)
 {
     if (!f->dirty) {
         f->dirty = true;
-        s->dirty.items[s->dirty.n++] = f;
+        f->next_dirty = s->dirty;
+        s->dirty = f;
+        s->ndirty++;
         if (!ev_is_active(&s->check))
             return check_start(s);
     }
