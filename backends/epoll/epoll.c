@@ -52,14 +52,16 @@ static const ae_backend_services *core;
 /* Per fd (the core's fd_data: zeroed, never moves, lives as long as the
  * loop). */
 typedef struct ep_fd {
+    struct ep_fd *next_changed; /* the changed list, linked through the fds' own memory */
     int fd;
     uint32_t gen;       /* generation of our last registration of fd */
+    /* epoll refused it (EPERM): always ready, in the refused list at
+     * refused_at - 1; 0: not refused (fds are ints: the index fits) */
+    uint32_t refused_at;
     unsigned char want; /* AE_READ|AE_WRITE the core wants */
     unsigned char kernel; /* what epoll has registered (0: nothing, as far as we know) */
     bool reset;   /* the interest went to 0 since the last wait: the number may name a new file */
     bool changed; /* in the changed list */
-    bool refused; /* epoll refused it (EPERM): in the refused list, always ready */
-    size_t refused_at; /* its index there */
 } ep_fd;
 
 /* A child watched with a pidfd (optional section). */
@@ -79,11 +81,10 @@ typedef struct ep_state {
     int by_fd_cap;
     size_t nfds;
 
-    ep_fd **changed; /* fds whose interest changed since the last wait (room for nfds) */
-    size_t nchanged;
+    ep_fd *changed;  /* fds whose interest changed since the last wait, last changed first */
     ep_fd **refused; /* fds epoll refused, reported ready every wait (room for nfds) */
     size_t nrefused;
-    size_t lists_cap; /* room in changed and refused, at least nfds */
+    size_t lists_cap; /* room in refused, at least nfds */
     size_t refused_next; /* where the next wait starts reporting them, if not all fit */
 
     struct epoll_event *events; /* the outermost wait's buffer */
@@ -130,7 +131,6 @@ static void ep_destroy(ae_loop *loop, void *state)
             close(s->children[i].pidfd);
     close(s->epfd);
     free(s->by_fd);
-    free(s->changed);
     free(s->refused);
     free(s->events);
     free(s->children);
@@ -169,7 +169,7 @@ static int ep_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     size_t n = s->nfds + 1;
     if (n > s->lists_cap) {
         size_t cap = s->lists_cap ? s->lists_cap * 2 : 64;
-        if (reserve_ptrs(&s->changed, cap) < 0 || reserve_ptrs(&s->refused, cap) < 0)
+        if (reserve_ptrs(&s->refused, cap) < 0)
             return core->set_error(AE_ENOMEM, "epoll: out of memory for fd %d", fd);
         s->lists_cap = cap;
         s->events_want = cap > EP_EVENTS_MAX ? EP_EVENTS_MAX : (int)cap;
@@ -194,9 +194,18 @@ static void ep_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
 static void refused_remove(ep_state *s, ep_fd *f)
 {
     ep_fd *last = s->refused[--s->nrefused];
-    s->refused[f->refused_at] = last;
+    s->refused[f->refused_at - 1] = last;
     last->refused_at = f->refused_at;
-    f->refused = false;
+    f->refused_at = 0;
+}
+
+static void changed_add(ep_state *s, ep_fd *f)
+{
+    if (!f->changed) {
+        f->changed = true;
+        f->next_changed = s->changed;
+        s->changed = f;
+    }
 }
 
 /* Records what the core wants; epoll hears of it at the next wait. Never
@@ -213,15 +222,13 @@ static int ep_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int o
         /* The fd may be closed and its number reused before the next
          * registration; readiness fetched before now is stale. */
         f->reset = true;
-        if (f->refused)
+        if (f->refused_at)
             refused_remove(s, f);
     }
-    if (f->refused)
+    if (f->refused_at)
         return 0; /* reported ready with whatever it wants now */
-    if ((f->want != f->kernel || f->reset) && !f->changed) {
-        f->changed = true;
-        s->changed[s->nchanged++] = f;
-    }
+    if (f->want != f->kernel || f->reset)
+        changed_add(s, f);
     return 0;
 }
 
@@ -262,9 +269,8 @@ static int register_fd(ep_state *s, ep_fd *f)
         /* A regular file, a directory, /dev/null: always ready, as poll(2)
          * and libev report them. */
         f->kernel = 0;
-        f->refused = true;
-        f->refused_at = s->nrefused;
         s->refused[s->nrefused++] = f;
+        f->refused_at = (uint32_t)s->nrefused;
         return 1;
     case EBADF:
         core->set_error(AE_EBADF, "epoll: fd %d was closed while watched", f->fd);
@@ -344,10 +350,7 @@ static int rebuild(ep_state *s)
         if (!f || !f->kernel)
             continue;
         f->kernel = 0;
-        if (!f->changed) {
-            f->changed = true;
-            s->changed[s->nchanged++] = f;
-        }
+        changed_add(s, f);
     }
     return 0;
 }
@@ -358,8 +361,9 @@ static int rebuild(ep_state *s)
  * itself: each fd is taken off the list before it is worked on. */
 static int apply_changes(ep_state *s, bool *reported)
 {
-    while (s->nchanged) {
-        ep_fd *f = s->changed[--s->nchanged];
+    while (s->changed) {
+        ep_fd *f = s->changed;
+        s->changed = f->next_changed;
         f->changed = false;
         if (!apply(s, f)) {
             *reported = true;
@@ -386,7 +390,7 @@ static int ep_fork(ae_loop *loop, void *state)
         if (f)
             *f = (ep_fd){.fd = fd, .gen = f->gen};
     }
-    s->nchanged = 0;
+    s->changed = NULL;
     s->nrefused = 0;
     s->refused_next = 0;
     return 1;
