@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,8 @@ typedef struct lev_state {
     unsigned epoch;      /* event_base_loop calls by run() and wait(): an fd's interest changes since */
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
     bool defer;          /* pauses may be deferred (see lev_fd) */
-    bool dispatching;    /* inside event_base_loop: pauses are done at once */
+    unsigned returned;   /* epoch when event_base_loop last returned; while it runs (epoch is
+                          * ahead) pauses are done at once (see lev_fd) */
     lev_fd *paused;      /* the fd whose pause is deferred: interest 0, its event still added */
     int probe_epfd;      /* the private epoll set that tells a resumed fd's file; -1 until first used */
 } lev_state;
@@ -325,7 +327,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
         }
         paused_flush(s); /* f itself with another mask: from no events, as after a pause */
     }
-    if (!new_events && s->defer && !s->dispatching && f->events) {
+    if (!new_events && s->defer && s->returned == s->epoch && f->events) {
         s->paused = f;
         return 0;
     }
@@ -417,9 +419,9 @@ static int loop_failed(void)
  * 2.1 has no prepare or check events): the core's timers come through the
  * expire event, re-armed only when the first deadline changes, and its
  * per-iteration work runs between two iterations. */
-/* Before libevent polls: the deferred pause done, and the changed fds
- * checked (whose callbacks may pause another). Returns report_closed's. */
-static int before_poll(lev_state *s)
+/* before_poll when there is something to do: out of line, as an
+ * iteration mostly finds nothing. */
+__attribute__((noinline)) static int before_poll_work(lev_state *s)
 {
     if (s->paused)
         paused_flush(s);
@@ -429,6 +431,14 @@ static int before_poll(lev_state *s)
     if (s->paused)
         paused_flush(s);
     return reported;
+}
+
+/* Before libevent polls: the deferred pause done, and the changed fds
+ * checked (whose callbacks may pause another). Returns report_closed's. */
+static inline int before_poll(lev_state *s)
+{
+    /* One test for both (in every iteration). */
+    return ((uintptr_t)s->paused | (uintptr_t)s->dirty) ? before_poll_work(s) : 0;
 }
 
 static int lev_run(ae_loop *loop, void *state, int flags)
@@ -442,9 +452,8 @@ static int lev_run(ae_loop *loop, void *state, int flags)
         int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
         s->iterations++;
         s->epoch++;
-        s->dispatching = true;
         int rc = event_base_loop(s->base, how);
-        s->dispatching = false;
+        s->returned = s->epoch;
         if (rc < 0)
             return loop_failed();
         /* The hook is on whenever the core needs this iteration's end (it
@@ -504,21 +513,21 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
         /* Also when something was reported already: poll, do not block.
          * EVLOOP_NONBLOCK alone keeps polling for as long as events fire (a
          * writable fd: for ever); with EVLOOP_ONCE it stops after one run. */
-        s->dispatching = true;
         rc = event_base_loop(s->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     } else {
         if (timeout > 0) {
             struct timeval tv = timeout_after(s, timeout);
-            if (evtimer_add(&s->wake, &tv) < 0)
+            if (evtimer_add(&s->wake, &tv) < 0) {
+                s->returned = s->epoch;
                 return ae_core->set_error(AE_ENOMEM, "libevent: out of memory for a timer");
+            }
         }
         /* EVLOOP_ONCE: waits until some event is active, runs the active
          * ones, returns. */
-        s->dispatching = true;
         rc = event_base_loop(s->base, EVLOOP_ONCE);
         evtimer_del(&s->wake);
     }
-    s->dispatching = false;
+    s->returned = s->epoch;
     if (rc < 0)
         return loop_failed();
     return 0;
