@@ -94,7 +94,8 @@ typedef struct lev_state {
     unsigned iterations; /* event_base_loop calls by run() */
     unsigned epoch;      /* event_base_loop calls by run() and wait(): an fd's interest changes since */
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
-    bool defer;          /* pauses may be deferred (see lev_fd) */
+    bool shared;         /* the program has the base too: adopted, or ae_loop_native() was called */
+    bool defer;          /* pauses may be deferred (see lev_fd): not shared, polled with epoll */
     unsigned returned;   /* epoch when event_base_loop last returned; while it runs (epoch is
                           * ahead) pauses are done at once (see lev_fd) */
     lev_fd *paused;      /* the fd whose pause is deferred: interest 0, its event still added */
@@ -191,6 +192,7 @@ static int lev_adopt(ae_loop *loop, void *state, void *native)
     lev_state *s = state;
     s->base = native;
     s->adopted = true;
+    s->shared = true;
     s->coarse_clock = clock_may_be_coarse(true);
     timers_init(loop, s);
     /* libevent's timer heap never shrinks: growing it for our timer now means
@@ -446,7 +448,11 @@ static int lev_run(ae_loop *loop, void *state, int flags)
     lev_state *s = state;
     for (;;) {
         int reported = before_poll(s);
-        errno = 0;
+        /* Only a base the program has too can be running already (the
+         * core runs its own once at a time): loop_failed tells that case,
+         * with no errno, from a failed poll, which sets errno. */
+        if (s->shared)
+            errno = 0;
         /* EVLOOP_NONBLOCK alone keeps polling for as long as events fire;
          * with EVLOOP_ONCE it stops after one run. */
         int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
@@ -574,6 +580,7 @@ static void *lev_native(void *state)
     if (s->paused)
         paused_flush(s);
     s->defer = false;
+    s->shared = true;
     return s->base;
 }
 
