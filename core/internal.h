@@ -151,7 +151,9 @@ typedef struct ae_fd {
     ae_watcher *head;
     int events; /* the combined interest registered with the backend */
     bool used;  /* fd_init has run */
-    _Alignas(max_align_t) unsigned char backend_data[];
+    /* Aligned as the backend asks (fd_data_align), at least as ae_fd: the
+     * entries are that far apart (core/io.c fd_stride). */
+    _Alignas(ae_watcher *) unsigned char backend_data[];
 } ae_fd;
 
 /* A timer heap entry: one per distinct deadline armed, leading a ring of the

@@ -15,11 +15,21 @@
  * moves); only the small array of page pointers grows. Page numbers are at
  * most INT_MAX / AE_FD_PAGE, so no size here can overflow. */
 #define AE_FD_PAGE 64
+_Static_assert(offsetof(ae_fd, backend_data) % _Alignof(max_align_t) == 0,
+               "an entry's backend bytes are aligned as far as its start is");
 
+/* Bytes from one entry to the next: ae_fd and the backend's bytes, rounded
+ * up to the alignment the backend's bytes need (fd_data_align; any type's
+ * before ABI version 7) and ae_fd's own. A page is aligned for any type, and
+ * backend_data's offset (16) is a multiple of every such alignment. */
 static size_t fd_stride(const ae_loop *loop)
 {
-    size_t align = _Alignof(max_align_t);
-    return (sizeof(ae_fd) + loop->ops->fd_data_size + align - 1) / align * align;
+    const ae_backend_ops *ops = loop->ops;
+    size_t align = AE_BACKEND_OPS_HAS(ops, fd_data_align) && ops->fd_data_align ? ops->fd_data_align
+                                                                                 : _Alignof(max_align_t);
+    if (align < _Alignof(ae_fd))
+        align = _Alignof(ae_fd);
+    return (sizeof(ae_fd) + ops->fd_data_size + align - 1) / align * align;
 }
 
 /* The fd's entry if its page exists, used or not (an unused one has no

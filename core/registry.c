@@ -64,6 +64,10 @@ int ae__backend_check(const ae_backend_ops *ops)
         return ae__set_error(AE_ENOTSUP, "backend '%s': hooks_update without adopt", name);
     if (ops->default_native && !ops->adopt)
         return ae__set_error(AE_ENOTSUP, "backend '%s': default_native without adopt", name);
+    if (AE_BACKEND_OPS_HAS(ops, fd_data_align) && ops->fd_data_align &&
+        ((ops->fd_data_align & (ops->fd_data_align - 1)) || ops->fd_data_align > _Alignof(max_align_t)))
+        return ae__set_error(AE_ENOTSUP, "backend '%s': fd_data_align %zu is not a power of two up to %zu", name,
+                             ops->fd_data_align, (size_t)_Alignof(max_align_t));
     return 0;
 }
 

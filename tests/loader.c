@@ -158,6 +158,14 @@ static void test_wrong_abi(void **state)
     expect_error(&o, "ABI version 999, this anyevent speaks 1 to");
 }
 
+static void test_bad_fd_data_align(void **state)
+{
+    (void)state;
+    struct output o;
+    probe("badalign", test_plugins, &o);
+    expect_error(&o, "fd_data_align 24 is not a power of two up to");
+}
+
 static void test_missing_entry(void **state)
 {
     (void)state;
@@ -248,6 +256,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_name),
         cmocka_unit_test(test_plugin_fails_to_dlopen),
         cmocka_unit_test(test_wrong_abi),
+        cmocka_unit_test(test_bad_fd_data_align),
         cmocka_unit_test(test_missing_entry),
         cmocka_unit_test(test_entry_refuses),
         cmocka_unit_test(test_env_backend),

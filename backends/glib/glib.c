@@ -523,6 +523,7 @@ static const ae_backend_ops glib_ops = {
     .name = "glib",
     .state_size = sizeof(glb_state),
     .fd_data_size = sizeof(glb_fd),
+    .fd_data_align = _Alignof(glb_fd),
     .features = AE_BACKEND_F_REENTRANT, /* g_main_context_iteration may be called recursively */
     .init = glb_init,
     .destroy = glb_destroy,

@@ -613,6 +613,7 @@ static const ae_backend_ops libev_ops = {
     .name = "libev",
     .state_size = sizeof(evb_state),
     .fd_data_size = sizeof(evb_fd),
+    .fd_data_align = _Alignof(evb_fd),
     .features = AE_BACKEND_F_REENTRANT, /* ev_run may be called recursively */
     .init = evb_init,
     .destroy = evb_destroy,

@@ -609,6 +609,7 @@ static const ae_backend_ops libevent_ops = {
     .name = "libevent",
     .state_size = sizeof(lev_state),
     .fd_data_size = sizeof(lev_fd),
+    .fd_data_align = _Alignof(lev_fd),
     .features = 0, /* event_base_loop cannot be called recursively */
     .init = lev_init,
     .destroy = lev_destroy,

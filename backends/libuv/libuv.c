@@ -765,6 +765,7 @@ static const ae_backend_ops libuv_ops = {
     .name = "libuv",
     .state_size = sizeof(luv_state),
     .fd_data_size = sizeof(luv_fd *),
+    .fd_data_align = _Alignof(luv_fd *),
     .features = 0, /* uv_run must not be called recursively */
     .init = luv_init,
     .destroy = luv_destroy,
