@@ -39,6 +39,7 @@ typedef struct luv_fd {
     int events;       /* AE_READ|AE_WRITE the handle is started with, or 0 */
     bool initialised; /* uv_poll_init done: only uv_close may end it */
     bool dirty;       /* in the state's dirty list */
+    struct luv_fd *next_dirty; /* that list, linked through the fds' own memory */
     bool stop_pending; /* paused: check_cb stops the handle, unless resumed as it was before */
     bool probe;       /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
 } luv_fd;
@@ -78,8 +79,9 @@ typedef struct luv_state {
     uv_idle_t *awake;    /* our loop, while the core has started idle watchers: the poll does not block */
     uv_prepare_t *check; /* runs right before libuv polls */
     uv_check_t *iter;    /* while run() runs: the core's iteration service, after the poll */
-    ae_plugin_batch dirty; /* started since the last poll; room for nfds */
-    ae_plugin_batch batch; /* being checked; room for nfds */
+    luv_fd *dirty;         /* started since the last poll, last started first */
+    size_t ndirty;
+    ae_plugin_batch batch; /* being checked, in the order of the starts (room for nfds) */
     size_t nfds;           /* every fd the core knows */
     uv_prepare_t *hook_prepare; /* adopted: the core's prepare hooks in the host's iterations; made on first need */
     uv_check_t *hook_check;     /* adopted: its check hooks, likewise */
@@ -155,7 +157,9 @@ static void mark_dirty(luv_state *s, luv_fd *f)
     if (f->dirty)
         return;
     f->dirty = true;
-    s->dirty.items[s->dirty.n++] = f;
+    f->next_dirty = s->dirty;
+    s->dirty = f;
+    s->ndirty++;
     uv_prepare_start(s->check, check_cb); /* a no-op while started */
 }
 
@@ -272,15 +276,17 @@ static void check_cb(uv_prepare_t *check)
     luv_state *s = check->data;
     bool reported = false;
     /* Callbacks run from here may start more handles: go until none is left. */
-    while (s->dirty.n) {
-        ae_plugin_batch t = s->batch; /* swap: new changes go to an empty list */
-        s->batch = s->dirty;
-        s->dirty = t;
-        s->dirty.n = 0;
+    while (s->dirty) {
+        /* Take the list (new changes go to an empty one) into the batch,
+         * in the order of the changes. */
         ae_plugin_batch *b = &s->batch;
+        luv_fd *f = s->dirty;
+        b->n = s->ndirty;
+        s->dirty = NULL;
+        s->ndirty = 0;
         size_t polled = 0;
-        for (size_t i = 0; i < b->n; i++) {
-            luv_fd *f = b->items[i];
+        for (size_t i = b->n; i-- > 0; f = f->next_dirty) {
+            b->items[i] = f;
             f->dirty = false;
             if (f->stop_pending) {
                 f->stop_pending = false;
@@ -494,7 +500,6 @@ static void luv_destroy(ae_loop *loop, void *state)
     (void)loop;
     luv_state *s = state;
     /* The fds' handles are closed (fd_fini): drop the list unread. */
-    ae_plugin_batch_free(&s->dirty);
     ae_plugin_batch_free(&s->batch);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
@@ -512,13 +517,14 @@ static void luv_destroy(ae_loop *loop, void *state)
         owned_loop_close(s->uv);
 }
 
-/* The handle, and room in the dirty list for it, so that fd_update never
- * allocates. */
+/* The handle, and room in the closed-fd check's batch for it, so that
+ * fd_update and the check never allocate (the dirty list is linked through
+ * the luv_fds). */
 static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
     luv_state *s = state;
-    if (ae_plugin_batch_reserve(&s->dirty, s->nfds + 1) < 0 || ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
+    if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
     luv_fd *f = calloc(1, sizeof *f);
     if (!f)
