@@ -11,6 +11,7 @@
 /* The services, for built-in backends. */
 int ae_backend_io_ready(ae_loop *loop, int fd, int revents);
 int ae_backend_fd_ready(ae_loop *loop, int fd, void *fd_data, int revents);
+void ae_backend_fd_event(void *fd_data, int revents);
 void ae_backend_expire(ae_loop *loop);
 int ae_backend_expire_checked(ae_loop *loop);
 void ae_backend_signal_ready(ae_loop *loop, int signum);

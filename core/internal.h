@@ -247,6 +247,7 @@ struct ae_loop {
     int busy;        /* entries into ae_run/ae_run_once/ae_cv_recv under way */
     bool break_requested;
     bool free_requested;
+    bool dispatch_inline; /* busy and not free_requested: io events take the short way (core/io.c) */
     bool time_stale; /* a new iteration began: the time is read again at its first use */
     bool time_used;  /* native_iter: the last iteration read the time */
     uint64_t dispatched; /* callbacks run; tells whether idle may run */

@@ -382,8 +382,7 @@ static void fd_invalid(ae_loop *loop, int fd, ae_fd *f)
             continue;
         w->io.events = 0;
         ae__watcher_deactivate(w);
-        if (!w->internal)
-            loop->dispatched++;
+        loop->dispatched++; /* the wake-up fd's callback takes its count back */
         w->cb.io(w, AE_ERROR, w->arg);
     }
     ae__cursor_pop(loop, &cur);
@@ -398,16 +397,16 @@ static void fd_dispatch(ae_loop *loop, ae_fd *f, int revents)
         int ready = w->io.events & revents;
         if (!ready)
             continue;
-        if (!w->internal)
-            loop->dispatched++;
+        loop->dispatched++;
         w->cb.io(w, ready, w->arg);
     }
     ae__cursor_pop(loop, &cur);
 }
 
 /* The uncommon cases: the host's own loop dispatches (adopted, nothing of
- * ours running), AE_ERROR, a loop being freed. */
-__attribute__((noinline, cold)) static int io_ready_slow(ae_loop *loop, int fd, int revents)
+ * ours running), AE_ERROR, a loop being freed; f is fd's entry, or NULL if
+ * its page does not exist. */
+__attribute__((noinline, cold)) static int io_ready_slow(ae_loop *loop, int fd, ae_fd *f, int revents)
 {
     /* Called by the host's own loop: the loop time goes stale for each such
      * dispatch (read again when needed), and the loop stays alive until it
@@ -415,8 +414,7 @@ __attribute__((noinline, cold)) static int io_ready_slow(ae_loop *loop, int fd, 
     bool from_host = loop->busy == 0;
     if (from_host)
         loop->time_stale = true;
-    ae_fd *f = fd_entry(loop, fd); /* an unused entry dispatches to nobody */
-    if (loop->free_requested || !f)
+    if (loop->free_requested || !f) /* an unused entry dispatches to nobody */
         return 1;
     if (from_host)
         ae__loop_enter(loop);
@@ -432,11 +430,14 @@ __attribute__((noinline, cold)) static int io_ready_slow(ae_loop *loop, int fd, 
     return 1;
 }
 
-/* Dispatch to f's watchers: the common case inline, the rest out of line. */
+/* Dispatch to f's watchers: the common case inline, the rest out of line.
+ * dispatch_inline: inside the loop's run, and the loop is not being freed.
+ * Every io callback counts in dispatched (the wake-up fd's callback takes
+ * its count back: no test of internal here). */
 static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
 {
-    if (__builtin_expect(!f || !loop->busy || (revents & AE_ERROR) || loop->free_requested, 0))
-        return io_ready_slow(loop, fd, revents);
+    if (__builtin_expect(!f || !loop->dispatch_inline || (revents & AE_ERROR), 0))
+        return io_ready_slow(loop, fd, f, revents);
     ae_watcher *w = f->head;
     if (w && !w->next) {
         /* One watcher on the fd (the common case): no walk to keep valid,
@@ -444,7 +445,7 @@ static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
          * event, as in a walk. */
         int ready = w->io.events & revents;
         if (ready) {
-            loop->dispatched += !w->internal;
+            loop->dispatched++;
             w->cb.io(w, ready, w->arg);
         }
         return 1;
@@ -455,7 +456,50 @@ static inline int fd_ready(ae_loop *loop, int fd, ae_fd *f, int revents)
 
 int ae_backend_io_ready(ae_loop *loop, int fd, int revents) { return fd_ready(loop, fd, fd_entry(loop, fd), revents); }
 
+static inline ae_fd *fd_of_data(void *fd_data) { return (ae_fd *)((unsigned char *)fd_data - offsetof(ae_fd, backend_data)); }
+
 int ae_backend_fd_ready(ae_loop *loop, int fd, void *fd_data, int revents)
 {
-    return fd_ready(loop, fd, (ae_fd *)((unsigned char *)fd_data - offsetof(ae_fd, backend_data)), revents);
+    return fd_ready(loop, fd, fd_of_data(fd_data), revents);
+}
+
+/* fd_event with more than one watcher on the fd, or outside the loop's run:
+ * the fd's entry found again from w, so that the short way keeps nothing
+ * for this one. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FD_EVENT_SLOW_ATTR __attribute__((noipa)) /* no clone with other arguments: fd_event jumps here as it was called */
+#else
+#define FD_EVENT_SLOW_ATTR __attribute__((noinline))
+#endif
+FD_EVENT_SLOW_ATTR static void fd_event_slow(ae_watcher *w, int revents)
+{
+    ae_loop *loop = w->loop;
+    int fd = w->k.fd;
+    ae_fd *f = fd_of(loop, fd);
+    revents &= AE_IO_EVENTS; /* the rest is ignored (see fd_event), AE_ERROR too */
+    if (loop->dispatch_inline)
+        fd_dispatch(loop, f, revents);
+    else
+        io_ready_slow(loop, fd, f, revents);
+}
+
+/* The fd_event service: fd_ready's common case with the fewest loads. The
+ * fd's first watcher gives the loop and the fd; an fd without watchers has
+ * nothing to run. Bits of revents beyond AE_READ and AE_WRITE go in the
+ * watcher's events mask. The callback is the last call: nothing of the loop
+ * is touched after it. */
+void ae_backend_fd_event(void *fd_data, int revents)
+{
+    ae_watcher *w = fd_of_data(fd_data)->head;
+    if (!w)
+        return;
+    if (__builtin_expect(w->next || !w->loop->dispatch_inline, 0)) {
+        fd_event_slow(w, revents);
+        return;
+    }
+    int ready = w->io.events & revents;
+    if (ready) {
+        w->loop->dispatched++;
+        w->cb.io(w, ready, w->arg);
+    }
 }

@@ -149,15 +149,25 @@ static void wake_drain(ae_loop *loop)
         ;
 }
 
-static void wake_cb(ae_watcher *w, int revents, void *arg)
+/* What the wake-up fd brought: signals, reaped children, async sends. */
+static void wake_run(ae_loop *loop)
 {
-    (void)revents;
-    (void)arg;
-    ae_loop *loop = w->loop;
     wake_drain(loop);
     ae__signals_dispatch(loop);
     ae__children_dispatch(loop);
     ae__async_dispatch(loop);
+}
+
+/* The wake-up fd's io callback. The io dispatch counts every callback in
+ * dispatched without looking at internal (core/io.c): this one is the
+ * core's own and takes its count back, so that only the user callbacks it
+ * runs count. */
+static void wake_cb(ae_watcher *w, int revents, void *arg)
+{
+    (void)revents;
+    (void)arg;
+    w->loop->dispatched--;
+    wake_run(w->loop);
 }
 
 /* After the wait: a signal that interrupted it (EINTR), or a child that a
@@ -173,7 +183,7 @@ void ae__wake_pending_run(ae_loop *loop)
         !atomic_load_explicit(&loop->reap_requested, memory_order_relaxed) &&
         !atomic_load_explicit(&loop->async_pending, memory_order_relaxed))
         return;
-    wake_cb(loop->wake_watcher, AE_READ, NULL);
+    wake_run(loop);
 }
 
 static int wake_attach(ae_loop *loop);
@@ -801,6 +811,7 @@ void ae_loop_free(ae_loop *loop)
         return;
     if (loop->busy) {
         loop->free_requested = true;
+        loop->dispatch_inline = false;
         native_break(loop);
         iter_hook_once(loop);
         return;
@@ -815,12 +826,17 @@ const char *ae_loop_backend(const ae_loop *loop)
     return loop->ops->name;
 }
 
-void ae__loop_enter(ae_loop *loop) { loop->busy++; }
+void ae__loop_enter(ae_loop *loop)
+{
+    loop->busy++;
+    loop->dispatch_inline = !loop->free_requested;
+}
 
 void ae__loop_leave(ae_loop *loop)
 {
     if (--loop->busy > 0)
         return;
+    loop->dispatch_inline = false;
     if (loop->free_requested)
         loop_destroy(loop);
     else

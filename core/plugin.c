@@ -30,6 +30,7 @@ static const ae_backend_services services = {
     .hooks_run = ae_backend_hooks_run,
     .fd_ready = ae_backend_fd_ready,
     .idle_run = ae_backend_idle_run,
+    .fd_event = ae_backend_fd_event,
 };
 
 /* Whether this library runs from its build tree (tests, the benchmark): then

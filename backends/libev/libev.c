@@ -13,6 +13,11 @@
 #include "../plugin.h"
 
 const ae_backend_services *ae_core;
+/* ae_core->fd_event, kept apart: one load per event instead of two. */
+static void (*fd_event)(void *fd_data, int revents);
+
+/* libev's readiness bits are anyevent's: io_cb passes them on as they are. */
+_Static_assert((int)EV_READ == (int)AE_READ && (int)EV_WRITE == (int)AE_WRITE, "libev's EV_READ and EV_WRITE are AE_READ and AE_WRITE");
 
 /* libev registers a changed fd with the kernel only when it next polls, and
  * asserts if the fd was closed in between. The fds changed since the last
@@ -65,15 +70,18 @@ typedef struct evb_state {
     int probe_epfd; /* the private epoll set of probe_fd, made on first use; -1 */
 } evb_state;
 
+/* w is the fd's evb_fd, its fd_data. */
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     (void)ev;
-    int r = (revents & EV_READ ? AE_READ : 0) | (revents & EV_WRITE ? AE_WRITE : 0);
-    if (revents & EV_ERROR)
-        r = AE_ERROR; /* libev found the fd invalid and stopped the watcher */
-    else if (((evb_fd *)w)->stop_pending || ((evb_fd *)w)->probe)
+    if (__builtin_expect(revents & EV_ERROR, 0)) {
+        /* libev found the fd invalid and stopped the watcher */
+        ae_core->fd_ready(w->data, w->fd, w, AE_ERROR);
+        return;
+    }
+    if (((evb_fd *)w)->stop_pending || ((evb_fd *)w)->probe)
         return; /* paused, or resumed and not checked yet (see evb_fd) */
-    ae_core->fd_ready(w->data, w->fd, w, r); /* w is the fd's evb_fd, its fd_data */
+    fd_event(w, revents); /* EV_READ, EV_WRITE as they are; fd_event ignores the rest */
 }
 
 static void wake_cb(struct ev_loop *ev, ev_timer *w, int revents)
@@ -641,10 +649,11 @@ AE_BACKEND_ENTRY(services)
         return NULL;
     /* A core before ABI version 4 never calls hooks_update (it does not
      * know the field), so hooks_run is only called where it exists. */
-    if (!AE_BACKEND_SERVICES_HAS(services, fd_ready)) {
-        services->set_error(AE_ENOTSUP, "libev: needs a core of ABI version 5 (fd_ready)");
+    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
+        services->set_error(AE_ENOTSUP, "libev: needs a core of ABI version 8 (fd_event)");
         return NULL;
     }
+    fd_event = services->fd_event;
     if (ev_version_major() != EV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libev: built for libev %d.x, running with %d.%d", EV_VERSION_MAJOR,
                            ev_version_major(), ev_version_minor());

@@ -91,8 +91,8 @@ typedef struct lev_state {
     lev_fd *dirty;       /* given interest since the last wait */
     ae_plugin_batch batch; /* room for every fd the core knows */
     size_t nfds;
-    unsigned iterations; /* event_base_loop calls by run() */
     unsigned epoch;      /* event_base_loop calls by run() and wait(): an fd's interest changes since */
+    unsigned waits;      /* those by wait(): epoch - waits counts run()'s (lev_iterations) */
     bool hook;           /* run() calls the iteration service (the core's iteration_hook) */
     bool shared;         /* the program has the base too: adopted, or ae_loop_native() was called */
     bool defer;          /* pauses may be deferred (see lev_fd): not shared, polled with epoll */
@@ -102,11 +102,17 @@ typedef struct lev_state {
     int probe_epfd;      /* the private epoll set that tells a resumed fd's file; -1 until first used */
 } lev_state;
 
+/* ae_core->fd_event, kept apart: one load per event instead of two. */
+static void (*fd_event)(void *fd_data, int revents);
+
+/* libevent's EV_READ and EV_WRITE are anyevent's bits, one place up. */
+_Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1, "EV_READ, EV_WRITE are AE_READ, AE_WRITE << 1");
+
 /* arg is the fd's lev_fd, its fd_data: the core needs no table lookup. */
 static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
-    lev_fd *f = arg;
-    ae_core->fd_ready(f->loop, (int)fd, f, (what & EV_READ ? AE_READ : 0) | (what & EV_WRITE ? AE_WRITE : 0));
+    (void)fd;
+    fd_event(arg, what >> 1); /* EV_READ, EV_WRITE shifted; fd_event ignores the other bits */
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -454,10 +460,12 @@ static int lev_run(ae_loop *loop, void *state, int flags)
         if (s->shared)
             errno = 0;
         /* EVLOOP_NONBLOCK alone keeps polling for as long as events fire;
-         * with EVLOOP_ONCE it stops after one run. */
-        int how = (flags & AE_BACKEND_RUN_NOWAIT) || reported ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
-        s->iterations++;
-        s->epoch++;
+         * with EVLOOP_ONCE it stops after one run. A branch, not a select:
+         * the common iteration blocks. */
+        int how = EVLOOP_ONCE;
+        if (__builtin_expect(reported || (flags & AE_BACKEND_RUN_NOWAIT), 0))
+            how |= EVLOOP_NONBLOCK;
+        s->epoch++; /* one more of run()'s iterations (lev_iterations) */
         int rc = event_base_loop(s->base, how);
         s->returned = s->epoch;
         if (rc < 0)
@@ -469,7 +477,11 @@ static int lev_run(ae_loop *loop, void *state, int flags)
     }
 }
 
-static unsigned lev_iterations(void *state) { return ((lev_state *)state)->iterations; }
+static unsigned lev_iterations(void *state)
+{
+    const lev_state *s = state;
+    return s->epoch - s->waits;
+}
 
 static void lev_iteration_hook(ae_loop *loop, void *state, int on)
 {
@@ -515,6 +527,7 @@ static int lev_wait(ae_loop *loop, void *state, double timeout)
     int rc;
     errno = 0;
     s->epoch++;
+    s->waits++;
     if (timeout == 0 || reported) {
         /* Also when something was reported already: poll, do not block.
          * EVLOOP_NONBLOCK alone keeps polling for as long as events fire (a
@@ -631,10 +644,11 @@ AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;
-    if (!AE_BACKEND_SERVICES_HAS(services, fd_ready)) {
-        services->set_error(AE_ENOTSUP, "libevent: needs a core of ABI version 5 (fd_ready)");
+    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
+        services->set_error(AE_ENOTSUP, "libevent: needs a core of ABI version 8 (fd_event)");
         return NULL;
     }
+    fd_event = services->fd_event;
     /* In a program that links libev, our event_* references bind to libev's
      * compatibility functions, which would take our struct events for its own. */
     Dl_info info;

@@ -29,6 +29,8 @@
 #include "../plugin.h"
 
 const ae_backend_services *ae_core;
+/* ae_core->fd_event, kept apart: one load per event instead of two. */
+static void (*fd_event)(void *fd_data, int revents);
 
 /* One per fd the core knows, made in fd_init; the core's fd_data holds the
  * pointer. The handle is bound to the fd number by uv_poll_init, done when
@@ -42,6 +44,7 @@ typedef struct luv_fd {
     struct luv_fd *next_dirty; /* that list, linked through the fds' own memory */
     bool stop_pending; /* paused: check_cb stops the handle, unless resumed as it was before */
     bool probe;       /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
+    void *fd_data;    /* the core's memory for the fd (holding the pointer to this): fd_event's argument */
 } luv_fd;
 
 /* An fd paused and resumed with the same events before libuv polls again (a
@@ -187,10 +190,11 @@ static int poll_start(luv_state *s, luv_fd *f, int events)
     return 0;
 }
 
-static void poll_cb(uv_poll_t *poll, int status, int uv_events)
+/* poll_cb's uncommon cases: a paused or unchecked handle (see LUV_DEFER_STOP),
+ * or an error status. Out of line, so that the common case has no frame. */
+__attribute__((noinline, cold)) static void poll_cb_slow(luv_fd *f, int status)
 {
-    luv_fd *f = (luv_fd *)poll;
-    luv_state *s = poll->data;
+    luv_state *s = f->poll.data;
     int revents;
     /* Paused (the core has no interest; check_cb stops it), or resumed
      * since and not checked yet: this poll's readiness may be the file's
@@ -212,7 +216,7 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
         if (poll_start(s, f, events) == 0)
             return;
         revents = AE_ERROR;
-    } else if (status < 0) {
+    } else {
         /* libuv reports POLLERR this way and stops the handle. The fd is
          * valid still (a pipe without reader, a socket error): report what
          * it is watched for, as poll(2) does, so that the next read or write
@@ -222,14 +226,22 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
             poll_stop(f);
             revents = AE_ERROR;
         }
-    } else {
-        revents = (uv_events & (UV_READABLE | UV_DISCONNECT) ? AE_READ : 0) | (uv_events & UV_WRITABLE ? AE_WRITE : 0);
-        if (!revents)
-            return;
     }
     /* Nothing of s or f may be used after this: from the host's uv_run, a
      * callback may free the anyevent loop. */
     ae_core->io_ready(s->loop, f->fd, revents);
+}
+
+static void poll_cb(uv_poll_t *poll, int status, int uv_events)
+{
+    luv_fd *f = (luv_fd *)poll;
+    if (__builtin_expect(f->stop_pending || f->probe || status < 0, 0)) {
+        poll_cb_slow(f, status);
+        return;
+    }
+    int revents = (uv_events & (UV_READABLE | UV_DISCONNECT) ? AE_READ : 0) | (uv_events & UV_WRITABLE ? AE_WRITE : 0);
+    if (revents)
+        fd_event(f->fd_data, revents); /* the last use of f: a callback may free the loop (see above) */
 }
 
 /* Whether libuv's epoll_ctl would refuse the fd polled as p: closed
@@ -530,6 +542,7 @@ static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     if (!f)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
     f->fd = fd;
+    f->fd_data = fd_data;
     s->nfds++;
     *(luv_fd **)fd_data = f;
     return 0;
@@ -796,6 +809,11 @@ AE_BACKEND_ENTRY(services)
 {
     if (ae_plugin_accept(services) < 0)
         return NULL;
+    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
+        services->set_error(AE_ENOTSUP, "libuv: needs a core of ABI version 8 (fd_event)");
+        return NULL;
+    }
+    fd_event = services->fd_event;
     if ((uv_version() >> 16) != UV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libuv: built for libuv %d.x, running with %s", UV_VERSION_MAJOR,
                            uv_version_string());

@@ -55,8 +55,9 @@ extern "C" {
  * (ops) and expire_checked (services); version 4 hooks_update (ops) and
  * hooks_run (services); version 5 iterations and iteration_hook (ops)
  * and fd_ready (services); version 6 idle_update (ops) and idle_run
- * (services); version 7 fd_data_align (ops). */
-#define AE_BACKEND_ABI_VERSION 7
+ * (services); version 7 fd_data_align (ops); version 8 fd_event
+ * (services). */
+#define AE_BACKEND_ABI_VERSION 8
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
@@ -382,6 +383,18 @@ typedef struct ae_backend_services {
      * the loop's started idle watchers. Returns 1, or 0 if the loop was
      * freed (touch nothing of the state and return). */
     int (*idle_run)(ae_loop *loop);
+
+    /* ---- version 8 ---- */
+
+    /* fd_ready (an fd the core gave fd_data to) for readiness alone, the
+     * common case cut short: AE_READ and AE_WRITE of revents count, any
+     * other bit is ignored, AE_ERROR too (report that with fd_ready or
+     * io_ready), so native bits that line up may be passed as they are.
+     * The core finds the loop and the fd from fd_data, and there is no
+     * result. As with fd_ready, a callback run from the host's own loop
+     * may free the loop: touch nothing of the backend's state after
+     * fd_event returns. */
+    void (*fd_event)(void *fd_data, int revents);
 } ae_backend_services;
 
 /* The entry point every plugin exports under this name: keep services (if
