@@ -22,6 +22,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -134,40 +135,97 @@ static void *churn_run(void *arg)
     return NULL;
 }
 
+/* Where a child is, in a page shared with the parent: a hung child's
+ * report says which step it waits in and what it has seen so far. */
+struct child_progress {
+    atomic_int step;       /* the step of child_side() under way (its exit codes) */
+    atomic_int iterations; /* ae_run_once() calls of step 3 that returned */
+    atomic_int fired;      /* the step's timer fired */
+    atomic_int sigs_seen;  /* signal callbacks since the child began */
+};
+static struct child_progress *progress;
+
+static void progress_reset(void)
+{
+    atomic_store(&progress->step, 0);
+    atomic_store(&progress->iterations, 0);
+    atomic_store(&progress->fired, 0);
+    atomic_store(&progress->sigs_seen, 0);
+}
+
 /* In the child. Exit status 0, or the step that failed. */
 static int child_side(ae_loop *loop, atomic_int *sigs)
 {
     int fired = 0;
     int seen = atomic_load(sigs);
+    atomic_store(&progress->step, 1);
     raise(SIGUSR1);
     ae_watcher *t = ae_timer(loop, 0.001, 0, on_timer, &fired);
     if (!t)
         return 1;
+    atomic_store(&progress->step, 3);
     double end = threads_mono() + 10;
     while (!fired || atomic_load(sigs) == seen) {
         if (ae_run_once(loop, 0) < 0)
             return 2;
+        atomic_fetch_add(&progress->iterations, 1);
+        atomic_store(&progress->fired, fired);
+        atomic_store(&progress->sigs_seen, atomic_load(sigs) - seen);
         if (threads_mono() > end)
             return 3;
     }
+    atomic_store(&progress->step, 4);
     ae_loop_free(loop);
     ae_loop *fresh = ae_loop_new(threads_backend);
     if (!fresh)
         return 4;
+    atomic_store(&progress->step, 5);
     fired = 0;
     if (!ae_timer(fresh, 0.001, 0, on_timer, &fired))
         return 5;
+    atomic_store(&progress->step, 6);
     if (ae_run(fresh) != 0 || fired != 1)
         return 6;
+    atomic_store(&progress->step, 7);
     ae_loop_free(fresh);
     return 0;
 }
 
+/* The hung child's open fds: what each is, and an eventfd's counter (a
+ * wake-up written but never read, or never written). */
+static void child_fds_report(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    for (int fd = 0; fd < 64; fd++) {
+        char path[96], target[128], info[96], line[256];
+        snprintf(path, sizeof path, "%s/%d", dir, fd);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n < 0)
+            continue;
+        target[n] = 0;
+        printf("threads: hung child %d fd %d: %s", (int)pid, fd, target);
+        snprintf(info, sizeof info, "/proc/%d/fdinfo/%d", (int)pid, fd);
+        FILE *f = fopen(info, "r");
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "eventfd-count:", 14))
+                printf(" (%.*s)", (int)strcspn(line, "\n"), line);
+        if (f)
+            fclose(f);
+        printf("\n");
+    }
+}
+
 /* A hung child's state, printed before it is killed, so that a hang that
- * comes once in thousands of forks says where it was: what it waits in
- * (wchan), its system call and arguments, its kernel stack (as root). */
+ * comes once in thousands of forks says where it was: its step and what it
+ * saw (child_progress), what it waits in (wchan), its system call and
+ * arguments, its kernel stack (as root), its fds. */
 static void child_report(pid_t pid)
 {
+    printf("threads: hung child %d: step %d, %d iterations, timer fired %d, %d signal callbacks\n", (int)pid,
+           atomic_load(&progress->step), atomic_load(&progress->iterations), atomic_load(&progress->fired),
+           atomic_load(&progress->sigs_seen));
+    child_fds_report(pid);
     static const char *const files[] = {"wchan", "syscall", "stack"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char path[64], line[256];
@@ -226,6 +284,8 @@ void test_fork_under_signal_storm(void **state)
      * 2 cores at commit 48735e4), so it runs everywhere; if it comes back,
      * child_report() prints where the hung child waits. */
     long forks = threads_scaled(1000, 20);
+    progress = mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(progress != MAP_FAILED);
     ae_loop *loop = threads_loop_new();
     atomic_int sigs = 0;
     ae_watcher *sig = ae_signal(loop, SIGUSR1, on_signal, &sigs);
@@ -243,6 +303,7 @@ void test_fork_under_signal_storm(void **state)
     int failure = 0;
     for (; done < forks && !failure; done++) {
         assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+        progress_reset();
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -274,4 +335,5 @@ void test_fork_under_signal_storm(void **state)
     /* Drain what the storm left pending before the loop goes. */
     ae_run_once(loop, AE_NOWAIT);
     ae_loop_free(loop);
+    munmap(progress, sizeof *progress);
 }
