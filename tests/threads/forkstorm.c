@@ -137,8 +137,9 @@ static void *churn_run(void *arg)
 
 /* Where a child is, in a page shared with the parent: a hung child's
  * report says which step it waits in and what it has seen so far. */
+enum { CHILD_EXITING = 8 }; /* the step after child_side(): _exit() or exec */
 struct child_progress {
-    atomic_int step;       /* the step of child_side() under way (its exit codes) */
+    atomic_int step;       /* the step of child_side() under way (its exit codes), or CHILD_EXITING */
     atomic_int iterations; /* ae_run_once() calls of step 3 that returned */
     atomic_int fired;      /* the step's timer fired */
     atomic_int sigs_seen;  /* signal callbacks since the child began */
@@ -240,12 +241,22 @@ static void child_report(pid_t pid)
     }
 }
 
-/* Waits for pid at most seconds; kills it if it hangs. Returns its exit
- * status, or -1 if it hung, -2 if it died of a signal. */
+/* What the child has done so far, as one number that grows. */
+static int64_t child_progress_mark(void)
+{
+    return (int64_t)atomic_load(&progress->step) << 32 | (uint32_t)atomic_load(&progress->iterations);
+}
+
+/* Waits for pid; kills it if it makes no progress (child_progress) for
+ * seconds: it hung. A child that has begun to exit is given longer: its
+ * exit unmaps everything it has (a ThreadSanitizer process's shadow memory
+ * took over 20 s to unmap at a load of 50). Returns its exit status, or -1
+ * if it hung, -2 if it died of a signal. */
 static int child_wait(pid_t pid, double seconds)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     double end = threads_mono() + seconds;
+    int64_t mark = child_progress_mark();
     for (;;) {
         int status;
         pid_t r = waitpid(pid, &status, WNOHANG);
@@ -256,6 +267,11 @@ static int child_wait(pid_t pid, double seconds)
         }
         if (r < 0 && errno != EINTR)
             return -2;
+        int64_t now_mark = child_progress_mark();
+        if (now_mark != mark) {
+            mark = now_mark;
+            end = threads_mono() + (atomic_load(&progress->step) == CHILD_EXITING ? 6 * seconds : seconds);
+        }
         double left = end - threads_mono();
         if (left < 0) {
             child_report(pid);
@@ -282,7 +298,8 @@ void test_fork_under_signal_storm(void **state)
      * 1000, about once in ten runs, early in issue 14's work). Not seen in
      * 157 runs of 1000 forks since (57, then 100 in a row at load 15-70 on
      * 2 cores at commit 48735e4), so it runs everywhere; if it comes back,
-     * child_report() prints where the hung child waits. */
+     * child_report() prints where the hung child waits. A hang is 20 s
+     * without progress (child_progress), 120 s for a child that exits. */
     long forks = threads_scaled(1000, 20);
     progress = mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(progress != MAP_FAILED);
@@ -308,6 +325,7 @@ void test_fork_under_signal_storm(void **state)
         assert_true(pid >= 0);
         if (pid == 0) {
             int rc = child_side(loop, &sigs);
+            atomic_store(&progress->step, CHILD_EXITING);
             /* Under valgrind, the child must not be judged for the copy of
              * the parent's heap it holds (the other threads' loops). */
             if (rc == 0 && threads_under_valgrind())
