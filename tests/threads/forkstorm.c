@@ -227,6 +227,16 @@ static void child_report(pid_t pid)
            atomic_load(&progress->step), atomic_load(&progress->iterations), atomic_load(&progress->fired),
            atomic_load(&progress->sigs_seen));
     child_fds_report(pid);
+    /* Its signals: pending, blocked, caught (a signal blocked or pending
+     * but never delivered would leave it waiting). */
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *status = fopen(path, "r");
+    while (status && fgets(line, sizeof line, status))
+        if (!strncmp(line, "Sig", 3) || !strncmp(line, "ShdPnd", 6) || !strncmp(line, "State", 5))
+            printf("threads: hung child %d status: %s", (int)pid, line);
+    if (status)
+        fclose(status);
     static const char *const files[] = {"wchan", "syscall", "stack"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char path[64], line[256];
