@@ -6,7 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include "anyevent/backend.h"
 
@@ -109,5 +115,78 @@ static inline void ae_plugin_batch_poll_events(ae_plugin_batch *b, short events)
 }
 
 static inline void ae_plugin_batch_poll(ae_plugin_batch *b) { ae_plugin_batch_poll_events(b, 0); }
+
+#ifdef __linux__
+/* Whether the epoll set epfd holds the file fd names, asked with one
+ * EPOLL_CTL_ADD of fd with no events (epoll keys its entries on the file
+ * and the number). 0: it did not, and now does (another file, or the first
+ * time); EEXIST: it does; EBADF: fd is closed; another errno value: epoll
+ * refuses the file (EPERM: a regular file or a directory) or is out of
+ * memory. The entry's data says fd -1: libuv skips such an event. */
+static inline int ae_plugin_epoll_add_probe(int epfd, int fd)
+{
+    struct epoll_event e = {.events = 0, .data.u64 = UINT64_MAX};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
+}
+#endif
+
+/* The check of an fd paused and resumed with the same events before the
+ * native library saw either (a pipe chain re-arms every fd so each round):
+ * whether it still names the file the library has registered, or was
+ * closed and its number reused meanwhile, without a system call of the
+ * library's. A private epoll set of the plugin's, never waited on, remembers
+ * the file of each fd probed; it is made on first use. Limitation, as with
+ * epoll itself: a file put back at a number it had before while it stays
+ * open at another number (dup2 games) is taken for the same file. */
+typedef struct ae_plugin_probe {
+    int epfd; /* the private set; -1 until first used (or none could be made) */
+} ae_plugin_probe;
+
+typedef enum ae_plugin_probed {
+    AE_PLUGIN_PROBED_SAME,    /* the file the set held at fd's last probe: the library's registration stands */
+    AE_PLUGIN_PROBED_OTHER,   /* another file, the first probe, or one epoll refuses: tell the library again */
+    AE_PLUGIN_PROBED_CLOSED,  /* fd is not open */
+    AE_PLUGIN_PROBED_UNKNOWN, /* no private set (not Linux, or epoll_create1 failed): check another way */
+} ae_plugin_probed;
+
+static inline void ae_plugin_probe_init(ae_plugin_probe *p) { p->epfd = -1; }
+
+/* At destroy, and in the child of a fork (the set is the parent's too: a
+ * new one when next needed, which holds no file, so that every fd's next
+ * probe says AE_PLUGIN_PROBED_OTHER). */
+static inline void ae_plugin_probe_close(ae_plugin_probe *p)
+{
+    if (p->epfd >= 0) {
+        close(p->epfd);
+        p->epfd = -1;
+    }
+}
+
+/* Probes fd. *mirrored is the plugin's per-fd flag: whether the set held,
+ * at fd's last probe, the file the library has registered for fd now (the
+ * plugin clears it whenever it tells the library of fd without a probe).
+ * It is updated for the plugin telling the library of fd again after
+ * AE_PLUGIN_PROBED_OTHER, false after AE_PLUGIN_PROBED_UNKNOWN, and left
+ * as it was otherwise. */
+static inline ae_plugin_probed ae_plugin_probe_fd(ae_plugin_probe *p, int fd, bool *mirrored)
+{
+#ifdef __linux__
+    if (p->epfd < 0)
+        p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd >= 0) {
+        int err = ae_plugin_epoll_add_probe(p->epfd, fd);
+        if (__builtin_expect(err == EEXIST && *mirrored, 1)) /* a pipe chain's every round */
+            return AE_PLUGIN_PROBED_SAME;
+        if (err == EBADF)
+            return AE_PLUGIN_PROBED_CLOSED;
+        *mirrored = err == 0 || err == EEXIST; /* the set holds this file now */
+        return AE_PLUGIN_PROBED_OTHER;
+    }
+#else
+    (void)fd;
+#endif
+    *mirrored = false;
+    return AE_PLUGIN_PROBED_UNKNOWN;
+}
 
 #endif

@@ -5,10 +5,6 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <unistd.h>
-#ifdef __linux__
-#include <sys/epoll.h>
-#endif
 
 #include "../plugin.h"
 
@@ -67,7 +63,7 @@ typedef struct evb_state {
     ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
     ev_check hook_check;     /* adopted: the core's check hooks, likewise */
     bool epoll;     /* libev polls with epoll: resumed fds are checked with probe_fd */
-    int probe_epfd; /* the private epoll set of probe_fd, made on first use; -1 */
+    ae_plugin_probe probe; /* the private epoll set of probe_fd */
 } evb_state;
 
 /* w is the fd's evb_fd, its fd_data. */
@@ -114,28 +110,23 @@ static void evb_reregister(evb_state *s, evb_fd *f)
 static short probe_fd(evb_state *s, evb_fd *f)
 {
     f->probe = false;
-#ifdef __linux__
-    if (s->probe_epfd < 0)
-        s->probe_epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (s->probe_epfd >= 0) {
-        struct epoll_event e = {0}; /* no events: the set is never waited on */
-        int err = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, f->io.fd, &e) < 0 ? errno : 0;
-        if (err == EBADF)
-            return POLLNVAL;
-        bool same = err == EEXIST && f->mirrored;
-        f->mirrored = err == 0 || err == EEXIST; /* the set holds this file now */
-        if (!same)
-            evb_reregister(s, f);
+    switch (ae_plugin_probe_fd(&s->probe, f->io.fd, &f->mirrored)) {
+    case AE_PLUGIN_PROBED_SAME:
         return 0;
+    case AE_PLUGIN_PROBED_CLOSED:
+        return POLLNVAL;
+    case AE_PLUGIN_PROBED_OTHER:
+        evb_reregister(s, f);
+        return 0;
+    case AE_PLUGIN_PROBED_UNKNOWN:
+        break;
     }
-#endif
     /* No private set (out of fds?): check as a changed fd. */
     struct pollfd p = {.fd = f->io.fd, .events = 0};
     while (poll(&p, 1, 0) < 0 && errno == EINTR)
         ;
     if (!(p.revents & POLLNVAL))
         evb_reregister(s, f);
-    f->mirrored = false;
     return p.revents & POLLNVAL;
 }
 
@@ -277,7 +268,7 @@ static void idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
 static void watchers_init(ae_loop *loop, evb_state *s)
 {
     s->loop = loop;
-    s->probe_epfd = -1;
+    ae_plugin_probe_init(&s->probe);
     s->epoll = ev_backend(s->ev) == EVBACKEND_EPOLL;
     ev_timer_init(&s->wake, wake_cb, 0, 0);
     ev_timer_init(&s->expire, expire_cb, 0, 0);
@@ -338,8 +329,7 @@ static void evb_destroy(ae_loop *loop, void *state)
     ev_idle_stop(s->ev, &s->nowait);
     ev_idle_stop(s->ev, &s->idle);
     ev_clear_pending(s->ev, &s->tail);
-    if (s->probe_epfd >= 0)
-        close(s->probe_epfd);
+    ae_plugin_probe_close(&s->probe);
     if (!s->adopted)
         ev_loop_destroy(s->ev);
     ae_plugin_batch_free(&s->batch);
@@ -603,13 +593,10 @@ static int evb_fork(ae_loop *loop, void *state)
     (void)loop;
     evb_state *s = state;
     ev_loop_fork(s->ev);
-    /* The private set is the parent's too: a new one when next needed (its
-     * first check of each fd hands the fd to libev again, which re-registers
-     * every fd after a fork anyway). */
-    if (s->probe_epfd >= 0) {
-        close(s->probe_epfd);
-        s->probe_epfd = -1;
-    }
+    /* The private set is the parent's too (its first check of each fd
+     * hands the fd to libev again, which re-registers every fd after a fork
+     * anyway). */
+    ae_plugin_probe_close(&s->probe);
     return 0;
 }
 

@@ -10,10 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#ifdef __linux__
-#include <sys/epoll.h>
-#endif
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -64,9 +60,9 @@ const ae_backend_services *ae_core;
  * name another file (closed and its number reused in between: conformance
  * io_reused_fd_rearmed), which libevent's epoll set would not hold: one
  * epoll_ctl(EPOLL_CTL_ADD) on a private epoll set of the plugin's asks,
- * as the libev plugin does. EEXIST with the set mirroring libevent's
- * registration: the same file, nothing to do (one system call instead of
- * two); EBADF: closed, the pause done and ae_io_set fails with AE_EBADF, as
+ * as the libev plugin does (ae_plugin_probe_fd). EEXIST with the set
+ * mirroring libevent's registration: the same file, nothing to do (one
+ * system call instead of two); EBADF: closed, the pause done and ae_io_set fails with AE_EBADF, as
  * event_add would have; success: another file (or the fd's first check),
  * handed to libevent again with event_del and event_add. */
 typedef struct lev_fd {
@@ -99,7 +95,7 @@ typedef struct lev_state {
     unsigned returned;   /* epoch when event_base_loop last returned; while it runs (epoch is
                           * ahead) pauses are done at once (see lev_fd) */
     lev_fd *paused;      /* the fd whose pause is deferred: interest 0, its event still added */
-    int probe_epfd;      /* the private epoll set that tells a resumed fd's file; -1 until first used */
+    ae_plugin_probe probe; /* the private epoll set that tells a resumed fd's file */
 } lev_state;
 
 /* ae_core->fd_event, kept apart: one load per event instead of two. */
@@ -145,7 +141,7 @@ static void timers_init(ae_loop *loop, lev_state *s)
 {
     s->hook = true; /* until the core says otherwise (it may predate iteration_hook) */
     s->loop = loop;
-    s->probe_epfd = -1;
+    ae_plugin_probe_init(&s->probe);
     evtimer_assign(&s->wake, s->base, wake_cb, NULL);
     evtimer_assign(&s->expire, s->base, expire_cb, loop);
 }
@@ -217,8 +213,7 @@ static void lev_destroy(ae_loop *loop, void *state)
     (void)loop;
     lev_state *s = state;
     timers_fini(s);
-    if (s->probe_epfd >= 0)
-        close(s->probe_epfd);
+    ae_plugin_probe_close(&s->probe);
     if (!s->adopted)
         event_base_free(s->base);
     ae_plugin_batch_free(&s->batch);
@@ -296,29 +291,21 @@ static short to_libevent(int events)
  * lev_fd). Out of line: a system call follows anyway. */
 __attribute__((noinline)) static int resume_probed(lev_state *s, lev_fd *f, int fd)
 {
-    int err = ENOSYS;
-#ifdef __linux__
-    if (s->probe_epfd < 0)
-        s->probe_epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (s->probe_epfd >= 0) {
-        struct epoll_event e = {0}; /* no events: the set is never waited on */
-        err = epoll_ctl(s->probe_epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
-    }
-#endif
-    if (err == EEXIST && f->mirrored)
-        return 0; /* the same file: libevent's registration stands */
+    ae_plugin_probed probed = ae_plugin_probe_fd(&s->probe, fd, &f->mirrored);
+    if (probed == AE_PLUGIN_PROBED_SAME)
+        return 0; /* libevent's registration stands */
     /* Closed, another file, or not known (the first check, no private
      * set): the pause is done, and libevent is told again. */
     int events = f->events;
     struct event *ev = &f->ev[f->cur];
     event_del(ev);
     f->events = 0;
-    f->mirrored = false;
-    errno = err == EBADF ? EBADF : 0;
-    if (err == EBADF || event_add(ev, NULL) < 0)
+    errno = probed == AE_PLUGIN_PROBED_CLOSED ? EBADF : 0;
+    if (probed == AE_PLUGIN_PROBED_CLOSED || event_add(ev, NULL) < 0) {
+        f->mirrored = false;
         return add_failed(fd, events & AE_READ ? "reading" : "writing", errno);
+    }
     f->events = events;
-    f->mirrored = err == 0 || err == EEXIST; /* the set holds this file now */
     return 0;
 }
 
@@ -607,12 +594,9 @@ static int lev_fork(ae_loop *loop, void *state)
     /* After event_reinit: the parent's epoll set is not ours to change. */
     if (s->paused)
         paused_flush(s);
-    /* The private set is the parent's too: a new one when next needed (a
-     * fresh set holds no file, so every fd's next check re-registers it). */
-    if (s->probe_epfd >= 0) {
-        close(s->probe_epfd);
-        s->probe_epfd = -1;
-    }
+    /* The private set is the parent's too (every fd's next check
+     * re-registers it). */
+    ae_plugin_probe_close(&s->probe);
     return 0;
 }
 

@@ -266,9 +266,12 @@ static bool epoll_would_refuse(const struct pollfd *p)
 static bool probe_registered(luv_state *s, luv_fd *f)
 {
     int backend = uv_backend_fd(s->uv);
-    struct epoll_event e = {.events = 0, .data.fd = -1}; /* taken out again before libuv waits */
-    if (epoll_ctl(backend, EPOLL_CTL_ADD, f->fd, &e) < 0)
-        return errno == EEXIST;
+    int err = ae_plugin_epoll_add_probe(backend, f->fd);
+    if (err == EEXIST)
+        return true;
+    if (err)
+        return false;
+    struct epoll_event e = {0}; /* taken out again before libuv waits */
     epoll_ctl(backend, EPOLL_CTL_DEL, f->fd, &e);
     int events = f->events;
     poll_stop(f);
