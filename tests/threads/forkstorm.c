@@ -148,8 +148,9 @@ struct child_progress {
 
 static struct child_progress *progress;
 
-/* The main thread's signal mask when the test began: nothing in the test
- * or in anyevent changes it, so a child forked from that thread has it. */
+/* The main thread's signal mask when the test began: neither the test nor
+ * anyevent's core and backends change it, so a child forked from that
+ * thread has it. */
 static sigset_t start_mask;
 
 static bool same_mask(const sigset_t *a, const sigset_t *b)
