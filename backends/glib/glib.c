@@ -31,9 +31,9 @@
 const ae_backend_services *ae_core;
 
 /* GLib takes process-wide locks of its own when it makes or frees a
- * context, and (before 2.76) in its slice allocator, and has no fork
- * handlers: a child forked while another thread held one would hang at its
- * first such call. Every such call of this plugin is made under glb_lock,
+ * context, and (before 2.76) in its slice allocator (a thread's first
+ * iteration: thread_known), and has no fork handlers: a child forked while
+ * another thread held one would hang at its first such call. Every such call of this plugin is made under glb_lock,
  * which fork() waits for (atfork_prepare): then no thread of ours holds one
  * of GLib's at fork. GLib calls made by the program itself are its own. */
 static pthread_mutex_t glb_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,7 +90,24 @@ struct glb_state {
     struct glb_hooks *hooks; /* adopted, while hooks exist: their source */
     bool hook_prepare_on, hook_check_on;
     int core_iterating; /* inside glb_run or glb_wait: the core runs the hooks itself */
+    pthread_t runner;   /* the last thread known to GLib (thread_known) */
+    bool runner_known;
 };
+
+/* GLib gives a thread its GThread at the thread's first iteration
+ * (g_thread_self, from the slice allocator before 2.76, under its
+ * process-wide locks): that first call is made here, under glb_lock, so
+ * that fork() never finds another thread inside it. One pthread_self() per
+ * run() or wait() call. */
+static void thread_known(glb_state *s)
+{
+    pthread_t self = pthread_self();
+    if (s->runner_known && pthread_equal(s->runner, self))
+        return;
+    GLB_LOCKED((void)g_thread_self());
+    s->runner = self;
+    s->runner_known = true;
+}
 
 static gboolean src_prepare(GSource *source, gint *timeout)
 {
@@ -366,6 +383,7 @@ static int glb_wait(ae_loop *loop, void *state, double timeout)
 {
     (void)loop;
     glb_state *s = state;
+    thread_known(s);
     gint64 outer = s->wait_deadline;
     s->wait_deadline = deadline_after(timeout);
     s->core_iterating++;
@@ -381,6 +399,7 @@ static int glb_wait(ae_loop *loop, void *state, double timeout)
 static int glb_run(ae_loop *loop, void *state, int flags)
 {
     glb_state *s = state;
+    thread_known(s);
     for (;;) {
         /* s->ctx afresh: the iteration service's fork check may renew it. */
         s->core_iterating++;
