@@ -74,7 +74,6 @@ typedef struct lev_fd {
     bool dirty;                /* in the state's dirty list */
     bool mirrored;             /* the private set holds the file libevent registered for this fd */
     struct lev_fd *next_dirty;
-    ae_loop *loop;             /* for io_cb, whose argument is this lev_fd */
 } lev_fd;
 
 typedef struct lev_state {
@@ -221,6 +220,7 @@ static void lev_destroy(ae_loop *loop, void *state)
 
 static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
 {
+    (void)loop;
     lev_state *s = state;
     lev_fd *f = fd_data;
     if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
@@ -228,7 +228,6 @@ static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     s->nfds++;
     /* Both assigned now, so that event_get_fd and event_debug_unassign work
      * on either; fd_update assigns them again with the mask it needs. */
-    f->loop = loop;
     event_assign(&f->ev[0], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
     event_assign(&f->ev[1], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
     return 0;
@@ -311,7 +310,7 @@ __attribute__((noinline)) static int resume_probed(lev_state *s, lev_fd *f, int 
 
 static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int old_events, int new_events)
 {
-    (void)loop;       /* f->loop */
+    (void)loop;
     (void)old_events; /* f->events is what libevent has; wait() may have dropped a closed fd */
     lev_state *s = state;
     lev_fd *f = fd_data;
