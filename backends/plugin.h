@@ -116,6 +116,25 @@ static inline void ae_plugin_batch_poll_events(ae_plugin_batch *b, short events)
 
 static inline void ae_plugin_batch_poll(ae_plugin_batch *b) { ae_plugin_batch_poll_events(b, 0); }
 
+/* The dirty list: a backend's per-fd records changed since it last polled,
+ * linked through their own memory (each record a struct with a field
+ * `struct T *next_dirty` and a field `bool dirty`, true while on the list),
+ * so that putting one on it never allocates. The last put comes first.
+ * Arguments are evaluated more than once. */
+
+/* Puts record f on the list at head unless it is on it; true if it was not. */
+#define AE_PLUGIN_DIRTY_PUT(head, f) \
+    (!(f)->dirty && ((f)->dirty = true, (f)->next_dirty = (head), (head) = (f), true))
+
+/* A loop that takes the list at head, of count records, into batch in the
+ * order they were put (items[0] the first put) and runs its body for each:
+ * record f (a variable of the caller's) at index i, already off the list (a
+ * callback may put it back). The list is empty from the start: new changes
+ * go to a new one. */
+#define AE_PLUGIN_DIRTY_TAKE(batch, head, count, f, i)                                      \
+    for (size_t i = ((f) = (head), (head) = NULL, (batch)->n = (count), (count) = 0, (batch)->n); \
+         i-- > 0 && ((batch)->items[i] = (f), (f)->dirty = false, true); (f) = (f)->next_dirty)
+
 #ifdef __linux__
 /* Whether the epoll set epfd holds the file fd names, asked with one
  * EPOLL_CTL_ADD of fd with no events (epoll keys its entries on the file

@@ -137,14 +137,9 @@ static void batch_take(evb_state *s)
 {
     ae_plugin_batch *b = &s->batch;
     size_t polled = 0;
-    evb_fd *f = s->dirty;
-    b->n = s->ndirty;
+    evb_fd *f;
     s->batch_next = 0;
-    s->dirty = NULL; /* new changes go to an empty list */
-    s->ndirty = 0;
-    for (size_t i = b->n; i-- > 0; f = f->next_dirty) {
-        b->items[i] = f;
-        f->dirty = false;
+    AE_PLUGIN_DIRTY_TAKE(b, s->dirty, s->ndirty, f, i) {
         if (f->stop_pending) {
             f->stop_pending = false;
             f->probe = false;
@@ -388,10 +383,7 @@ __attribute__((noinline)) static int check_start(evb_state *s)
  * allocate). */
 static inline int dirty_add(evb_state *s, evb_fd *f)
 {
-    if (!f->dirty) {
-        f->dirty = true;
-        f->next_dirty = s->dirty;
-        s->dirty = f;
+    if (AE_PLUGIN_DIRTY_PUT(s->dirty, f)) {
         s->ndirty++;
         if (!ev_is_active(&s->check))
             return check_start(s);

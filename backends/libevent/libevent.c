@@ -360,11 +360,8 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
             event_del(old);
         f->events = new_events;
     }
-    if (new_events && new_events != f->polled_events && !f->dirty) {
-        f->dirty = true;
-        f->next_dirty = s->dirty;
-        s->dirty = f;
-    }
+    if (new_events && new_events != f->polled_events)
+        AE_PLUGIN_DIRTY_PUT(s->dirty, f);
     return 0;
 }
 

@@ -157,11 +157,8 @@ static void check_cb(uv_prepare_t *check);
 
 static void mark_dirty(luv_state *s, luv_fd *f)
 {
-    if (f->dirty)
+    if (!AE_PLUGIN_DIRTY_PUT(s->dirty, f))
         return;
-    f->dirty = true;
-    f->next_dirty = s->dirty;
-    s->dirty = f;
     s->ndirty++;
     uv_prepare_start(s->check, check_cb); /* a no-op while started */
 }
@@ -295,14 +292,9 @@ static void check_cb(uv_prepare_t *check)
         /* Take the list (new changes go to an empty one) into the batch,
          * in the order of the changes. */
         ae_plugin_batch *b = &s->batch;
-        luv_fd *f = s->dirty;
-        b->n = s->ndirty;
-        s->dirty = NULL;
-        s->ndirty = 0;
+        luv_fd *f;
         size_t polled = 0;
-        for (size_t i = b->n; i-- > 0; f = f->next_dirty) {
-            b->items[i] = f;
-            f->dirty = false;
+        AE_PLUGIN_DIRTY_TAKE(b, s->dirty, s->ndirty, f, i) {
             if (f->stop_pending) {
                 f->stop_pending = false;
                 f->probe = false;
