@@ -23,6 +23,9 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -1227,6 +1230,159 @@ static void test_io_reused_fd_rearmed(void **state)
         ae_watcher_free(w);
         close(p[0]);
         close(p[1]);
+    }
+    ae_loop_free(loop);
+}
+
+/* Files that a "same open file?" check by inode would treat differently
+ * (docs/benchmarks.md, "libev pipe chain at 1,000 active"): a socket's
+ * inode is its own, a pipe's is shared by its two ends and by every
+ * reopening through /proc, all eventfds share one. fd is watched for
+ * AE_READ; kfile_readable makes it readable through peer (-1: the eventfd
+ * itself). */
+enum { FILE_SOCKET, FILE_PIPE, FILE_EVENTFD, FILE_PROC_REOPEN, FILE_KINDS };
+static const char *const file_kind_name[] = {"socket", "pipe", "eventfd", "pipe reopened via /proc"};
+
+struct kfile {
+    int fd;
+    int peer;
+};
+
+/* A file of the kind at the number at (-1: anywhere). FILE_PROC_REOPEN
+ * needs old, a pipe: another open file of old's pipe (the same inode), made
+ * before old is closed; the caller closes old.fd only. */
+static struct kfile kfile_open(int kind, int at, struct kfile *old)
+{
+    struct kfile f = {-1, -1};
+    int p[2];
+    switch (kind) {
+    case FILE_SOCKET:
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+        f = (struct kfile){p[0], p[1]};
+        break;
+    case FILE_PIPE:
+        make_pipe(p);
+        f = (struct kfile){p[0], p[1]};
+        break;
+#ifdef __linux__
+    case FILE_EVENTFD:
+        f.fd = eventfd(0, 0);
+        assert_true(f.fd >= 0);
+        break;
+    case FILE_PROC_REOPEN: {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", old->fd);
+        f = (struct kfile){open(path, O_RDONLY), old->peer};
+        assert_true(f.fd >= 0);
+        old->peer = -1; /* now the new file's */
+        break;
+    }
+#endif
+    default:
+        fail();
+    }
+    (void)old;
+    if (at >= 0 && f.fd != at) {
+        assert_int_equal(dup2(f.fd, at), at);
+        close(f.fd);
+        f.fd = at;
+    }
+    return f;
+}
+
+static void kfile_readable(struct kfile f)
+{
+    if (f.peer >= 0) {
+        write_byte(f.peer);
+        return;
+    }
+    uint64_t one = 1;
+    assert_int_equal(write(f.fd, &one, sizeof one), (ssize_t)sizeof one);
+}
+
+static void kfile_drain(struct kfile f)
+{
+    char buf[8];
+    assert_true(read(f.fd, buf, sizeof buf) > 0);
+}
+
+static void kfile_close(struct kfile f)
+{
+    close(f.fd);
+    if (f.peer >= 0)
+        close(f.peer);
+}
+
+/* Pauses and resumes w with the same events, twice, each time before the
+ * loop waits (a backend may learn to trust the fd: a pipe chain's round). */
+static void pause_resume_rounds(ae_loop *loop, ae_watcher *w)
+{
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ae_io_set(w, 0), 0);
+        assert_int_equal(ae_io_set(w, AE_READ), 0);
+        assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+    }
+}
+
+/* io_reused_fd_rearmed for every pair of file kinds: a paused watcher's
+ * socket, pipe or eventfd closed and its number taken by a socket, a pipe
+ * or an eventfd, or by another open file of the same pipe (reopened through
+ * /proc: the same inode, another file), then resumed with the same events
+ * before the next wait: the new file's readiness is reported. Then paused
+ * and resumed again while it stays: still reported. */
+static void test_io_reused_fd_by_kind(void **state)
+{
+    (void)state;
+#ifdef __linux__
+    int kinds = FILE_KINDS;
+#else
+    int kinds = FILE_EVENTFD; /* sockets and pipes */
+#endif
+    ae_loop *loop = new_loop();
+    for (int from = 0; from < kinds; from++) {
+        if (from == FILE_PROC_REOPEN)
+            continue; /* a pipe first: only as the new file */
+        for (int to = 0; to < kinds; to++) {
+            if (to == FILE_PROC_REOPEN && from != FILE_PIPE)
+                continue;
+            struct kfile old = kfile_open(from, -1, NULL);
+            int n = 0;
+            ae_watcher *w = io_watcher(loop, old.fd, AE_READ, cb_count_io, &n);
+            assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1); /* registered with the backend */
+            pause_resume_rounds(loop, w);
+            assert_int_equal(n, 0);
+            assert_int_equal(ae_io_set(w, 0), 0);
+            int fd = old.fd;
+            struct kfile fresh = {-1, -1};
+            if (to == FILE_PROC_REOPEN)
+                fresh = kfile_open(to, -1, &old);
+            kfile_close(old);
+            if (to == FILE_PROC_REOPEN) {
+                assert_int_equal(dup2(fresh.fd, fd), fd);
+                close(fresh.fd);
+                fresh.fd = fd;
+            } else {
+                fresh = kfile_open(to, fd, NULL);
+            }
+            assert_int_equal(ae_io_set(w, AE_READ), 0);
+            kfile_readable(fresh);
+            for (int i = 0; i < 3 && n == 0; i++)
+                assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+            if (n == 0)
+                print_error("ERROR: %s reused by %s: not reported\n", file_kind_name[from], file_kind_name[to]);
+            assert_true(n >= 1);
+            kfile_drain(fresh);
+            assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+            n = 0;
+            pause_resume_rounds(loop, w);
+            assert_int_equal(n, 0);
+            kfile_readable(fresh);
+            for (int i = 0; i < 3 && n == 0; i++)
+                assert_true(ae_run_once(loop, AE_NOWAIT) >= 0);
+            assert_true(n >= 1);
+            ae_watcher_free(w);
+            kfile_close(fresh);
+        }
     }
     ae_loop_free(loop);
 }
@@ -3685,6 +3841,7 @@ static const struct CMUnitTest checks[] = {
     T(test_io_reused_fd_in_same_iteration),
     T(test_io_new_watcher_on_ready_fd_waits),
     T(test_io_reused_fd_rearmed),
+    T(test_io_reused_fd_by_kind),
     T(test_io_closed_while_paused),
     T(test_io_rearmed_by_other_callback),
     T(test_io_hangup_reported),
