@@ -33,9 +33,10 @@ const ae_backend_services *ae_core;
 /* GLib takes process-wide locks of its own when it makes or frees a
  * context, and (before 2.76) in its slice allocator (a thread's first
  * iteration: thread_known), and has no fork handlers: a child forked while
- * another thread held one would hang at its first such call. Every such call of this plugin is made under glb_lock,
- * which fork() waits for (atfork_prepare): then no thread of ours holds one
- * of GLib's at fork. GLib calls made by the program itself are its own. */
+ * another thread held one would hang at its first such call. Every such
+ * call of this plugin is made under glb_lock, which fork() waits for
+ * (atfork_prepare): then no thread of ours holds one of GLib's at fork.
+ * GLib calls made by the program itself are its own. */
 static pthread_mutex_t glb_lock = PTHREAD_MUTEX_INITIALIZER;
 static void atfork_prepare(void) { pthread_mutex_lock(&glb_lock); }
 static void atfork_release(void) { pthread_mutex_unlock(&glb_lock); }

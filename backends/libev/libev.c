@@ -13,7 +13,8 @@ const ae_backend_services *ae_core;
 static void (*fd_event)(void *fd_data, int revents);
 
 /* libev's readiness bits are anyevent's: io_cb passes them on as they are. */
-_Static_assert((int)EV_READ == (int)AE_READ && (int)EV_WRITE == (int)AE_WRITE, "libev's EV_READ and EV_WRITE are AE_READ and AE_WRITE");
+_Static_assert((int)EV_READ == (int)AE_READ && (int)EV_WRITE == (int)AE_WRITE,
+               "libev's EV_READ and EV_WRITE are AE_READ and AE_WRITE");
 
 /* libev registers a changed fd with the kernel only when it next polls, and
  * asserts if the fd was closed in between. The fds changed since the last

@@ -62,9 +62,10 @@ const ae_backend_services *ae_core;
  * epoll_ctl(EPOLL_CTL_ADD) on a private epoll set of the plugin's asks,
  * as the libev plugin does (ae_plugin_probe_fd). EEXIST with the set
  * mirroring libevent's registration: the same file, nothing to do (one
- * system call instead of two); EBADF: closed, the pause done and ae_io_set fails with AE_EBADF, as
- * event_add would have; success: another file (or the fd's first check),
- * handed to libevent again with event_del and event_add. */
+ * system call instead of two); EBADF: closed, the pause done and ae_io_set
+ * fails with AE_EBADF, as event_add would have; success: another file (or
+ * the fd's first check), handed to libevent again with event_del and
+ * event_add. */
 typedef struct lev_fd {
     struct event ev[2];
     int cur;                   /* ev[cur] is added while events != 0 */
@@ -101,7 +102,8 @@ typedef struct lev_state {
 static void (*fd_event)(void *fd_data, int revents);
 
 /* libevent's EV_READ and EV_WRITE are anyevent's bits, one place up. */
-_Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1, "EV_READ, EV_WRITE are AE_READ, AE_WRITE << 1");
+_Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1,
+               "EV_READ, EV_WRITE are AE_READ, AE_WRITE << 1");
 
 /* arg is the fd's lev_fd, its fd_data: the core needs no table lookup. */
 static void io_cb(evutil_socket_t fd, short what, void *arg)
