@@ -139,12 +139,14 @@ static inline void ae_plugin_batch_poll(ae_plugin_batch *b) { ae_plugin_batch_po
 /* Whether the epoll set epfd holds the file fd names, asked with one
  * EPOLL_CTL_ADD of fd with no events (epoll keys its entries on the file
  * and the number). 0: it did not, and now does (another file, or the first
- * time); EEXIST: it does; EBADF: fd is closed; another errno value: epoll
+ * time; a library's set must get the entry taken out again before it
+ * waits); EEXIST: it does; EBADF: fd is closed; another errno value: epoll
  * refuses the file (EPERM: a regular file or a directory) or is out of
- * memory. The entry's data says fd -1: libuv skips such an event. */
-static inline int ae_plugin_epoll_add_probe(int epfd, int fd)
+ * memory. data is the entry's, chosen so that the library would skip an
+ * event of it (no events are asked for, but a hang-up is always reported). */
+static inline int ae_plugin_epoll_add_probe(int epfd, int fd, uint64_t data)
 {
-    struct epoll_event e = {.events = 0, .data.u64 = UINT64_MAX};
+    struct epoll_event e = {.events = 0, .data.u64 = data};
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
 }
 #endif
@@ -198,7 +200,7 @@ static inline ae_plugin_probed ae_plugin_probe_fd(ae_plugin_probe *p, int fd, bo
     if (p->epfd < 0)
         p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (p->epfd >= 0) {
-        int err = ae_plugin_epoll_add_probe(p->epfd, fd);
+        int err = ae_plugin_epoll_add_probe(p->epfd, fd, 0); /* never waited on */
         if (__builtin_expect(err == EEXIST && *mirrored, 1)) /* a pipe chain's every round */
             return AE_PLUGIN_PROBED_SAME;
         if (err == EBADF)

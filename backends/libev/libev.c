@@ -28,19 +28,23 @@ _Static_assert((int)EV_READ == (int)AE_READ && (int)EV_WRITE == (int)AE_WRITE,
  * call for it, as it would need to if the fd names another file now (closed
  * and its number reused while paused: conformance check
  * io_reused_fd_rearmed). Instead of ev_io_set, a poll and libev's
- * epoll_ctl, the prepare watcher asks a private epoll set of the plugin's,
- * with one epoll_ctl(ADD) as libev's own would be: EEXIST, the same file as
- * at the last such check, with libev's registration of it standing; EBADF,
- * closed; success, another file: it is handed to libev with ev_io_set. Until
+ * epoll_ctl, the prepare watcher asks libev's own epoll set, with one
+ * epoll_ctl(ADD) as libev's would be: EEXIST, libev's registration of this
+ * file at this number stands; EBADF, closed; success, another file: the
+ * entry is taken out again and the fd handed to libev with ev_io_set. Until
  * then the fd's readiness is dropped (it may be the old file's; a
- * level-triggered fd still ready comes back at the next poll). */
+ * level-triggered fd still ready comes back at the next poll). Where
+ * libev's set cannot be found, a private set of the plugin's is asked
+ * instead (ae_plugin_probe_fd), whose standing entries make every wake-up
+ * of the fds' files dearer. */
 typedef struct evb_fd {
     ev_io io;
     struct evb_fd *next_dirty; /* the dirty list, linked through the fds' own memory */
     bool dirty;        /* in the state's dirty list */
     bool stop_pending; /* paused: the check stops the ev_io, unless resumed as it was before */
-    bool probe;        /* resumed without ev_io_set: the check asks the private epoll set */
-    bool mirrored;     /* the private set holds the file libev registered last (no ev_io_set since) */
+    bool probe;        /* resumed without ev_io_set: the check asks libev's epoll set */
+    bool mirrored;     /* the private set (if asked) holds the file libev registered last */
+    unsigned handed;   /* ev_iteration() at the last ev_io_set: libev registers it in that iteration */
 } evb_fd;
 
 typedef struct evb_state {
@@ -64,8 +68,13 @@ typedef struct evb_state {
     ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
     ev_check hook_check;     /* adopted: the core's check hooks, likewise */
     bool epoll;     /* libev polls with epoll: resumed fds are checked with probe_fd */
-    ae_plugin_probe probe; /* the private epoll set of probe_fd */
+    bool forked;    /* since evb_fork, until libev has made the child's epoll set */
+    int libev_set;  /* libev's epoll set (probe_fd asks it), or LIBEV_SET_UNKNOWN or _NONE */
+    unsigned fork_iteration; /* ev_iteration() at evb_fork */
+    ae_plugin_probe probe;   /* the private epoll set, where libev's is not to be found */
 } evb_state;
+
+enum { LIBEV_SET_NONE = -1, LIBEV_SET_UNKNOWN = -2 };
 
 /* w is the fd's evb_fd, its fd_data. */
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
@@ -103,15 +112,91 @@ static void evb_reregister(evb_state *s, evb_fd *f)
     ev_io_stop(s->ev, &f->io);
     ev_io_set(&f->io, f->io.fd, events);
     ev_io_start(s->ev, &f->io);
+    f->handed = ev_iteration(s->ev);
 }
 
+/* libev's epoll set. libev 4 has no call that gives it, but ev_embed_start
+ * copies it into the embed watcher's ev_io (the fd an embedding loop
+ * polls): one is started and stopped in a throwaway loop (select: no fd of
+ * its own), which leaves ev untouched. -1 if it cannot be found. */
+static int libev_epoll_set(struct ev_loop *ev)
+{
+#ifndef __linux__
+    (void)ev;
+    return -1;
+#endif
+    if (!(ev_embeddable_backends() & EVBACKEND_EPOLL))
+        return -1;
+    struct ev_loop *outer = ev_loop_new(EVBACKEND_SELECT | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
+    if (!outer)
+        return -1;
+    ev_embed embed;
+    ev_embed_init(&embed, 0, ev);
+    ev_embed_start(outer, &embed);
+    int set = embed.io.fd;
+    ev_embed_stop(outer, &embed);
+    ev_loop_destroy(outer);
+    return set;
+}
+
+/* The set probe_fd asks: libev's, found as the loop is made. After a fork
+ * libev makes the child's at its next iteration, after the prepare watchers
+ * (so after this check): until its poll has counted that iteration the
+ * set is still the parent's, and LIBEV_SET_UNKNOWN is returned. */
+static int libev_set(evb_state *s)
+{
+    if (__builtin_expect(s->libev_set >= 0, 1))
+        return s->libev_set;
+    if (s->libev_set == LIBEV_SET_UNKNOWN) {
+        if (s->forked && ev_iteration(s->ev) == s->fork_iteration)
+            return LIBEV_SET_UNKNOWN;
+        s->forked = false;
+        s->libev_set = libev_epoll_set(s->ev);
+    }
+    return s->libev_set;
+}
+
+/* The check of a resumed fd (see evb_fd) in libev's epoll set: POLLNVAL if
+ * it is closed, else 0, after handing it to libev again if the set has
+ * another file at this number. The probe's entry, if made, has libev's
+ * layout (the fd in the low 32 bits) with a generation libev has not given
+ * the fd: libev would drop an event of it. */
+#ifdef __linux__
+static short probe_libev_set(evb_state *s, evb_fd *f, int set)
+{
+    int fd = f->io.fd;
+    int err = ae_plugin_epoll_add_probe(set, fd, (uint32_t)fd | (uint64_t)UINT32_MAX << 32);
+    if (__builtin_expect(err == EEXIST, 1)) /* a pipe chain's every round */
+        return 0;
+    if (err == EBADF)
+        return POLLNVAL;
+    if (err == 0) { /* another file: out again before libev polls */
+        struct epoll_event e = {0};
+        epoll_ctl(set, EPOLL_CTL_DEL, fd, &e);
+    }
+    evb_reregister(s, f); /* another file, or one epoll refuses (libev copes with EPERM) */
+    return 0;
+}
+#else
+static short probe_libev_set(evb_state *s, evb_fd *f, int set) /* never called: libev_epoll_set finds none */
+{
+    (void)set;
+    evb_reregister(s, f);
+    return 0;
+}
+#endif
+
 /* The check of a resumed fd (see evb_fd): POLLNVAL if it is closed, else 0,
- * after handing it to libev again if it names another file than at the
- * last check. */
+ * after handing it to libev again if it names another file than the one
+ * libev registered. */
 static short probe_fd(evb_state *s, evb_fd *f)
 {
     f->probe = false;
-    switch (ae_plugin_probe_fd(&s->probe, f->io.fd, &f->mirrored)) {
+    int set = libev_set(s);
+    if (__builtin_expect(set >= 0, 1))
+        return probe_libev_set(s, f, set);
+    switch (set == LIBEV_SET_NONE ? ae_plugin_probe_fd(&s->probe, f->io.fd, &f->mirrored)
+                                  : AE_PLUGIN_PROBED_UNKNOWN) {
     case AE_PLUGIN_PROBED_SAME:
         return 0;
     case AE_PLUGIN_PROBED_CLOSED:
@@ -122,7 +207,7 @@ static short probe_fd(evb_state *s, evb_fd *f)
     case AE_PLUGIN_PROBED_UNKNOWN:
         break;
     }
-    /* No private set (out of fds?): check as a changed fd. */
+    /* Just forked, or no private set (out of fds?): check as a changed fd. */
     struct pollfd p = {.fd = f->io.fd, .events = 0};
     while (poll(&p, 1, 0) < 0 && errno == EINTR)
         ;
@@ -138,6 +223,7 @@ static void batch_take(evb_state *s)
 {
     ae_plugin_batch *b = &s->batch;
     size_t polled = 0;
+    unsigned iteration = ev_iteration(s->ev);
     evb_fd *f;
     s->batch_next = 0;
     AE_PLUGIN_DIRTY_TAKE(b, s->dirty, s->ndirty, f, i) {
@@ -146,6 +232,10 @@ static void batch_take(evb_state *s)
             f->probe = false;
             ev_io_stop(s->ev, &f->io);
         }
+        /* Handed to libev since its last poll: libev registers whatever
+         * file the fd names now, and only a closed fd needs finding. */
+        if (f->probe && f->handed == iteration)
+            f->probe = false;
         /* poll(2) skips a negative fd (revents 0) */
         b->pfds[i].fd = f->probe || !ev_is_active(&f->io) ? -1 : f->io.fd;
         polled += b->pfds[i].fd >= 0;
@@ -266,6 +356,9 @@ static void watchers_init(ae_loop *loop, evb_state *s)
     s->loop = loop;
     ae_plugin_probe_init(&s->probe);
     s->epoll = ev_backend(s->ev) == EVBACKEND_EPOLL;
+    /* Found now rather than at the first check: its allocations are the
+     * loop's, not an iteration's. */
+    s->libev_set = s->epoll ? libev_epoll_set(s->ev) : LIBEV_SET_NONE;
     ev_timer_init(&s->wake, wake_cb, 0, 0);
     ev_timer_init(&s->expire, expire_cb, 0, 0);
     s->expire.data = loop;
@@ -370,6 +463,7 @@ static bool evb_fd_change(ae_loop *loop, evb_state *s, evb_fd *f, int fd, int ol
      * MOD at the next iteration, not a DEL and an ADD. */
     ev_io_set(w, fd, events);
     ev_io_start(s->ev, w);
+    f->handed = ev_iteration(s->ev);
     return true;
 }
 
@@ -586,9 +680,13 @@ static int evb_fork(ae_loop *loop, void *state)
     (void)loop;
     evb_state *s = state;
     ev_loop_fork(s->ev);
-    /* The private set is the parent's too (its first check of each fd
-     * hands the fd to libev again, which re-registers every fd after a fork
-     * anyway). */
+    /* libev's set is found again once libev has made the child's (see
+     * libev_set). The private set is the parent's too (its first check of
+     * each fd hands the fd to libev again, which re-registers every fd
+     * after a fork anyway). */
+    s->forked = true;
+    s->fork_iteration = ev_iteration(s->ev);
+    s->libev_set = LIBEV_SET_UNKNOWN;
     ae_plugin_probe_close(&s->probe);
     return 0;
 }

@@ -263,7 +263,7 @@ static bool epoll_would_refuse(const struct pollfd *p)
 static bool probe_registered(luv_state *s, luv_fd *f)
 {
     int backend = uv_backend_fd(s->uv);
-    int err = ae_plugin_epoll_add_probe(backend, f->fd);
+    int err = ae_plugin_epoll_add_probe(backend, f->fd, UINT64_MAX); /* data.fd -1: libuv skips it */
     if (err == EEXIST)
         return true;
     if (err)
