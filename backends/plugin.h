@@ -155,10 +155,12 @@ static inline int ae_plugin_epoll_add_probe(int epfd, int fd, uint64_t data)
  * native library saw either (a pipe chain re-arms every fd so each round):
  * whether it still names the file the library has registered, or was
  * closed and its number reused meanwhile, without a system call of the
- * library's. A private epoll set of the plugin's, never waited on, remembers
- * the file of each fd probed; it is made on first use. Limitation, as with
- * epoll itself: a file put back at a number it had before while it stays
- * open at another number (dup2 games) is taken for the same file.
+ * library's, where the library's own epoll set cannot be asked instead
+ * (libevent's; libuv gives its set, the libev plugin finds libev's). A
+ * private epoll set of the plugin's, never waited on, remembers the file
+ * of each fd probed; it is made on first use. Limitation, as with epoll
+ * itself: a file put back at a number it had before while it stays open at
+ * another number (dup2 games) is taken for the same file.
  * The set's entry stands, and every wake-up of the file also runs the set's
  * callback in the kernel; telling a socket by its fstat inode instead (a
  * pipe's or an eventfd's inode is shared) was measured and is no cheaper:

@@ -59,10 +59,10 @@ const ae_backend_services *ae_core;
  * core and is dropped. Resumed before then with the same events, the fd may
  * name another file (closed and its number reused in between: conformance
  * io_reused_fd_rearmed), which libevent's epoll set would not hold: one
- * epoll_ctl(EPOLL_CTL_ADD) on a private epoll set of the plugin's asks,
- * as the libev plugin does (ae_plugin_probe_fd). EEXIST with the set
- * mirroring libevent's registration: the same file, nothing to do (one
- * system call instead of two); EBADF: closed, the pause done and ae_io_set
+ * epoll_ctl(EPOLL_CTL_ADD) on a private epoll set of the plugin's asks
+ * (ae_plugin_probe_fd; libevent does not tell its own set). EEXIST with
+ * the set mirroring libevent's registration: the same file, nothing to do
+ * (one system call instead of two); EBADF: closed, the pause done and ae_io_set
  * fails with AE_EBADF, as event_add would have; success: another file (or
  * the fd's first check), handed to libevent again with event_del and
  * event_add. */
