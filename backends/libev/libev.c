@@ -9,8 +9,6 @@
 #include "../plugin.h"
 
 const ae_backend_services *ae_core;
-/* ae_core->fd_event, kept apart: one load per event instead of two. */
-static void (*fd_event)(void *fd_data, int revents);
 
 /* libev's readiness bits are anyevent's: io_cb passes them on as they are. */
 _Static_assert((int)EV_READ == (int)AE_READ && (int)EV_WRITE == (int)AE_WRITE,
@@ -87,7 +85,7 @@ static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
     }
     if (((evb_fd *)w)->stop_pending || ((evb_fd *)w)->probe)
         return; /* paused, or resumed and not checked yet (see evb_fd) */
-    fd_event(w, revents); /* EV_READ, EV_WRITE as they are; fd_event ignores the rest */
+    ae_plugin_fd_event(w, revents); /* EV_READ, EV_WRITE as they are; fd_event ignores the rest */
 }
 
 static void wake_cb(struct ev_loop *ev, ev_timer *w, int revents)
@@ -723,15 +721,10 @@ static const ae_backend_ops libev_ops = {
 
 AE_BACKEND_ENTRY(services)
 {
-    if (ae_plugin_accept(services) < 0)
+    if (ae_plugin_accept_fd_event(services, "libev") < 0)
         return NULL;
     /* A core before ABI version 4 never calls hooks_update (it does not
      * know the field), so hooks_run is only called where it exists. */
-    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
-        services->set_error(AE_ENOTSUP, "libev: needs a core of ABI version 8 (fd_event)");
-        return NULL;
-    }
-    fd_event = services->fd_event;
     if (ev_version_major() != EV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libev: built for libev %d.x, running with %d.%d", EV_VERSION_MAJOR,
                            ev_version_major(), ev_version_minor());

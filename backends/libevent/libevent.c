@@ -98,9 +98,6 @@ typedef struct lev_state {
     ae_plugin_probe probe; /* the private epoll set that tells a resumed fd's file */
 } lev_state;
 
-/* ae_core->fd_event, kept apart: one load per event instead of two. */
-static void (*fd_event)(void *fd_data, int revents);
-
 /* libevent's EV_READ and EV_WRITE are anyevent's bits, one place up. */
 _Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1,
                "EV_READ, EV_WRITE are AE_READ, AE_WRITE << 1");
@@ -109,7 +106,7 @@ _Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1,
 static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    fd_event(arg, what >> 1); /* EV_READ, EV_WRITE shifted; fd_event ignores the other bits */
+    ae_plugin_fd_event(arg, what >> 1); /* EV_READ, EV_WRITE shifted; fd_event ignores the other bits */
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -624,13 +621,8 @@ static const ae_backend_ops libevent_ops = {
 
 AE_BACKEND_ENTRY(services)
 {
-    if (ae_plugin_accept(services) < 0)
+    if (ae_plugin_accept_fd_event(services, "libevent") < 0)
         return NULL;
-    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
-        services->set_error(AE_ENOTSUP, "libevent: needs a core of ABI version 8 (fd_event)");
-        return NULL;
-    }
-    fd_event = services->fd_event;
     /* In a program that links libev, our event_* references bind to libev's
      * compatibility functions, which would take our struct events for its own. */
     Dl_info info;

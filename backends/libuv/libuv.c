@@ -29,8 +29,6 @@
 #include "../plugin.h"
 
 const ae_backend_services *ae_core;
-/* ae_core->fd_event, kept apart: one load per event instead of two. */
-static void (*fd_event)(void *fd_data, int revents);
 
 /* One per fd the core knows, made in fd_init; the core's fd_data holds the
  * pointer. The handle is bound to the fd number by uv_poll_init, done when
@@ -238,7 +236,7 @@ static void poll_cb(uv_poll_t *poll, int status, int uv_events)
     }
     int revents = (uv_events & (UV_READABLE | UV_DISCONNECT) ? AE_READ : 0) | (uv_events & UV_WRITABLE ? AE_WRITE : 0);
     if (revents)
-        fd_event(f->fd_data, revents); /* the last use of f: a callback may free the loop (see above) */
+        ae_plugin_fd_event(f->fd_data, revents); /* the last use of f: a callback may free the loop (see above) */
 }
 
 /* Whether libuv's epoll_ctl would refuse the fd polled as p: closed
@@ -802,13 +800,8 @@ static const ae_backend_ops libuv_ops = {
 
 AE_BACKEND_ENTRY(services)
 {
-    if (ae_plugin_accept(services) < 0)
+    if (ae_plugin_accept_fd_event(services, "libuv") < 0)
         return NULL;
-    if (!AE_BACKEND_SERVICES_HAS(services, fd_event)) {
-        services->set_error(AE_ENOTSUP, "libuv: needs a core of ABI version 8 (fd_event)");
-        return NULL;
-    }
-    fd_event = services->fd_event;
     if ((uv_version() >> 16) != UV_VERSION_MAJOR) {
         ae_core->set_error(AE_ENOTSUP, "libuv: built for libuv %d.x, running with %s", UV_VERSION_MAJOR,
                            uv_version_string());
