@@ -167,6 +167,19 @@ static inline int ae_plugin_epoll_add_probe(int epfd, int fd, uint64_t data)
     struct epoll_event e = {.events = 0, .data.u64 = data};
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
 }
+
+/* ae_plugin_epoll_add_probe on a library's own epoll set, which must not
+ * keep the probe's entry: 0 (it did not hold the file; the entry made is
+ * taken out again), or the errno of the ADD. */
+static inline int ae_plugin_epoll_ask(int epfd, int fd, uint64_t data)
+{
+    int err = ae_plugin_epoll_add_probe(epfd, fd, data);
+    if (err == 0) {
+        struct epoll_event e = {0};
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e);
+    }
+    return err;
+}
 #endif
 
 /* The check of an fd paused and resumed with the same events before the

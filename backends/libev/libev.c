@@ -66,8 +66,7 @@ typedef struct evb_state {
     ev_prepare hook_prepare; /* adopted: the core's prepare hooks, in the host's iterations */
     ev_check hook_check;     /* adopted: the core's check hooks, likewise */
     bool epoll;     /* libev polls with epoll: resumed fds are checked with probe_fd */
-    bool forked;    /* since evb_fork, until libev has made the child's epoll set */
-    int libev_set;  /* libev's epoll set (probe_fd asks it), or LIBEV_SET_UNKNOWN or _NONE */
+    int libev_set;  /* libev's epoll set (probe_fd asks it), LIBEV_SET_NONE, or _UNKNOWN since evb_fork */
     unsigned fork_iteration; /* ev_iteration() at evb_fork */
     ae_plugin_probe probe;   /* the private epoll set, where libev's is not to be found */
 } evb_state;
@@ -146,9 +145,8 @@ static int libev_set(evb_state *s)
     if (__builtin_expect(s->libev_set >= 0, 1))
         return s->libev_set;
     if (s->libev_set == LIBEV_SET_UNKNOWN) {
-        if (s->forked && ev_iteration(s->ev) == s->fork_iteration)
+        if (ev_iteration(s->ev) == s->fork_iteration)
             return LIBEV_SET_UNKNOWN;
-        s->forked = false;
         s->libev_set = libev_epoll_set(s->ev);
     }
     return s->libev_set;
@@ -163,15 +161,11 @@ static int libev_set(evb_state *s)
 static short probe_libev_set(evb_state *s, evb_fd *f, int set)
 {
     int fd = f->io.fd;
-    int err = ae_plugin_epoll_add_probe(set, fd, (uint32_t)fd | (uint64_t)UINT32_MAX << 32);
+    int err = ae_plugin_epoll_ask(set, fd, (uint32_t)fd | (uint64_t)UINT32_MAX << 32);
     if (__builtin_expect(err == EEXIST, 1)) /* a pipe chain's every round */
         return 0;
     if (err == EBADF)
         return POLLNVAL;
-    if (err == 0) { /* another file: out again before libev polls */
-        struct epoll_event e = {0};
-        epoll_ctl(set, EPOLL_CTL_DEL, fd, &e);
-    }
     evb_reregister(s, f); /* another file, or one epoll refuses (libev copes with EPERM) */
     return 0;
 }
@@ -682,7 +676,6 @@ static int evb_fork(ae_loop *loop, void *state)
      * libev_set). The private set is the parent's too (its first check of
      * each fd hands the fd to libev again, which re-registers every fd
      * after a fork anyway). */
-    s->forked = true;
     s->fork_iteration = ev_iteration(s->ev);
     s->libev_set = LIBEV_SET_UNKNOWN;
     ae_plugin_probe_close(&s->probe);

@@ -261,13 +261,11 @@ static bool epoll_would_refuse(const struct pollfd *p)
 static bool probe_registered(luv_state *s, luv_fd *f)
 {
     int backend = uv_backend_fd(s->uv);
-    int err = ae_plugin_epoll_add_probe(backend, f->fd, UINT64_MAX); /* data.fd -1: libuv skips it */
+    int err = ae_plugin_epoll_ask(backend, f->fd, UINT64_MAX); /* data.fd -1: libuv skips it */
     if (err == EEXIST)
         return true;
     if (err)
         return false;
-    struct epoll_event e = {0}; /* taken out again before libuv waits */
-    epoll_ctl(backend, EPOLL_CTL_DEL, f->fd, &e);
     int events = f->events;
     poll_stop(f);
     return poll_start(s, f, events) == 0;
