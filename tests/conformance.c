@@ -659,6 +659,84 @@ static void test_io_10000_fds(void **state)
     ae_loop_free(loop);
 }
 
+/* Interest changed back and forth on many fds at once, each in another step
+ * of the sequence: a backend that keeps a pair of native registrations per
+ * fd (libevent's second event, made on first need in pages by fd number),
+ * or re-registers per change, must report each fd with exactly its current
+ * interest every round. The fds span several of any such page. */
+enum { TOGGLE_PAIRS = 120, TOGGLE_ROUNDS = 10 };
+
+struct toggle {
+    int expected[TOGGLE_PAIRS]; /* this round: the interest that is ready */
+    int calls[TOGGLE_PAIRS];
+};
+
+struct toggle_arg {
+    struct toggle *t;
+    int i;
+};
+
+static void cb_toggle(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    struct toggle_arg *a = arg;
+    assert_int_equal(revents, a->t->expected[a->i]);
+    a->t->calls[a->i]++;
+}
+
+static void test_io_interest_changes_many_fds(void **state)
+{
+    (void)state;
+    static const int steps[] = {AE_READ, AE_READ | AE_WRITE, AE_WRITE, AE_READ | AE_WRITE, AE_READ, 0, AE_WRITE,
+                                AE_READ | AE_WRITE};
+    enum { STEPS = sizeof steps / sizeof steps[0] };
+    raise_nofile(2 * TOGGLE_PAIRS + 100);
+    ae_loop *loop = new_loop();
+    static int sv[TOGGLE_PAIRS][2];
+    static ae_watcher *ws[TOGGLE_PAIRS];
+    static struct toggle_arg args[TOGGLE_PAIRS];
+    struct toggle t = {{0}, {0}};
+    for (int i = 0; i < TOGGLE_PAIRS; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]), 0);
+        if (i % 2)
+            write_byte(sv[i][1]); /* never read: sv[i][0] stays readable */
+        args[i] = (struct toggle_arg){&t, i};
+    }
+    for (int round = 0; round < TOGGLE_ROUNDS; round++) {
+        int waiting = 0;
+        for (int i = 0; i < TOGGLE_PAIRS; i++) {
+            int events = steps[(round + i) % STEPS];
+            if (round == 0) {
+                ws[i] = io_watcher(loop, sv[i][0], events, cb_toggle, &args[i]);
+            } else {
+                assert_int_equal(ae_io_set(ws[i], events), 0);
+            }
+            t.expected[i] = events & (AE_WRITE | (i % 2 ? AE_READ : 0));
+            t.calls[i] = 0;
+            waiting += t.expected[i] != 0;
+        }
+        /* Level-triggered: every ready fd is reported until each has been
+         * once (a backend may spread them over a few iterations). */
+        for (int iterations = 0; waiting > 0; iterations++) {
+            assert_true(iterations < 1000);
+            assert_int_equal(ae_run_once(loop, AE_NOWAIT), 1);
+            waiting = 0;
+            for (int i = 0; i < TOGGLE_PAIRS; i++)
+                waiting += t.expected[i] != 0 && t.calls[i] == 0;
+        }
+        for (int i = 0; i < TOGGLE_PAIRS; i++)
+            if (!t.expected[i])
+                assert_int_equal(t.calls[i], 0);
+    }
+    for (int i = 0; i < TOGGLE_PAIRS; i++) {
+        ae_watcher_free(ws[i]);
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    assert_int_equal(ae_run(loop), 0);
+    ae_loop_free(loop);
+}
+
 /* A callback that starts watching many new fds while the wait that called it
  * is still walking what it found ready (a server accepting connections):
  * a backend that grows an array here (its per-fd tables, its buffer of
@@ -3848,6 +3926,7 @@ static const struct CMUnitTest checks[] = {
     T(test_loop_native_stable),
     T(test_io_10000_fds),
     T(test_io_watch_many_from_callback),
+    T(test_io_interest_changes_many_fds),
     T(test_free_self_in_callback),
     T(test_free_all_in_callback),
     T(test_free_other_in_callback),

@@ -1,5 +1,5 @@
-/* The libevent backend: one struct event per fd (two in its memory, used in
- * turn, see lev_fd), one timer to bound a wait, and one that drives the
+/* The libevent backend: one struct event per fd (a second, used in turn,
+ * for an fd whose interest changes while watched: see lev_fd), one timer to bound a wait, and one that drives the
  * core's timers when the host program runs the event_base. libevent's own
  * signal events are not used: see docs/backends.md. */
 #include <dlfcn.h>
@@ -29,10 +29,14 @@ const ae_backend_services *ae_core;
  *
  * An event's directions are fixed while it is added, so an interest change
  * assigns the other event of the pair with the new mask, adds it, then
- * deletes the old one. libevent's evmap counts events per direction and
- * calls epoll_ctl only for a direction whose count goes from 0 to 1 or from
- * 1 to 0: R to RW is one MOD (adding W), RW to R one MOD (deleting W), as
- * with one event per direction. Deleting and re-adding one event would be a
+ * deletes the old one. Only the first event is in the fd's entry of the
+ * core's fd table: the second is made at the fd's first such change (a read
+ * watcher that never gains a writer never needs it) in pages outside the
+ * table (lev_other), as a struct event is 128 bytes and the entry with one
+ * 160. libevent's evmap counts events per direction and calls epoll_ctl
+ * only for a direction whose count goes from 0 to 1 or from 1 to 0: R to
+ * RW is one MOD (adding W), RW to R one MOD (deleting W), as with one event
+ * per direction. Deleting and re-adding one event would be a
  * DEL and an ADD for every change: measured, 6000 changes between R and RW
  * cost 6000 epoll_ctl calls this way and 11999 that way.
  *
@@ -67,15 +71,17 @@ const ae_backend_services *ae_core;
  * the fd's first check), handed to libevent again with event_del and
  * event_add. */
 typedef struct lev_fd {
-    struct event ev[2];
-    int cur;                   /* ev[cur] is added while events != 0 */
-    int events;                /* AE_READ|AE_WRITE added to libevent (its pause may be deferred) */
-    int polled_events;         /* events when libevent last polled (valid while epoch is the state's) */
-    unsigned epoch;            /* the state's epoch when polled_events was taken */
-    bool dirty;                /* in the state's dirty list */
-    bool mirrored;             /* the private set holds the file libevent registered for this fd */
+    struct event ev;           /* the fd's event: the added one unless on_other */
     struct lev_fd *next_dirty;
+    unsigned epoch;            /* the state's epoch when polled_events was taken */
+    uint8_t events;            /* AE_READ|AE_WRITE added to libevent (its pause may be deferred) */
+    uint8_t polled_events;     /* events when libevent last polled (valid while epoch is the state's) */
+    bool on_other : 1;         /* the fd's second event (lev_other), not ev, is added while events != 0 */
+    bool has_other : 1;        /* that second event is assigned */
+    bool dirty : 1;            /* in the state's dirty list */
+    bool mirrored;             /* the private set holds the file libevent registered for this fd */
 } lev_fd;
+
 
 typedef struct lev_state {
     struct event_base *base;
@@ -95,8 +101,48 @@ typedef struct lev_state {
     unsigned returned;   /* epoch when event_base_loop last returned; while it runs (epoch is
                           * ahead) pauses are done at once (see lev_fd) */
     lev_fd *paused;      /* the fd whose pause is deferred: interest 0, its event still added */
+    struct event **others; /* pages of the fds' second events, by fd (lev_other); a page made on first need */
+    size_t others_len;
     ae_plugin_probe probe; /* the private epoll set that tells a resumed fd's file */
 } lev_state;
+
+/* The fds' second events, in pages of this many (4 KiB), by fd number,
+ * outside the fd table: a page is made when one of its fds first changes
+ * its interest while watched (see lev_fd), so that fds that never do cost
+ * nothing for it, and no fd costs an allocation of its own. */
+#define LEV_OTHERS_PAGE 32
+
+/* fd's second event; its page exists (has_other). */
+static inline struct event *lev_other(const lev_state *s, int fd)
+{
+    return s->others[(unsigned)fd / LEV_OTHERS_PAGE] + (unsigned)fd % LEV_OTHERS_PAGE;
+}
+
+/* fd's second event, its page made if need be; NULL when out of memory. */
+static struct event *lev_other_make(lev_state *s, int fd)
+{
+    size_t page = (unsigned)fd / LEV_OTHERS_PAGE;
+    if (page >= s->others_len) {
+        size_t len = s->others_len ? s->others_len : 4;
+        while (len <= page)
+            len *= 2;
+        struct event **others = realloc(s->others, len * sizeof *others);
+        if (!others)
+            return NULL;
+        memset(others + s->others_len, 0, (len - s->others_len) * sizeof *others);
+        s->others = others;
+        s->others_len = len;
+    }
+    if (!s->others[page] && !(s->others[page] = malloc(LEV_OTHERS_PAGE * sizeof **s->others)))
+        return NULL;
+    return lev_other(s, fd);
+}
+
+/* The fd's current event: the one added while events != 0. */
+static inline struct event *lev_current(const lev_state *s, lev_fd *f, int fd)
+{
+    return f->on_other ? lev_other(s, fd) : &f->ev;
+}
 
 /* libevent's EV_READ and EV_WRITE are anyevent's bits, one place up. */
 _Static_assert(EV_READ == (int)AE_READ << 1 && EV_WRITE == (int)AE_WRITE << 1,
@@ -215,6 +261,9 @@ static void lev_destroy(ae_loop *loop, void *state)
     if (!s->adopted)
         event_base_free(s->base);
     ae_plugin_batch_free(&s->batch);
+    for (size_t p = 0; p < s->others_len; p++)
+        free(s->others[p]);
+    free(s->others);
 }
 
 static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
@@ -225,10 +274,9 @@ static int lev_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
         return ae_core->set_error(AE_ENOMEM, "libevent: out of memory");
     s->nfds++;
-    /* Both assigned now, so that event_get_fd and event_debug_unassign work
-     * on either; fd_update assigns them again with the mask it needs. */
-    event_assign(&f->ev[0], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
-    event_assign(&f->ev[1], s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
+    /* Assigned now, so that event_get_fd and event_debug_unassign work on
+     * it; fd_update assigns it again with the mask it needs. */
+    event_assign(&f->ev, s->base, fd, EV_READ | EV_PERSIST, io_cb, f);
     return 0;
 }
 
@@ -237,20 +285,20 @@ static void paused_flush(lev_state *s)
 {
     lev_fd *f = s->paused;
     s->paused = NULL;
-    event_del(&f->ev[f->cur]);
+    event_del(lev_current(s, f, (int)event_get_fd(&f->ev)));
     f->events = 0;
 }
 
 static void lev_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
 {
     (void)loop;
-    (void)fd;
     lev_state *s = state;
     lev_fd *f = fd_data;
     if (s->paused == f)
         paused_flush(s);
-    event_debug_unassign(&f->ev[0]);
-    event_debug_unassign(&f->ev[1]);
+    event_debug_unassign(&f->ev);
+    if (f->has_other)
+        event_debug_unassign(lev_other(s, fd));
 }
 
 /* strerror() may share one buffer between threads (loops run on several):
@@ -295,7 +343,7 @@ __attribute__((noinline)) static int resume_probed(lev_state *s, lev_fd *f, int 
     /* Closed, another file, or not known (the first check, no private
      * set): the pause is done, and libevent is told again. */
     int events = f->events;
-    struct event *ev = &f->ev[f->cur];
+    struct event *ev = lev_current(s, f, fd);
     event_del(ev);
     f->events = 0;
     errno = probed == AE_PLUGIN_PROBED_CLOSED ? EBADF : 0;
@@ -330,11 +378,18 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
         f->polled_events = f->events;
     }
     if (new_events != f->events) {
-        struct event *old = f->events ? &f->ev[f->cur] : NULL;
+        struct event *old = f->events ? lev_current(s, f, fd) : NULL;
         if (new_events) {
-            int next = old ? 1 - f->cur : f->cur;
-            struct event *ev = &f->ev[next];
+            bool next = old ? !f->on_other : f->on_other;
             short what = to_libevent(new_events) | EV_PERSIST;
+            if (next && !f->has_other) {
+                struct event *other = lev_other_make(s, fd);
+                if (!other)
+                    return ae_core->set_error(AE_ENOMEM, "libevent: out of memory for fd %d's second event", fd);
+                event_assign(other, s->base, fd, what, io_cb, f);
+                f->has_other = true;
+            }
+            struct event *ev = next ? lev_other(s, fd) : &f->ev;
             /* Not added now; assigned with this mask already (an fd paused
              * and resumed, or toggled between two masks) is ready to add. */
             if (event_get_events(ev) != what)
@@ -346,7 +401,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
                 int added = new_events & ~f->events;
                 return add_failed(fd, added & AE_READ ? "reading" : "writing", errno);
             }
-            f->cur = next;
+            f->on_other = next;
             f->mirrored = false; /* the private set was not asked */
         }
         /* event_del forgets the event even when epoll_ctl fails (a closed
@@ -357,7 +412,7 @@ static int lev_fd_update(ae_loop *loop, void *state, int fd, void *fd_data, int 
          * added event's readiness from its interest. */
         if (old)
             event_del(old);
-        f->events = new_events;
+        f->events = (uint8_t)new_events;
     }
     if (new_events && new_events != f->polled_events)
         AE_PLUGIN_DIRTY_PUT(s->dirty, f);
@@ -380,7 +435,7 @@ static int report_closed(lev_state *s)
             f->next_dirty = NULL;
             f->dirty = false;
             b->items[b->n] = f;
-            b->pfds[b->n++].fd = (int)event_get_fd(&f->ev[0]);
+            b->pfds[b->n++].fd = (int)event_get_fd(&f->ev);
         }
         ae_plugin_batch_poll(b);
         for (size_t i = 0; i < b->n; i++) {
@@ -388,7 +443,7 @@ static int report_closed(lev_state *s)
             int fd = b->pfds[i].fd;
             if (!(b->pfds[i].revents & POLLNVAL) || !f->events)
                 continue;
-            event_del(&f->ev[f->cur]);
+            event_del(lev_current(s, f, fd));
             f->events = 0;
             ae_core->io_ready(s->loop, fd, AE_ERROR);
             reported++;
