@@ -4,15 +4,17 @@
  * keeps timers, signals and children for every backend.
  *
  * libuv releases a handle only through uv_close, whose callback runs later
- * in the loop, so every handle is malloc'd on its own and freed by its close
- * callback: never in the core's fd table or in the backend state, which the
- * core frees before an adopted loop runs again. */
+ * in the loop, so every handle lives in memory of its own that its close
+ * callback releases (the fds' handles in chunks that go with their last
+ * one, fd_alloc): never in the core's fd table or in the backend state,
+ * which the core frees before an adopted loop runs again. */
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <uv.h>
 
@@ -34,15 +36,15 @@ const ae_backend_services *ae_core;
  * pointer. The handle is bound to the fd number by uv_poll_init, done when
  * the fd is first watched, and stays bound until fd_fini closes it. */
 typedef struct luv_fd {
-    uv_poll_t poll; /* first: the close callback frees the whole struct */
+    uv_poll_t poll; /* first: the close callback releases the whole struct */
     int fd;
-    int events;       /* AE_READ|AE_WRITE the handle is started with, or 0 */
-    bool initialised; /* uv_poll_init done: only uv_close may end it */
-    bool dirty;       /* in the state's dirty list */
+    uint8_t events;          /* AE_READ|AE_WRITE the handle is started with, or 0 */
+    bool initialised : 1;    /* uv_poll_init done: only uv_close may end it */
+    bool dirty : 1;          /* in the state's dirty list */
+    bool stop_pending : 1;   /* paused: check_cb stops the handle, unless resumed as it was before */
+    bool probe : 1;          /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
     struct luv_fd *next_dirty; /* that list, linked through the fds' own memory */
-    bool stop_pending; /* paused: check_cb stops the handle, unless resumed as it was before */
-    bool probe;       /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
-    void *fd_data;    /* the core's memory for the fd (holding the pointer to this): fd_event's argument */
+    void *fd_data;           /* the core's memory for the fd (holding the pointer to this): fd_event's argument */
 } luv_fd;
 
 /* An fd paused and resumed with the same events before libuv polls again (a
@@ -60,7 +62,54 @@ typedef struct luv_fd {
 #define LUV_DEFER_STOP 0
 #endif
 
-_Static_assert(offsetof(luv_fd, poll) == 0, "free_handle frees a luv_fd through its uv_poll_t");
+_Static_assert(offsetof(luv_fd, poll) == 0, "fd_released releases a luv_fd through its uv_poll_t");
+
+/* The luv_fds are carved out of chunks of this many, so that an fd costs no
+ * allocation of its own (nor malloc's 8 bytes). A luv_fd lives as long as
+ * the loop (fd_init to fd_fini), and its handle's close callback may run
+ * after the loop and this plugin's state are gone (an adopted loop closes
+ * when its host runs it next): so each chunk counts its live luv_fds and
+ * frees itself with the last one. A handle's data points to its chunk. */
+#define LUV_CHUNK_FDS 64
+
+typedef struct luv_chunk {
+    struct luv_state *state; /* the state whose fds these are (poll_cb_slow) */
+    uint32_t used;           /* fds[0..used) handed out */
+    uint32_t live;           /* of those, not released yet */
+    luv_fd fds[LUV_CHUNK_FDS];
+} luv_chunk;
+
+/* A zeroed luv_fd from s's current chunk, or a new one; NULL if out of memory. */
+static luv_fd *fd_alloc(struct luv_state *s, luv_chunk **current)
+{
+    luv_chunk *c = *current;
+    if (!c || c->used == LUV_CHUNK_FDS) {
+        c = malloc(sizeof *c);
+        if (!c)
+            return NULL;
+        c->state = s;
+        c->used = 0;
+        c->live = 0;
+        *current = c;
+    }
+    luv_fd *f = &c->fds[c->used++];
+    c->live++;
+    memset(f, 0, sizeof *f);
+    f->poll.data = c;
+    return f;
+}
+
+/* f is done with (fd_fini, or its handle's close callback): its chunk goes
+ * with its last luv_fd. Released only as the loop is freed, after the last
+ * fd_alloc (see luv_destroy). */
+static void fd_release(luv_fd *f)
+{
+    luv_chunk *c = f->poll.data;
+    if (--c->live == 0)
+        free(c);
+}
+
+static void fd_released(uv_handle_t *h) { fd_release((luv_fd *)h); }
 
 /* libuv registers a started handle with the kernel only when it next polls,
  * and abort()s if that fails (the fd was closed in between). The handles
@@ -86,6 +135,7 @@ typedef struct luv_state {
     size_t nfds;           /* every fd the core knows */
     uv_prepare_t *hook_prepare; /* adopted: the core's prepare hooks in the host's iterations; made on first need */
     uv_check_t *hook_check;     /* adopted: its check hooks, likewise */
+    luv_chunk *chunk;           /* the luv_fds' chunk being filled (fd_alloc) */
 } luv_state;
 
 static void free_handle(uv_handle_t *h) { free(h); }
@@ -177,7 +227,7 @@ static int poll_start(luv_state *s, luv_fd *f, int events)
     int rc = uv_poll_start(&f->poll, uv_interest(events), poll_cb);
     if (rc < 0)
         return rc;
-    f->events = events;
+    f->events = (uint8_t)events;
     /* Even a change between two masks is a new registration at the next
      * poll: uv_poll_start stops the handle first, which removes the fd from
      * the kernel at once (EPOLL_CTL_DEL), and the poll adds it back. */
@@ -189,7 +239,7 @@ static int poll_start(luv_state *s, luv_fd *f, int events)
  * or an error status. Out of line, so that the common case has no frame. */
 __attribute__((noinline, cold)) static void poll_cb_slow(luv_fd *f, int status)
 {
-    luv_state *s = f->poll.data;
+    luv_state *s = ((luv_chunk *)f->poll.data)->state;
     int revents;
     /* Paused (the core has no interest; check_cb stops it), or resumed
      * since and not checked yet: this poll's readiness may be the file's
@@ -502,7 +552,9 @@ static void luv_destroy(ae_loop *loop, void *state)
 {
     (void)loop;
     luv_state *s = state;
-    /* The fds' handles are closed (fd_fini): drop the list unread. */
+    /* The fds' handles are closed (fd_fini): drop the list unread. Their
+     * chunks go with the last close callback. */
+    s->chunk = NULL;
     ae_plugin_batch_free(&s->batch);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
@@ -529,7 +581,7 @@ static int luv_fd_init(ae_loop *loop, void *state, int fd, void *fd_data)
     luv_state *s = state;
     if (ae_plugin_batch_reserve(&s->batch, s->nfds + 1) < 0)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
-    luv_fd *f = calloc(1, sizeof *f);
+    luv_fd *f = fd_alloc(s, &s->chunk);
     if (!f)
         return ae_core->set_error(AE_ENOMEM, "libuv: out of memory for fd %d", fd);
     f->fd = fd;
@@ -546,9 +598,9 @@ static void luv_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
     (void)fd;
     luv_fd *f = *(luv_fd **)fd_data;
     if (f->initialised)
-        uv_close((uv_handle_t *)&f->poll, free_handle);
+        uv_close((uv_handle_t *)&f->poll, fd_released);
     else
-        free(f);
+        fd_release(f);
 }
 
 /* Make the handle ready to start from no interest: bind it to fd the first
@@ -560,11 +612,13 @@ static void luv_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
 static int poll_ready(luv_state *s, luv_fd *f, int fd)
 {
     if (!f->initialised) {
-        /* This also makes fd non-blocking: documented libuv behaviour. */
+        /* This also makes fd non-blocking: documented libuv behaviour.
+         * libuv leaves data alone; kept across it all the same. */
+        void *chunk = f->poll.data;
         int rc = uv_poll_init(s->uv, &f->poll, fd);
+        f->poll.data = chunk;
         if (rc < 0)
             return fd_error(rc, fd, "uv_poll_init");
-        f->poll.data = s;
         f->initialised = true;
         return 0;
     }
