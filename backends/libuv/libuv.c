@@ -39,10 +39,9 @@ typedef struct luv_fd {
     uv_poll_t poll; /* first: the close callback releases the whole struct */
     int fd;
     uint8_t events;          /* AE_READ|AE_WRITE the handle is started with, or 0 */
-    bool initialised : 1;    /* uv_poll_init done: only uv_close may end it */
-    bool dirty : 1;          /* in the state's dirty list */
-    bool stop_pending : 1;   /* paused: check_cb stops the handle, unless resumed as it was before */
-    bool probe : 1;          /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
+    bool dirty;              /* in the state's dirty list */
+    bool stop_pending;       /* paused: check_cb stops the handle, unless resumed as it was before */
+    bool probe;              /* resumed as it was before check_cb: it asks libuv's epoll whether the fd is the file registered */
     struct luv_fd *next_dirty; /* that list, linked through the fds' own memory */
     void *fd_data;           /* the core's memory for the fd (holding the pointer to this): fd_event's argument */
 } luv_fd;
@@ -63,6 +62,14 @@ typedef struct luv_fd {
 #endif
 
 _Static_assert(offsetof(luv_fd, poll) == 0, "fd_released releases a luv_fd through its uv_poll_t");
+_Static_assert(UV_UNKNOWN_HANDLE == 0, "a zeroed luv_fd's handle is not initialised (fd_bound)");
+
+/* uv_poll_init has run on f's handle (its type is set then): only uv_close
+ * may end it. */
+static inline bool fd_bound(const luv_fd *f)
+{
+    return f->poll.type == UV_POLL;
+}
 
 /* The luv_fds are carved out of chunks of this many, so that an fd costs no
  * allocation of its own (nor malloc's 8 bytes). A luv_fd lives as long as
@@ -597,7 +604,7 @@ static void luv_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
     (void)state;
     (void)fd;
     luv_fd *f = *(luv_fd **)fd_data;
-    if (f->initialised)
+    if (fd_bound(f))
         uv_close((uv_handle_t *)&f->poll, fd_released);
     else
         fd_release(f);
@@ -611,7 +618,7 @@ static void luv_fd_fini(ae_loop *loop, void *state, int fd, void *fd_data)
  * handle, so what it did for the old file is done here for the new. */
 static int poll_ready(luv_state *s, luv_fd *f, int fd)
 {
-    if (!f->initialised) {
+    if (!fd_bound(f)) {
         /* This also makes fd non-blocking: documented libuv behaviour.
          * libuv leaves data alone; kept across it all the same. */
         void *chunk = f->poll.data;
@@ -619,7 +626,6 @@ static int poll_ready(luv_state *s, luv_fd *f, int fd)
         f->poll.data = chunk;
         if (rc < 0)
             return fd_error(rc, fd, "uv_poll_init");
-        f->initialised = true;
         return 0;
     }
     /* Bound already: the handle keeps only the number, and stopping it took
