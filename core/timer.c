@@ -67,12 +67,10 @@ static void heap_down(ae_loop *loop, size_t i)
     heap_place(loop, i, e);
 }
 
-/* Room in the heap for one more timer: called when a timer is created, so
- * that arming and re-arming (ae_timer_set) never allocate. */
-static int heap_reserve(ae_loop *loop)
+/* heap_reserve when the heap is full: out of line, so that creating a timer
+ * saves no registers for it. */
+static __attribute__((noinline)) int heap_grow(ae_loop *loop)
 {
-    if (loop->timer_count < loop->heap_cap)
-        return 0;
     size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
     if (cap > UINT32_MAX) /* heap_index is 32 bits */
         return ae__set_error(AE_ENOMEM, "ae_timer: too many timers");
@@ -90,20 +88,16 @@ static int heap_reserve(ae_loop *loop)
     return 0;
 }
 
-/* Arm w for deadline: at the end of the ring armed into last if it is due
- * then too, else in a ring of its own. */
-static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
+/* Room in the heap for one more timer: called when a timer is created, so
+ * that arming and re-arming (ae_timer_set) never allocate. */
+static inline int heap_reserve(ae_loop *loop)
 {
-    w->u.timer.seq = loop->timer_seq++;
-    ae_watcher *last = loop->timer_last;
-    if (last && loop->heap[last->k.heap_index - 1].deadline == deadline) {
-        w->k.heap_index = 0;
-        w->next = last;
-        w->prev = last->prev;
-        last->prev->next = w;
-        last->prev = w;
-        return;
-    }
+    return __builtin_expect(loop->timer_count < loop->heap_cap, 1) ? 0 : heap_grow(loop);
+}
+
+/* timer_insert's new ring: out of line, as the common case appends. */
+static __attribute__((noinline)) void timer_insert_ring(ae_loop *loop, ae_watcher *w, double deadline)
+{
     w->next = w->prev = w;
     size_t i = loop->heap_len++;
     loop->heap[i] = (ae_heap_entry){deadline, w};
@@ -111,6 +105,23 @@ static void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
     loop->timer_last = w;
     if (w->k.heap_index == 1)
         ae__reschedule(loop);
+}
+
+/* Arm w for deadline: at the end of the ring armed into last if it is due
+ * then too, else in a ring of its own. */
+static inline __attribute__((always_inline)) void timer_insert(ae_loop *loop, ae_watcher *w, double deadline)
+{
+    w->u.timer.seq = loop->timer_seq++;
+    ae_watcher *last = loop->timer_last;
+    if (__builtin_expect(last && loop->heap[last->k.heap_index - 1].deadline == deadline, 1)) {
+        w->k.heap_index = 0;
+        w->next = last;
+        w->prev = last->prev;
+        last->prev->next = w;
+        last->prev = w;
+        return;
+    }
+    timer_insert_ring(loop, w, deadline);
 }
 
 /* Disarm w. The next timer of its ring takes over its heap slot (same
@@ -176,7 +187,7 @@ static inline int check_times(const char *fn, double after, double interval)
     return check_times_fail(fn, after, interval);
 }
 
-static void timer_arm(ae_watcher *w, double after, double interval)
+static inline __attribute__((always_inline)) void timer_arm(ae_watcher *w, double after, double interval)
 {
     w->u.timer.after = after;
     w->u.timer.interval = interval;
