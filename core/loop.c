@@ -301,6 +301,11 @@ static int loop_renew(ae_loop *loop)
             rc = ae__fds_reannounce(loop);
         if (rc < 0)
             return rc;
+    } else if (loop->adopted && AE_BACKEND_OPS_HAS(loop->ops, adopted_fork) && loop->ops->adopted_fork) {
+        /* The host renews its native loop; the plugin only what is its own. */
+        int rc = loop->ops->adopted_fork(loop, loop->backend_state);
+        if (rc < 0)
+            return rc;
     }
     /* The wake-up eventfd is shared with the parent: a write to it would wake
      * the wrong process. Open our own and register it as the old one was. */

@@ -665,21 +665,28 @@ static void evb_idle_update(ae_loop *loop, void *state, int on)
 
 static void *evb_native(void *state) { return ((evb_state *)state)->ev; }
 
-/* libev re-creates its kernel state (epoll fd, eventfd) and re-registers
- * every started watcher at the start of the next ev_run. */
-static int evb_fork(ae_loop *loop, void *state)
+/* In a child of fork(), once libev is told (ev_loop_fork): libev's set is
+ * found again once libev has made the child's (see libev_set), and the
+ * private set is the parent's too (its first check of each fd hands the fd
+ * to libev again, which re-registers every fd after a fork anyway). */
+static int evb_adopted_fork(ae_loop *loop, void *state)
 {
     (void)loop;
     evb_state *s = state;
-    ev_loop_fork(s->ev);
-    /* libev's set is found again once libev has made the child's (see
-     * libev_set). The private set is the parent's too (its first check of
-     * each fd hands the fd to libev again, which re-registers every fd
-     * after a fork anyway). */
     s->fork_iteration = ev_iteration(s->ev);
     s->libev_set = LIBEV_SET_UNKNOWN;
     ae_plugin_probe_close(&s->probe);
     return 0;
+}
+
+/* libev re-creates its kernel state (epoll fd, eventfd) and re-registers
+ * every started watcher at the start of the next ev_run. An adopted loop's
+ * host tells libev itself (ev_loop_fork, or EVFLAG_FORKCHECK), and the core
+ * calls adopted_fork instead. */
+static int evb_fork(ae_loop *loop, void *state)
+{
+    ev_loop_fork(((evb_state *)state)->ev);
+    return evb_adopted_fork(loop, state);
 }
 
 static void *evb_default_native(void) { return ev_default_loop(0); }
@@ -710,6 +717,7 @@ static const ae_backend_ops libev_ops = {
     .iterations = evb_iterations,
     .iteration_hook = evb_iteration_hook,
     .idle_update = evb_idle_update,
+    .adopted_fork = evb_adopted_fork,
 };
 
 AE_BACKEND_ENTRY(services)

@@ -56,8 +56,8 @@ extern "C" {
  * hooks_run (services); version 5 iterations and iteration_hook (ops)
  * and fd_ready (services); version 6 idle_update (ops) and idle_run
  * (services); version 7 fd_data_align (ops); version 8 fd_event
- * (services). */
-#define AE_BACKEND_ABI_VERSION 8
+ * (services); version 9 adopted_fork (ops). */
+#define AE_BACKEND_ABI_VERSION 9
 
 /* ae_backend_ops.features */
 #define AE_BACKEND_F_REENTRANT 1u /* wait() (and run()) may be called again from a callback it dispatched */
@@ -293,6 +293,19 @@ typedef struct ae_backend_ops {
      * alignment only (on x86-64, 8 rather than 16 bytes: up to 8 bytes less
      * per fd). Any other value fails the plugin's loading. */
     size_t fd_data_align;
+
+    /* ---- version 9 ---- */
+    /* Optional: the child side of fork() for an adopted loop, called where
+     * fork is for a loop of the core's own (ae_loop_fork(), or the loop's
+     * next use after a fork() through the C library). The host renews its
+     * native loop itself (ev_loop_fork, event_reinit, uv_loop_fork): renew
+     * only what the plugin keeps of its own that the child shares with the
+     * parent or learned from the parent's native loop (a kernel object it
+     * made, the number of the native loop's epoll fd), without touching
+     * the native loop. Returns 0 or a negative code (the loop is then
+     * unusable in the child, as after a failed fork). NULL: the plugin
+     * keeps nothing of the kind (before version 9, no plugin was told). */
+    int (*adopted_fork)(ae_loop *loop, void *state);
 } ae_backend_ops;
 
 /* Whether a backend's operations table has the field named member (one

@@ -6,10 +6,12 @@
  * libev.so also defines libevent's names: never both in one program).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -649,6 +651,139 @@ static void test_adopt_hooks_in_host_loop(void **state)
     host_loop_free(native);
 }
 
+/* A child of fork() goes on with the adopted loop, as a preforking server's
+ * workers do: the host tells its library of the fork (or the library finds
+ * it itself: libev's EVFLAG_FORKCHECK). Three times an fd of ours is
+ * paused, closed, its number taken by a new pipe and resumed before the
+ * loop polls (the first time before the child's loop has run): its byte
+ * must be reported, never AE_ERROR (the libev plugin asks libev's own epoll
+ * set whether the number still names the file it registered, and that set
+ * is the child's only once libev has renewed it, at a number freed below
+ * the old one meanwhile). The parent's watcher is unaffected. */
+struct fork_reader {
+    int fd;
+    int calls;
+    int errors;
+};
+
+static void on_fork_read(ae_watcher *w, int revents, void *arg)
+{
+    (void)w;
+    struct fork_reader *r = arg;
+    char c;
+    if (revents & AE_ERROR)
+        r->errors++;
+    else if (read(r->fd, &c, 1) == 1)
+        r->calls++;
+}
+
+/* A new pipe whose read end has the number fd (closing what fd was);
+ * returns its write end, or -1. */
+static int pipe_at(int fd)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    if (p[0] != fd) {
+        if (dup2(p[0], fd) < 0)
+            return -1;
+        close(p[0]);
+    }
+    return p[1];
+}
+
+/* Up to three iterations, until r has one more byte; the step that failed, or 0. */
+static int fork_read_one(ae_loop *loop, struct fork_reader *r, int wr, int step)
+{
+    int before = r->calls;
+    if (write(wr, "x", 1) != 1)
+        return step;
+    for (int i = 0; i < 3 && r->calls == before; i++)
+        if (ae_run_once(loop, AE_NOWAIT) < 0)
+            return step + 1;
+    if (r->errors)
+        return step + 2; /* an open fd reported as closed */
+    return r->calls == before + 1 ? 0 : step + 3;
+}
+
+/* The child's part: returns 0 or the step that failed (its exit status). */
+static int fork_child_rearms(void *native, ae_loop *loop, ae_watcher *w, struct fork_reader *r, int *wr, int hole,
+                             bool tell_host)
+{
+    if (tell_host)
+        host_loop_fork(native);
+    for (int round = 0; round < 3; round++) {
+        if (ae_io_set(w, 0) != 0)
+            return 1;
+        close(*wr);
+        if ((*wr = pipe_at(r->fd)) < 0)
+            return 2;
+        if (ae_io_set(w, AE_READ) != 0)
+            return 3;
+        if (round == 0)
+            close(hole); /* kernel state the child's library renews now may take this lower number */
+        int failed = fork_read_one(loop, r, *wr, 10 + 10 * round);
+        if (failed)
+            return failed;
+        if (ae_io_set(w, 0) != 0 || ae_io_set(w, AE_READ) != 0)
+            return 4; /* the same file again: paused and resumed */
+        if ((failed = fork_read_one(loop, r, *wr, 15 + 10 * round)) != 0)
+            return failed;
+    }
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+    host_loop_free(native); /* the child's copy: under valgrind, a leak fails the child */
+    close(r->fd);
+    close(*wr);
+    return 0;
+}
+
+static void check_adopt_fork(bool forkcheck)
+{
+    int hole = open("/dev/null", O_RDONLY); /* below the native loop's fds */
+    assert_true(hole >= 0);
+    void *native = forkcheck ? host_loop_new_forkcheck() : host_loop_new();
+    if (!native) {
+        close(hole); /* no such loop in this library */
+        return;
+    }
+    bool tell_host = !forkcheck;
+    ae_loop *loop = adopt(native);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct fork_reader r = {.fd = p[0]};
+    ae_watcher *w = ae_io(loop, p[0], AE_READ, on_fork_read, &r);
+    assert_non_null(w);
+    assert_int_equal(fork_read_one(loop, &r, p[1], 1), 0); /* registered in the state the child shares */
+    assert_int_equal(ae_io_set(w, 0), 0);
+    assert_int_equal(ae_io_set(w, AE_READ), 0);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fork_child_rearms(native, loop, w, &r, &p[1], hole, tell_host));
+    close(hole);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the child (%s) failed at step %d (status %#x)", tell_host ? "host told of the fork" : "fork found by the library",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, status);
+
+    assert_int_equal(fork_read_one(loop, &r, p[1], 1), 0);
+    ae_watcher_free(w);
+    ae_loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+    host_loop_free(native);
+}
+
+static void test_adopt_fork_child_keeps_loop(void **state)
+{
+    (void)state;
+    check_adopt_fork(false);
+    check_adopt_fork(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +799,7 @@ int main(void)
         T(test_adopt_async_from_thread),
         T(test_adopt_stop_start_unref),
         T(test_adopt_hooks_in_host_loop),
+        T(test_adopt_fork_child_keeps_loop),
 #undef T
     };
     char group[64];
