@@ -4013,6 +4013,7 @@ static const struct CMUnitTest checks[] = {
     T(test_fork_explicit),
     T(test_fork_twice),
     T(test_fork_io_reused_fd),
+    T(test_adopt_fork_io_reused_fd),
     T(test_fork_renewal_failure_sticks),
     T(test_fork_bad_input),
 };

@@ -181,7 +181,8 @@ static const ae_backend_test_host *find_test_host(void)
     *(void **)&fn = dlsym(handle, AE_BACKEND_TEST_HOST_SYMBOL);
     const ae_backend_test_host *host = fn ? fn() : NULL;
     dlclose(handle); /* the core's reference keeps it loaded */
-    if (fn && (!host || host->version < 3 || host->struct_size < sizeof(ae_backend_test_host) || !host->loop_new ||
+    if (fn && (!host || host->version < 3 ||
+               host->struct_size < offsetof(ae_backend_test_host, loop_free) + sizeof host->loop_free || !host->loop_new ||
                !host->run_once || !host->loop_free))
         fail_msg("%s: %s() returned %s", path, AE_BACKEND_TEST_HOST_SYMBOL,
                  host ? "an incomplete table (version 3 or later, with loop_new, run_once and loop_free)" : "NULL");
@@ -934,11 +935,21 @@ static int child_reuses_fd(ae_loop *loop, ae_watcher *w, struct strict_reader *s
  * had (the libev plugin asks libev's epoll set, which libev renews only in
  * the child's first iteration; a lower fd number is free by then). The
  * parent's watcher, paused and resumed the same way, is unaffected. */
-static void check_fork_io_reused_fd(bool explicit_fork)
+static void check_fork_io_reused_fd(bool explicit_fork, bool adopt)
 {
     int hole = open("/dev/null", O_RDONLY); /* below the loop's fds */
     assert_true(hole >= 0);
-    ae_loop *loop = new_loop();
+    adopted a;
+    ae_loop *loop;
+    if (adopt) {
+        if (!adopt_setup(&a)) {
+            close(hole);
+            return;
+        }
+        loop = a.loop;
+    } else {
+        loop = new_loop();
+    }
     int p[2];
     assert_int_equal(pipe(p), 0);
     struct strict_reader sr = {.r.fd = p[0]};
@@ -955,8 +966,16 @@ static void check_fork_io_reused_fd(bool explicit_fork)
 
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_reuses_fd(loop, w, &sr, &p[1], hole, explicit_fork));
+    if (pid == 0) {
+        /* An adopted loop's host renews its native loop first (docs/api.md,
+         * ae_loop_fork), as its library asks. */
+        if (adopt && AE_BACKEND_TEST_HOST_HAS(a.host, loop_fork) && a.host->loop_fork && a.host->loop_fork(a.native) < 0)
+            _exit(100);
+        int rc = child_reuses_fd(loop, w, &sr, &p[1], hole, explicit_fork);
+        if (rc == 0 && adopt)
+            a.host->loop_free(a.native); /* the child's copy: a leak would fail it under valgrind */
+        _exit(rc);
+    }
     wait_child_ok(pid);
     close(hole);
 
@@ -971,7 +990,10 @@ static void check_fork_io_reused_fd(bool explicit_fork)
         assert_int_equal(ae_io_set(w, AE_READ), 0);
     }
     ae_watcher_free(w);
-    ae_loop_free(loop);
+    if (adopt)
+        adopt_teardown(&a);
+    else
+        ae_loop_free(loop);
     close(p[0]);
     close(p[1]);
 }
@@ -979,8 +1001,20 @@ static void check_fork_io_reused_fd(bool explicit_fork)
 void test_fork_io_reused_fd(void **state)
 {
     (void)state;
-    check_fork_io_reused_fd(false);
-    check_fork_io_reused_fd(true);
+    check_fork_io_reused_fd(false, false);
+    check_fork_io_reused_fd(true, false);
+}
+
+/* The same in a child of a host whose loop anyevent adopted: the host
+ * renews its native loop (the test host's loop_fork), anyevent its own
+ * state at the loop's next use or at ae_loop_fork() (the plugin's
+ * adopted_fork: what it learned from the parent's native loop, such as
+ * the number of libev's epoll set, is stale in the child). */
+void test_adopt_fork_io_reused_fd(void **state)
+{
+    (void)state;
+    check_fork_io_reused_fd(false, true);
+    check_fork_io_reused_fd(true, true);
 }
 
 /* Takes every free fd number (below a lowered limit); returns how many. */

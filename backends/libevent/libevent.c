@@ -712,12 +712,15 @@ static int host_run_once(void *native, int block)
 
 static void host_loop_free(void *native) { event_base_free(native); }
 
+static int host_loop_fork(void *native) { return event_reinit(native) == 0 ? 0 : -1; }
+
 static const ae_backend_test_host libevent_host = {
     .version = AE_BACKEND_ABI_VERSION,
     .struct_size = sizeof(ae_backend_test_host),
     .loop_new = host_loop_new,
     .run_once = host_run_once,
     .loop_free = host_loop_free,
+    .loop_fork = host_loop_fork,
 };
 
 AE_BACKEND_TEST_HOST() { return &libevent_host; }

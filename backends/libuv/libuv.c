@@ -887,6 +887,8 @@ static int host_run_once(void *native, int block)
 }
 
 /* Handles closed by others (anyevent's) finish their close here. */
+static int host_loop_fork(void *native) { return uv_loop_fork(native) == 0 ? 0 : -1; }
+
 static void host_loop_free(void *native)
 {
     while (uv_loop_close(native) == UV_EBUSY)
@@ -900,6 +902,7 @@ static const ae_backend_test_host libuv_host = {
     .loop_new = host_loop_new,
     .run_once = host_run_once,
     .loop_free = host_loop_free,
+    .loop_fork = host_loop_fork,
 };
 
 AE_BACKEND_TEST_HOST() { return &libuv_host; }

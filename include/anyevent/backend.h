@@ -458,7 +458,19 @@ typedef struct ae_backend_test_host {
     /* Frees a loop made by loop_new (every adopted loop on it is freed
      * first). */
     void (*loop_free)(void *native);
+    /* ---- version 9 ---- */
+    /* Optional: what a host program does in a child of fork() before it
+     * uses its loop again (ev_loop_fork, event_reinit, uv_loop_fork).
+     * Returns 0, or a negative number on failure. NULL: the library needs
+     * nothing, or finds the fork itself. Check with
+     * AE_BACKEND_TEST_HOST_HAS. */
+    int (*loop_fork)(void *native);
 } ae_backend_test_host;
+
+/* Whether a test host offers the field named member (one added after
+ * version 3, the first with a test host). */
+#define AE_BACKEND_TEST_HOST_HAS(host, member)                                                               \
+    ((host)->version >= 9 && (host)->struct_size >= offsetof(ae_backend_test_host, member) + sizeof((host)->member))
 
 typedef const ae_backend_test_host *(*ae_backend_test_host_fn)(void);
 

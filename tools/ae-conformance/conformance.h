@@ -44,6 +44,7 @@ void test_fork_noticed_by_itself(void **state);
 void test_fork_explicit(void **state);
 void test_fork_twice(void **state);
 void test_fork_io_reused_fd(void **state);
+void test_adopt_fork_io_reused_fd(void **state);
 void test_fork_renewal_failure_sticks(void **state);
 void test_fork_bad_input(void **state);
 
