@@ -1,6 +1,7 @@
 /* The libevent backend: one struct event per fd (a second, used in turn,
- * for an fd whose interest changes while watched: see lev_fd), one timer to bound a wait, and one that drives the
- * core's timers when the host program runs the event_base. libevent's own
+ * for an fd whose interest changes while watched: see lev_fd), one timer
+ * to bound a wait, and one that drives the core's timers when the host
+ * program runs the event_base. libevent's own
  * signal events are not used: see docs/backends.md. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -81,7 +82,6 @@ typedef struct lev_fd {
     bool dirty : 1;            /* in the state's dirty list */
     bool mirrored;             /* the private set holds the file libevent registered for this fd */
 } lev_fd;
-
 
 typedef struct lev_state {
     struct event_base *base;

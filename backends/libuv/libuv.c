@@ -561,7 +561,6 @@ static void luv_destroy(ae_loop *loop, void *state)
     luv_state *s = state;
     /* The fds' handles are closed (fd_fini): drop the list unread. Their
      * chunks go with the last close callback. */
-    s->chunk = NULL;
     ae_plugin_batch_free(&s->batch);
     uv_close((uv_handle_t *)s->wake, free_handle);
     uv_close((uv_handle_t *)s->check, free_handle);
@@ -886,9 +885,9 @@ static int host_run_once(void *native, int block)
     return 0;
 }
 
-/* Handles closed by others (anyevent's) finish their close here. */
 static int host_loop_fork(void *native) { return uv_loop_fork(native) == 0 ? 0 : -1; }
 
+/* Handles closed by others (anyevent's) finish their close here. */
 static void host_loop_free(void *native)
 {
     while (uv_loop_close(native) == UV_EBUSY)

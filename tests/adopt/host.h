@@ -14,9 +14,6 @@ void host_timer(void *native, double after, int *fired);
 void host_run(void *native);
 /* One iteration of the native loop, waiting if nothing is ready. */
 void host_run_once(void *native);
-/* What the host does in a child of fork() before it uses its loop again, as
- * its library asks (ev_loop_fork, event_reinit, uv_loop_fork). */
-void host_loop_fork(void *native);
 /* A native loop that finds a fork by itself (libev's EVFLAG_FORKCHECK), or
  * NULL where the library has none. */
 void *host_loop_new_forkcheck(void);

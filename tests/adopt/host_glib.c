@@ -62,9 +62,4 @@ void host_run(void *native)
 
 void host_run_once(void *native) { g_main_context_iteration(native, TRUE); }
 
-/* GLib has no call for it: its context polls with poll(2) each iteration,
- * so there is no kernel registration to renew (its wake-up fd stays shared
- * with the parent, which the child does not use here). */
-void host_loop_fork(void *native) { (void)native; }
-
 void *host_loop_new_forkcheck(void) { return NULL; }

@@ -35,6 +35,4 @@ void host_run(void *native) { ev_run(native, 0); }
 
 void host_run_once(void *native) { ev_run(native, EVRUN_ONCE); }
 
-void host_loop_fork(void *native) { ev_loop_fork(native); }
-
 void *host_loop_new_forkcheck(void) { return ev_loop_new(EVFLAG_AUTO | EVFLAG_FORKCHECK); }

@@ -37,10 +37,4 @@ void host_run(void *native) { event_base_dispatch(native); }
 
 void host_run_once(void *native) { event_base_loop(native, EVLOOP_ONCE); }
 
-void host_loop_fork(void *native)
-{
-    if (event_reinit(native) != 0)
-        abort();
-}
-
 void *host_loop_new_forkcheck(void) { return NULL; }

@@ -49,10 +49,4 @@ void host_run(void *native) { uv_run(native, UV_RUN_DEFAULT); }
 
 void host_run_once(void *native) { uv_run(native, UV_RUN_ONCE); }
 
-void host_loop_fork(void *native)
-{
-    if (uv_loop_fork(native) != 0)
-        abort();
-}
-
 void *host_loop_new_forkcheck(void) { return NULL; }
